@@ -1,0 +1,168 @@
+"""The composition root: the only place that names concrete classes and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+import handlers
+from bot.config import Config
+from bot.dispatch import Access, Dispatcher
+from bot.forge import GiteaForge
+from bot.gitea import GiteaClient
+from bot.ingress.gitea import to_incoming
+from bot.jobs import Jobs, JobSettings
+from bot.model import HandlerSettings, Ignore, Incoming
+from bot.outbox import Outbox
+from bot.ports import HostRunner
+from bot.redact import Redactor
+from bot.runner import SshRunner
+from bot.scheduler import HostPool
+from bot.store import Store
+from bot.web import make_web_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    """A wired bot: its parts, its web app, and its owned background tasks."""
+
+    config: Config
+    store: Store
+    gitea: GiteaClient
+    outbox: Outbox
+    dispatcher: Dispatcher
+    jobs: Jobs
+    runners: dict[str, SshRunner]
+    web_app: web.Application
+    tasks: list[asyncio.Task[None]]
+
+    async def idle(self) -> None:
+        """Wait until nothing is pending: no delivery, job or outbox item (tests, demo)."""
+        while True:
+            await self.dispatcher.process_pending()
+            await self.jobs.drain()
+            await self.outbox.flush_due()
+            if (
+                not self.jobs.active
+                and not await self.store.pending_deliveries()
+                and await self.store.outbox_backlog() == 0
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_bot(
+    config: Config, *, outbox_base_delay_s: float = 1.0, transport: object | None = None
+) -> AsyncIterator[Bot]:
+    """Build the bot, start its background tasks, and tear everything down on exit."""
+    data_dir = config.server.data_dir
+    log_dir = data_dir / "runs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(data_dir / "redfix.sqlite3")
+    redact = Redactor(config.secrets())
+    token = config.gitea.token.get_secret_value() if config.gitea.token else None
+    gitea = GiteaClient(
+        config.gitea.api_url,
+        token,
+        timeout_s=config.gitea.timeout_s,
+        transport=transport,  # type: ignore[arg-type]
+    )
+    outbox = Outbox(
+        store,
+        gitea,
+        redact,
+        status_context=config.gitea.status_context,
+        base_delay_s=outbox_base_delay_s,
+    )
+    runners = {h.name: SshRunner(h, config.harness, log_dir) for h in config.hosts}
+    pool = HostPool([(h.name, h.capacity) for h in config.hosts])
+    forge = GiteaForge(gitea)
+    host_runners: dict[str, HostRunner] = dict(runners)
+    jobs = Jobs(
+        store,
+        outbox,
+        forge,
+        pool,
+        host_runners,
+        JobSettings(config.server.public_url, config.isolation.reference_scan_limit),
+    )
+    bot_login = config.gitea.bot_login
+
+    def decode(event: str, delivery_id: str, body: bytes) -> Incoming | Ignore:
+        return to_incoming(event, delivery_id, body, bot_login)
+
+    dispatcher = Dispatcher(
+        store,
+        forge,
+        outbox,
+        jobs,
+        decode,
+        handlers.decide,
+        HandlerSettings(isolation_runs=config.isolation.runs),
+        Access(config.gitea.allowed_orgs),
+    )
+    web_app = make_web_app(
+        store,
+        secret=config.gitea.webhook_secret.get_secret_value(),
+        bot_login=bot_login,
+        max_body=config.server.max_body_bytes,
+        log_dir=log_dir,
+        redact=redact,
+        on_accept=dispatcher.wake,
+    )
+    tasks = [
+        asyncio.create_task(dispatcher.run(), name="dispatcher"),
+        asyncio.create_task(outbox.run(), name="outbox"),
+    ]
+    bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks)
+    try:
+        yield bot
+    finally:
+        await jobs.cancel_all()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Last chance for what is already due (e.g. a final verdict) before we go.
+        try:
+            await asyncio.wait_for(outbox.flush_due(), timeout=5)
+        except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
+            log.info("outbox flush at shutdown incomplete: %s", e)
+        for r in runners.values():
+            await r.close()
+        await gitea.aclose()
+        await store.close()
+
+
+@asynccontextmanager
+async def serving(bot: Bot) -> AsyncIterator[str]:
+    """Serve the bot's web app on its configured address; yields the base URL."""
+    runner = web.AppRunner(bot.web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, bot.config.server.host, bot.config.server.port)
+    await site.start()
+    try:
+        yield f"http://{bot.config.server.listen}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forever(config: Config) -> None:
+    """`redfix-bot serve`: run until SIGINT/SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_bot(config) as bot, serving(bot) as url:
+        log.info("redfix listening on %s (public %s)", url, config.server.public_url)
+        await stop.wait()
+        log.info("shutting down")

@@ -1,0 +1,148 @@
+"""`redfix-bot`: serve, check-config, demo, --version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.config import Config, ConfigError, file_problems, load_config
+from bot.redact import Redactor
+
+
+class RedactingFilter(logging.Filter):
+    """Masks configured secrets in every log record, whatever module wrote it."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def configure_logging(level: str, redact: Redactor | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if redact is not None:
+        handler.addFilter(RedactingFilter(redact))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter (every SSH channel, every HTTP request) drowns the bot's own story.
+    for noisy in ("asyncssh", "httpx", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        _print_problems(e.source, e.problems)
+        return None
+    problems = file_problems(cfg)
+    if problems:
+        _print_problems(path, problems)
+        return None
+    return cfg
+
+
+def _print_problems(source: str, problems: Sequence[str]) -> None:
+    n = len(problems)
+    print(f"{source}: {n} problem{'s' if n != 1 else ''}:", file=sys.stderr)
+    for p in problems:
+        print(f"  - {p}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.path)
+    except ConfigError as e:
+        problems = e.problems
+        cfg = None
+    else:
+        problems = file_problems(cfg)
+    if problems:
+        _print_problems(args.path, problems)
+        return 1
+    assert cfg is not None
+    hosts = ", ".join(
+        f"{h.name} ({h.username}@{h.address}:{h.port}, capacity {h.capacity})" for h in cfg.hosts
+    )
+    print(f"{args.path}: OK")
+    print(
+        f"  gitea:  {cfg.gitea.url} as {cfg.gitea.bot_login}, "
+        f"allowed orgs: {', '.join(cfg.gitea.allowed_orgs) or '(none: write access only)'}"
+    )
+    print(f"  hosts:  {hosts}")
+    print(
+        f"  server: {cfg.server.listen}, public {cfg.server.public_url}, "
+        f"data in {cfg.server.data_dir}"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import serve_forever
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    configure_logging(args.log_level or cfg.server.log_level, Redactor(cfg.secrets()))
+    try:
+        asyncio.run(serve_forever(cfg))
+    except OSError as e:
+        logging.getLogger("bot").error("cannot serve on %s: %s", cfg.server.listen, e)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    configure_logging(args.log_level or "warning")
+    try:
+        return asyncio.run(run_demo(once=args.once, port=args.port))
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="redfix-bot",
+        description="redfix: isolate red CI runs, classify them with evidence, verify fixes.",
+    )
+    p.add_argument("--version", action="version", version=f"redfix-bot {__version__}")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the bot (webhook server, dispatcher, runners)")
+    s.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a config file and list every problem")
+    c.add_argument("path", metavar="PATH")
+    c.set_defaults(func=cmd_check_config)
+
+    d = sub.add_parser(
+        "demo", help="the whole loop on this machine: simulated Gitea, CI host and harness"
+    )
+    d.add_argument("--once", action="store_true", help="exit after the demo's commands finish")
+    d.add_argument("--port", type=int, default=0, help="port for the bot (default: any free)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

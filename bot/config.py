@@ -1,0 +1,279 @@
+"""The bot's configuration: a TOML file validated by pydantic, secrets overridable from the env."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.model import MAX_RUNS, MIN_RUNS
+
+ENV_SECRETS: dict[str, tuple[str, str]] = {
+    "REDFIX_GITEA_TOKEN": ("gitea", "token"),
+    "REDFIX_WEBHOOK_SECRET": ("gitea", "webhook_secret"),
+}
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables the bot itself sets per run; [harness.env] must not shadow them.
+RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    listen: str = Field("127.0.0.1:8480", description="host:port the webhook server binds")
+    public_url: str = Field("http://127.0.0.1:8480", description="base URL people reach the bot at")
+    data_dir: Path = Field(Path("./redfix-data"), description="SQLite db and run logs")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    log_level: str = "info"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8480")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://redfix.example.org")
+        return v.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return v.lower()
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class GiteaConfig(_Section):
+    url: str = Field(description="Gitea base URL, e.g. https://git.example.org")
+    token: SecretStr | None = Field(None, description="API token (or env REDFIX_GITEA_TOKEN)")
+    webhook_secret: SecretStr = Field(description="webhook secret (or env REDFIX_WEBHOOK_SECRET)")
+    bot_login: str = Field(description="the bot's own Gitea login; its comments are ignored")
+    allowed_orgs: tuple[str, ...] = ()
+    status_context: str = "redfix/testme"
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://git.example.org")
+        return v.rstrip("/")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters; the bot never accepts unsigned hooks")
+        return v
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v1"
+
+
+class HostConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    address: str
+    port: int = Field(22, gt=0, lt=65536)
+    username: str
+    client_keys: tuple[Path, ...] = Field(min_length=1)
+    known_hosts: Path
+    capacity: int = Field(2, ge=1, le=64)
+    connect_timeout_s: float = Field(15.0, gt=0, le=300)
+
+
+class HarnessConfig(_Section):
+    workdir: str = "/srv/cc-ci"
+    command: str = "cc-ci-run runner/run_recipe_ci.py"
+    runs_dir: str = "/var/lib/cc-ci-runs"
+    results: str = "{runs_dir}/{run_id}/results.json"
+    junit: str = "{runs_dir}/{run_id}"
+    teardown: str = ""
+    timeout_s: float = Field(4200.0, gt=0)
+    kill_grace_s: float = Field(30.0, ge=0, le=600)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("results", "junit")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(runs_dir="x", run_id="y")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"only {{runs_dir}} and {{run_id}} may be used ({e})") from None
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not _ENV_NAME_RE.match(k)]
+        if bad:
+            raise ValueError(f"not valid environment variable names: {', '.join(sorted(bad))}")
+        reserved = sorted(RESERVED_ENV & v.keys())
+        if reserved:
+            raise ValueError(f"set by the bot per run, cannot be overridden: {', '.join(reserved)}")
+        return v
+
+    def results_path(self, run_id: str) -> str:
+        return self.results.format(runs_dir=self.runs_dir.rstrip("/"), run_id=run_id)
+
+    def junit_dir(self, run_id: str) -> str:
+        return self.junit.format(runs_dir=self.runs_dir.rstrip("/"), run_id=run_id)
+
+
+class IsolationConfig(_Section):
+    runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 3
+    reference_scan_limit: int = Field(200, ge=1, le=10_000)
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    gitea: GiteaConfig
+    hosts: tuple[HostConfig, ...] = Field(min_length=1)
+    harness: HarnessConfig = Field(default_factory=lambda: HarnessConfig())
+    isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> Config:
+        names = [h.name for h in self.hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique: {', '.join(dupes)}")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction of anything posted or logged."""
+        out = [self.gitea.webhook_secret.get_secret_value()]
+        if self.gitea.token is not None:
+            out.append(self.gitea.token.get_secret_value())
+        return [s for s in out if s]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` lists every one, each with its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list | tuple) else None
+            label = f"[{item}]" if not isinstance(name, str) else f"[{item}:{name}]"
+            parts[-1:] = [(parts[-1] if parts else "") + label]
+        else:
+            parts.append(item)
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts) or "(top level)"
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, (section, key) in ENV_SECRETS.items():
+        value = env.get(var)
+        if value:
+            sect = data.setdefault(section, {})
+            if isinstance(sect, dict):
+                sect[key] = value
+
+
+def parse_config(
+    data: dict[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    _apply_env(data, os.environ if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        errors = e.errors()
+        for err in errors:
+            loc = tuple(err["loc"])
+            # pydantic also calls a list "too short" when only its items were invalid: noise.
+            if err["type"] == "too_short" and any(
+                len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors
+            ):
+                continue
+            path = _key_path(loc, data)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "missing"
+                env_var = next(
+                    (v for v, (s, k) in ENV_SECRETS.items() if (s, k) == tuple(err["loc"][:2])),
+                    None,
+                )
+                if env_var:
+                    msg += f" (set it in the file or in the environment as {env_var})"
+            elif err["type"] == "too_short":
+                n = (err.get("ctx") or {}).get("min_length", 1)
+                msg = f"needs at least {n} item{'s' if n != 1 else ''}"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown key (typo?)"
+            problems.append(f"{path}: {msg}")
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(str(p), [f"cannot read: {e.strerror or e}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), [f"not UTF-8 text: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(p), [f"TOML syntax: {e}"]) from None
+    return parse_config(data, str(p), env)
+
+
+def file_problems(cfg: Config) -> list[str]:
+    """Checks that need the filesystem (keys, known_hosts): reported by check-config and serve."""
+    problems = []
+    for i, h in enumerate(cfg.hosts):
+        for j, key in enumerate(h.client_keys):
+            if not key.is_file():
+                problems.append(f"hosts[{i}:{h.name}].client_keys[{j}]: no such file: {key}")
+        if not h.known_hosts.is_file():
+            problems.append(
+                f"hosts[{i}:{h.name}].known_hosts: no such file: {h.known_hosts} "
+                "(host keys are always verified; create it with ssh-keyscan and check it)"
+            )
+    return problems

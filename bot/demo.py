@@ -1,0 +1,304 @@
+"""`redfix-bot demo`: the whole loop on this machine with embedded defaults.
+
+A simulated Gitea, an in-process SSH server acting as the CI host, and the simulated harness
+stand in for the real world; the bot in between is the real one, wired exactly as `serve`
+wires it. Signed comments go in over HTTP, runs happen over SSH, verdicts come back as
+comments on the simulated Gitea.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bot.app import running_bot, serving
+from bot.config import Config, parse_config
+from bot.sim import harness as sim_harness
+from bot.sim.deliveries import headers, issue_comment
+from bot.sim.gitea import GiteaSim
+from bot.sim.host import SimHost
+
+SECRET = "demo-webhook-secret"  # noqa: S105 - a demo on loopback, by design
+TOKEN = "demo-gitea-token"  # noqa: S105 - the simulated Gitea's token
+ORG = "recipe-maintainers"
+VERDICT_RE = re.compile(r"<!-- redfix:verdict (\{.*?\}) -->")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One comment the demo posts, and what a person watching should expect."""
+
+    recipe: str
+    number: int
+    author: str
+    body: str
+    expect: str
+
+
+SCENES = (
+    Scene(
+        "mumble",
+        4,
+        "alice",
+        "Red in the canon sweep.\n\n!redfix isolate mumble",
+        "green alone → flake",
+    ),
+    Scene(
+        "mattermost-lts",
+        7,
+        "alice",
+        "!redfix isolate mattermost-lts",
+        "red alone with the sweep's failure → genuine",
+    ),
+    Scene(
+        "uptime-kuma",
+        3,
+        "bob",
+        "!redfix isolate uptime-kuma --runs 4",
+        "red, then green, then red ... → intermittent",
+    ),
+    Scene(
+        "discourse",
+        9,
+        "bob",
+        "!redfix isolate discourse --runs 2",
+        "hits the harness deadline (exit 142) → cause timeout",
+    ),
+    Scene("custom-html", 12, "alice", "!testme", "commit status pending → success on the PR head"),
+    Scene(
+        "mumble", 4, "mallory", "!redfix isolate mumble", "not a maintainer → refused, nothing runs"
+    ),
+    Scene(
+        "mumble",
+        4,
+        "alice",
+        "!redfix isolate 'mumble;rm -rf /'",
+        "shell metacharacters → usage reply, nothing runs",
+    ),
+)
+# The sweep that went red last week: what isolation compares against.
+SWEEP = {
+    "mumble": "R",
+    "mattermost-lts": "R",
+    "uptime-kuma": "R",
+    "discourse": "T",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _harness_cmd() -> str:
+    return f"{sys.executable} {Path(sim_harness.__file__).resolve()}"
+
+
+def seed_sweep(runs_dir: Path, scratch: Path) -> None:
+    """Leave last week's red sweep runs in runs_dir by running the harness itself."""
+    scenarios = scratch / "sweep-scenarios.json"
+    scenarios.write_text(json.dumps({r: {"pattern": p} for r, p in SWEEP.items()}))
+    for i, recipe in enumerate(SWEEP):
+        env = os.environ | {
+            "RECIPE": recipe,
+            "CCCI_RUNS_DIR": str(scratch),
+            "CCCI_RUN_ID": f"sweep-{i}-{recipe}",
+            "SIM_SCENARIOS": str(scenarios),
+            "SIM_STAGE_SECONDS": "0",
+            "SIM_DEADLINE_SECONDS": "0",
+        }
+        subprocess.run(
+            [sys.executable, sim_harness.__file__],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        shutil.move(str(scratch / env["CCCI_RUN_ID"]), str(runs_dir / env["CCCI_RUN_ID"]))
+        time.sleep(0.01)  # distinct mtimes: "newest" must mean something
+
+
+def demo_config(root: Path, host: SimHost, gitea_url: str, port: int) -> Config:
+    runs_dir = root / "host" / "runs"
+    data = {
+        "server": {
+            "listen": f"127.0.0.1:{port}",
+            "public_url": f"http://127.0.0.1:{port}",
+            "data_dir": str(root / "data"),
+            "log_level": "warning",
+        },
+        "gitea": {
+            "url": gitea_url,
+            "token": TOKEN,
+            "webhook_secret": SECRET,
+            "bot_login": "redfix",
+            "allowed_orgs": [ORG],
+        },
+        "hosts": [host.host_config(name="sim-ci", capacity=2).model_dump(mode="json")],
+        "harness": {
+            "workdir": str(root / "host" / "work"),
+            "command": _harness_cmd(),
+            "runs_dir": str(runs_dir),
+            "teardown": f"{_harness_cmd()} teardown",
+            "timeout_s": 120,
+            "kill_grace_s": 2,
+            "env": {"SIM_STAGE_SECONDS": "0.2", "STAGES": "install,backup,restore,custom"},
+        },
+        "isolation": {"runs": 3},
+    }
+    return parse_config(data, "<demo>", env={})
+
+
+def _headline(body: str) -> str:
+    for line in body.splitlines():
+        if line.strip() and not line.startswith("<!--"):
+            return re.sub(r"[*`]", "", line.strip())
+    return ""
+
+
+async def run_demo(*, once: bool, port: int = 0) -> int:
+    """Run the demo; returns the process exit code (0 when every scene ended as expected)."""
+    with tempfile.TemporaryDirectory(prefix="redfix-demo-") as tmp:
+        root = Path(tmp)
+        (root / "host" / "work").mkdir(parents=True)
+        runs_dir = root / "host" / "runs"
+        runs_dir.mkdir(parents=True)
+        (root / "scratch").mkdir()
+        seed_sweep(runs_dir, root / "scratch")
+        host = SimHost()
+        await host.start(root / "ssh")
+        gitea = GiteaSim(token=TOKEN, bot_login="redfix")
+        await gitea.start()
+        for scene in SCENES:
+            gitea.add_pull(f"{ORG}/{scene.recipe}", scene.number, head_sha=_sha(scene))
+        for who in ("alice", "bob"):
+            gitea.add_member(ORG, who)
+        try:
+            config = demo_config(root, host, gitea.url, port or _free_port())
+            return await _play(config, gitea, once)
+        finally:
+            await gitea.stop()
+            await host.stop()
+
+
+def _sha(scene: Scene) -> str:
+    return (scene.recipe.encode().hex() * 8)[:40]
+
+
+async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
+    print("redfix demo — the whole loop on this machine")
+    print("  Gitea (simulated)      ", gitea.url)
+    print("  CI host (in-process SSH)", config.hosts[0].address, config.hosts[0].port)
+    print("  harness (simulated)    ", config.harness.command.split()[-1])
+    print()
+    async with running_bot(config, outbox_base_delay_s=0.2) as bot, serving(bot) as url:
+        print(f"bot listening on {url}; last week's sweep left red runs for {', '.join(SWEEP)}.\n")
+        async with httpx.AsyncClient() as http:
+            for i, scene in enumerate(SCENES, 1):
+                repo = f"{ORG}/{scene.recipe}"
+                cid = gitea.add_comment(repo, scene.number, scene.author, scene.body)
+                body = issue_comment(
+                    repo,
+                    scene.number,
+                    cid,
+                    scene.author,
+                    scene.body,
+                    head_sha=_sha(scene),
+                    root=gitea.url,
+                )
+                t0 = time.perf_counter()
+                r = await http.post(
+                    f"{url}/webhooks/gitea", content=body, headers=headers(body, SECRET)
+                )
+                ms = (time.perf_counter() - t0) * 1000
+                first = scene.body.strip().splitlines()[-1]
+                print(f"[{i}] {scene.author} on {repo}#{scene.number}: {first}")
+                print(f"    → HTTP {r.status_code} in {ms:.0f} ms; expect: {scene.expect}")
+        print()
+        seen: dict[int, str] = {}
+        watcher = asyncio.create_task(_watch(gitea, seen))
+        try:
+            await asyncio.wait_for(bot.idle(), timeout=300)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        _progress(gitea, seen)
+        ok = _report(gitea)
+        if once:
+            return 0 if ok else 1
+        print(
+            f"\nredfix is still serving at {url} (logs: {url}/runs/<run-id>/log). Ctrl-C to stop."
+        )
+        await asyncio.Event().wait()
+    return 0
+
+
+def _all_comments(gitea: GiteaSim) -> list[tuple[str, int, int, str]]:
+    out = []
+    for scene in dict.fromkeys((s.recipe, s.number) for s in SCENES):
+        repo = f"{ORG}/{scene[0]}"
+        for c in gitea.comments(repo, scene[1]):
+            if c["user"]["login"] == "redfix":
+                out.append((repo, scene[1], c["id"], c["body"]))
+    return out
+
+
+def _progress(gitea: GiteaSim, seen: dict[int, str]) -> None:
+    for repo, number, cid, body in _all_comments(gitea):
+        head = _headline(body)
+        if seen.get(cid) != head:
+            seen[cid] = head
+            print(f"  {time.strftime('%H:%M:%S')} {repo}#{number}: {head}")
+
+
+async def _watch(gitea: GiteaSim, seen: dict[int, str]) -> None:
+    while True:
+        _progress(gitea, seen)
+        await asyncio.sleep(0.2)
+
+
+def _report(gitea: GiteaSim) -> bool:
+    print("\n=== comments posted by redfix ===")
+    verdicts = []
+    for repo, number, _cid, body in _all_comments(gitea):
+        print(f"\n--- {repo}#{number} ---\n{body}")
+        m = VERDICT_RE.search(body)
+        if m:
+            verdicts.append(json.loads(m.group(1)))
+    print("\n=== verdicts ===")
+    print(f"{'recipe':<16} {'outcome':<13} {'cause':<8} green/runs")
+    for v in verdicts:
+        print(f"{v['recipe']:<16} {v['outcome']:<13} {v['cause']:<8} {v['green']}/{v['runs']}")
+    statuses = gitea.statuses(f"{ORG}/custom-html", _sha(SCENES[4]))
+    print("\n=== commit statuses on recipe-maintainers/custom-html#12 ===")
+    for s in statuses:
+        print(f"{s['context']}: {s['state']} — {s['description']} ({s['target_url']})")
+    want = {
+        s.recipe
+        for s in SCENES
+        if "isolate" in s.body and s.author != "mallory" and ";" not in s.body
+    }
+    got = {v["recipe"] for v in verdicts}
+    ok = want <= got and bool(statuses) and statuses[-1]["state"] == "success"
+    print(
+        "\n"
+        + (
+            "demo complete: every command answered."
+            if ok
+            else f"demo INCOMPLETE: missing verdicts for {sorted(want - got)}"
+        )
+    )
+    return ok

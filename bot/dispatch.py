@@ -1,0 +1,196 @@
+"""The core's front desk: stored deliveries in, deduped + authorized commands handed to handlers.
+
+Every accepted delivery is already in the store; this works through them in order, in an
+owned background task, so the webhook request returns before any of this happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.jobs import Jobs
+from bot.model import (
+    Command,
+    HandlerSettings,
+    Ignore,
+    Incoming,
+    IsolationPlan,
+    Origin,
+    Reply,
+    TestmePlan,
+    Usage,
+)
+from bot.ports import Forge, Say
+from bot.render import render_failure, render_refusal, render_usage
+
+log = logging.getLogger(__name__)
+
+WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
+
+Decode = Callable[[str, str, bytes], Incoming | Ignore]
+Decide = Callable[[Command, HandlerSettings], IsolationPlan | TestmePlan | Reply]
+
+
+class CommandLog(Protocol):
+    """The store's delivery/command records, as dispatch needs them."""
+
+    async def pending_deliveries(self) -> list[tuple[str, str, bytes]]: ...
+
+    async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None: ...
+
+    async def add_command(
+        self,
+        dedupe_key: str,
+        delivery_id: str,
+        name: str,
+        repo: str,
+        number: int,
+        author: str,
+        text: str,
+    ) -> int | None: ...
+
+    async def set_command_state(self, command_id: int, state: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Access:
+    allowed_orgs: Sequence[str]
+
+
+class ForgeUnavailable(Exception):
+    """The forge could not answer now; the delivery stays pending and is tried again."""
+
+
+class Dispatcher:
+    """Works through pending deliveries: dedupe, authorize, acknowledge, decide, start."""
+
+    def __init__(
+        self,
+        store: CommandLog,
+        forge: Forge,
+        say: Say,
+        jobs: Jobs,
+        decode: Decode,
+        decide: Decide,
+        settings: HandlerSettings,
+        access: Access,
+        *,
+        retry_delay_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._forge = forge
+        self._say = say
+        self._jobs = jobs
+        self._decode = decode
+        self._decide = decide
+        self._settings = settings
+        self._access = access
+        self._retry = retry_delay_s
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one pass at a time, or a delivery could start twice
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Process deliveries forever (owned by the app; cancelled on shutdown)."""
+        while True:
+            self._wake.clear()
+            retry = await self.process_pending()
+            timeout = self._retry if retry else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def process_pending(self) -> bool:
+        """Handle every pending delivery once; True if some must be retried later."""
+        async with self._lock:
+            return await self._process_all()
+
+    async def _process_all(self) -> bool:
+        retry = False
+        for delivery_id, event, body in await self._store.pending_deliveries():
+            try:
+                state, note = await self._process(delivery_id, event, body)
+            except ForgeUnavailable as e:
+                log.warning("delivery %s: forge unavailable (%s); will retry", delivery_id, e)
+                retry = True
+                continue
+            except Exception:
+                ref = secrets.token_hex(4)
+                log.exception("delivery %s failed [%s]", delivery_id, ref)
+                state, note = "failed", f"internal error, ref {ref}"
+            await self._store.finish_delivery(delivery_id, state, note)
+        return retry
+
+    async def _process(self, delivery_id: str, event: str, body: bytes) -> tuple[str, str]:
+        incoming = self._decode(event, delivery_id, body)
+        if isinstance(incoming, Ignore):
+            return "ignored", incoming.reason
+        o, outcome = incoming.origin, incoming.outcome
+        name = outcome.name if isinstance(outcome, Command) else "usage"
+        command_id = await self._store.add_command(
+            o.dedupe_key,
+            delivery_id,
+            name,
+            o.repo,
+            o.number,
+            o.author,
+            outcome.text if isinstance(outcome, Command) else "",
+        )
+        if command_id is None:
+            return "duplicate", "command already handled"
+        try:
+            allowed = await self._authorized(o)
+        except ForgeUnavailable:
+            raise
+        except Exception as e:  # a 4xx that will not heal (e.g. token scopes): say so, once
+            log.error("delivery %s: permission check failed: %s", delivery_id, e)
+            await self._say.comment(
+                o.repo,
+                o.number,
+                f"cmd-{command_id}",
+                render_failure(
+                    "redfix could not check your permissions, so nothing was started. The "
+                    "operator should check the bot's token and its scopes.",
+                    f"cmd-{command_id}",
+                ),
+            )
+            await self._store.set_command_state(command_id, "failed")
+            return "failed", "permission check failed"
+        if not allowed:
+            log.info("delivery %s: %s is not authorized on %s", delivery_id, o.author, o.repo)
+            await self._say.comment(o.repo, o.number, f"cmd-{command_id}", render_refusal(o.author))
+            await self._store.set_command_state(command_id, "refused")
+            return "done", "refused"
+        await self._say.react(o.repo, o.number, o.comment_id, "eyes")
+        if isinstance(outcome, Usage):
+            await self._say.comment(
+                o.repo, o.number, f"cmd-{command_id}", render_usage(outcome.message)
+            )
+            await self._store.set_command_state(command_id, "replied")
+            return "done", "usage"
+        decision = self._decide(outcome, self._settings)
+        if isinstance(decision, Reply):
+            body_md = (
+                decision.markdown
+                if decision.ok
+                else render_failure(decision.markdown, f"cmd-{command_id}")
+            )
+            await self._say.comment(o.repo, o.number, f"cmd-{command_id}", body_md)
+            await self._store.set_command_state(command_id, "replied")
+            return "done", "replied"
+        log.info("delivery %s: starting %s for %s", delivery_id, outcome.name, o.author)
+        self._jobs.start(command_id, outcome, decision)
+        return "done", f"started {outcome.name}"
+
+    async def _authorized(self, o: Origin) -> bool:
+        for org in self._access.allowed_orgs:
+            if await self._forge.is_org_member(org, o.author):
+                return True
+        return await self._forge.repo_permission(o.repo, o.author) in WRITE_PERMISSIONS

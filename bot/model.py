@@ -1,0 +1,282 @@
+"""The vocabulary every layer shares: commands, run records, verdicts (stdlib only, frozen)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# A recipe name doubles as a remote environment value and a path component on the CI host,
+# so it is held to the Co-op Cloud naming rule before it goes anywhere.
+RECIPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Run ids become directory names on the host and URL path segments here.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+MIN_RUNS = 1
+MAX_RUNS = 20
+
+
+class Source(StrEnum):
+    """Where a command came from."""
+
+    GITEA = "gitea"
+    MATRIX = "matrix"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked, and where the answer goes. Normalised at the edge from a platform payload."""
+
+    source: Source
+    repo: str  # "owner/name"
+    number: int  # PR (issue) index
+    comment_id: int
+    author: str
+    html_url: str = ""
+    delivery_id: str = ""
+    is_pull: bool = True
+
+    @property
+    def dedupe_key(self) -> str:
+        """Semantic key: Gitea's Replay re-sends under a new delivery id; the id is not enough."""
+        return f"{self.source}:{self.repo}:{self.comment_id}:created"
+
+
+@dataclass(frozen=True)
+class Isolate:
+    recipe: str
+    runs: int | None = None  # None: the configured default
+
+
+@dataclass(frozen=True)
+class Testme:
+    __test__ = False  # not a pytest class, despite the name
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Help:
+    topic: str = ""
+
+
+Args = Isolate | Testme | Help
+
+
+@dataclass(frozen=True)
+class Command:
+    """One normalised command, whatever platform it arrived on."""
+
+    name: str  # "isolate" | "testme" | "help"
+    args: Args
+    origin: Origin
+    text: str = ""  # the command line as written, for the record
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A parse failure meant for the user: what was wrong and how to write it."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Not for us (no command in the text)."""
+
+    reason: str = ""
+
+
+ParseOutcome = Command | Usage | Ignore
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A platform event normalised at the edge: who/where, and what the text asked for."""
+
+    origin: Origin
+    outcome: Command | Usage
+    head_sha: str = ""  # the PR head at delivery time, when the payload carries it
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """The slice of configuration handlers may consult (they never see the config object)."""
+
+    isolation_runs: int = 3
+
+
+# --- decisions a handler returns -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer with text and do nothing else."""
+
+    markdown: str
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class IsolationPlan:
+    """Re-run one recipe alone on a host, several times, and judge it against its last red run."""
+
+    recipe: str
+    runs: int
+
+
+@dataclass(frozen=True)
+class TestmePlan:
+    """Run the harness once at a PR head and report it as a commit status."""
+
+    __test__ = False
+
+    recipe: str
+    quick: bool
+
+
+Decision = Reply | IsolationPlan | TestmePlan
+
+
+# --- runs and their outcome ----------------------------------------------------------------
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    GREEN = "green"
+    RED = "red"
+    DEADLINE = "deadline"  # the harness's own deadline fired (exit 142)
+    INCOMPLETE = "incomplete"  # terminated, lost, timed out by the bot, or no usable results
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+
+EXIT_MEANINGS: dict[int, str] = {
+    0: "green",
+    142: "harness deadline fired",
+    143: "terminated (SIGTERM), torn down",
+}
+
+
+def exit_meaning(code: int | None) -> str:
+    """Human meaning of a harness exit code (cc-ci conventions)."""
+    if code is None:
+        return "no exit code (run did not finish)"
+    if code in EXIT_MEANINGS:
+        return EXIT_MEANINGS[code]
+    if code < 0:
+        return f"killed by signal {-code}"
+    return "red (tests or a stage failed)"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to start one harness run."""
+
+    run_id: str
+    recipe: str
+    ref: str = ""
+    pr: str = ""
+    quick: bool = False
+    exclusive: bool = False  # isolation: nothing else of ours on the host
+
+
+@dataclass(frozen=True)
+class FailingTest:
+    test_id: str
+    stage: str
+    status: str  # "fail" | "error"
+    message: str = ""  # the first assertion line, when known
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ResultsSummary:
+    """What a results.json (schema 2) says, reduced to what triage needs."""
+
+    run_id: str
+    recipe: str
+    version: str
+    stages: tuple[StageResult, ...]
+    failing: tuple[FailingTest, ...]
+
+    @property
+    def red(self) -> bool:
+        return any(s.status in ("fail", "error") for s in self.stages)
+
+    @property
+    def failed_stages(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if s.status in ("fail", "error"))
+
+    def failure_keys(self) -> frozenset[str]:
+        """What identifies this failure: failing test ids, or failing stages that have none."""
+        keys = {t.test_id for t in self.failing}
+        staged = {t.stage for t in self.failing}
+        keys |= {f"stage:{s}" for s in self.failed_stages if s not in staged}
+        return frozenset(keys)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The record of one finished (or abandoned) harness run."""
+
+    run_id: str
+    recipe: str
+    host: str
+    state: RunState
+    exit_code: int | None
+    duration_s: float
+    results: ResultsSummary | None = None
+    problem: str = ""  # why results are missing/unusable, or why the run could not complete
+    log_tail: tuple[str, ...] = ()
+
+    @property
+    def completed(self) -> bool:
+        return self.state in (RunState.GREEN, RunState.RED, RunState.DEADLINE)
+
+    def failure_keys(self) -> frozenset[str]:
+        if self.state is RunState.DEADLINE and (self.results is None or not self.results.red):
+            return frozenset({"deadline:142"})
+        return self.results.failure_keys() if self.results else frozenset()
+
+
+class Outcome(StrEnum):
+    FLAKE = "flake"
+    GENUINE = "genuine"
+    CHANGED = "changed"
+    INTERMITTENT = "intermittent"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Cause(StrEnum):
+    LOAD = "load"
+    RECIPE = "recipe"
+    TEST = "test"
+    HARNESS = "harness"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    recipe: str
+    outcome: Outcome
+    cause: Cause
+    runs: tuple[RunResult, ...]
+    reference: ResultsSummary | None
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def green(self) -> int:
+        return sum(1 for r in self.runs if r.state is RunState.GREEN)
+
+    @property
+    def total(self) -> int:
+        return len(self.runs)

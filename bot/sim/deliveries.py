@@ -1,0 +1,135 @@
+"""Gitea-shaped webhook deliveries for the demo and tests: payload, signature, headers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+ROOT = "https://gitea.example.com"
+
+
+def _user(uid: int, login: str) -> dict[str, Any]:
+    return {
+        "id": uid,
+        "login": login,
+        "login_name": "",
+        "source_id": 0,
+        "full_name": login.title(),
+        "email": f"{uid}+{login}@noreply.gitea.example.com",
+        "avatar_url": f"{ROOT}/avatars/{uid}",
+        "html_url": f"{ROOT}/{login}",
+        "language": "",
+        "is_admin": False,
+        "last_login": "0001-01-01T00:00:00Z",
+        "created": "2024-03-02T10:05:41Z",
+        "restricted": False,
+        "active": False,
+        "prohibit_login": False,
+        "location": "",
+        "website": "",
+        "description": "",
+        "visibility": "public",
+        "followers_count": 0,
+        "following_count": 0,
+        "starred_repos_count": 0,
+        "username": login,
+    }
+
+
+def issue_comment(
+    repo: str,
+    number: int,
+    comment_id: int,
+    author: str,
+    body: str,
+    *,
+    head_sha: str = "",
+    action: str = "created",
+    root: str = ROOT,
+) -> bytes:
+    """An issue_comment payload on a PR, serialised the way Gitea does (2-space indent)."""
+    owner, name = repo.split("/", 1)
+    pr_html = f"{root}/{repo}/pulls/{number}"
+    user = _user(100 + comment_id % 1000, author)
+    payload: dict[str, Any] = {
+        "action": action,
+        "issue": {
+            "id": 1000 + number,
+            "url": f"{root}/api/v1/repos/{repo}/issues/{number}",
+            "html_url": pr_html,
+            "number": number,
+            "user": user,
+            "title": f"PR {number}",
+            "body": "",
+            "state": "open",
+            "comments": 1,
+            "pull_request": {
+                "merged": False,
+                "merged_at": None,
+                "draft": False,
+                "html_url": pr_html,
+            },
+            "repository": {"id": 17, "name": name, "owner": owner, "full_name": repo},
+        },
+        "pull_request": {
+            "id": 2000 + number,
+            "url": pr_html,
+            "number": number,
+            "user": user,
+            "state": "open",
+            "html_url": pr_html,
+            "head": {"label": "fix", "ref": "fix", "sha": head_sha or "0" * 40, "repo_id": 17},
+            "base": {"label": "main", "ref": "main", "sha": "1" * 40, "repo_id": 17},
+        },
+        "comment": {
+            "id": comment_id,
+            "html_url": f"{pr_html}#issuecomment-{comment_id}",
+            "pull_request_url": pr_html,
+            "issue_url": "",
+            "user": user,
+            "body": body,
+            "created_at": "2026-11-27T12:00:00Z",
+            "updated_at": "2026-11-27T12:00:00Z",
+        },
+        "repository": {
+            "id": 17,
+            "name": name,
+            "full_name": repo,
+            "owner": _user(2, owner),
+            "html_url": f"{root}/{repo}",
+        },
+        "sender": user,
+        "is_pull": True,
+    }
+    return json.dumps(payload, indent=2).encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def headers(
+    body: bytes,
+    secret: str | None,
+    event: str = "issue_comment",
+    event_type: str = "pull_request_comment",
+    delivery: str | None = None,
+) -> dict[str, str]:
+    """The headers Gitea sends with a delivery; `secret=None` sends them unsigned (empty)."""
+    d = delivery or str(uuid.uuid4())
+    s256 = sign(body, secret) if secret else ""
+    return {
+        "Content-Type": "application/json",
+        "X-Gitea-Delivery": d,
+        "X-Gitea-Event": event,
+        "X-Gitea-Event-Type": event_type,
+        "X-Gitea-Signature": s256,
+        "X-Gitea-Hook-Installation-Target-Type": "repository",
+        "X-Gogs-Delivery": d,
+        "X-Gogs-Event": event,
+        "X-Gogs-Signature": s256,
+        "X-Hub-Signature-256": "sha256=" + s256,
+    }

@@ -1,0 +1,376 @@
+"""Durable state in SQLite: deliveries, commands, runs, verdicts, the outbox, sticky comments.
+
+Everything the bot accepts is written here before it is acted on, so a restart resumes from
+the store. Tables (schema version in `meta`):
+- deliveries: every signed webhook delivery accepted, by Gitea delivery id, with its raw body;
+- commands:   one row per semantic command (source, repo, comment id, action) — the dedupe key;
+- runs:       one row per harness run, its state and outcome (result JSON);
+- verdicts:   the judgement of an isolation command;
+- outbox:     what the bot has to say (reactions, comments, statuses), retried until delivered;
+- comments:   sticky comment key → Gitea comment id, so edits land on the same comment.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    event TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    dedupe_key TEXT,
+    state TEXT NOT NULL,          -- pending | done | duplicate | ignored | failed
+    note TEXT NOT NULL DEFAULT '',
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    delivery_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    -- accepted | refused | replied | running | done | failed
+    state TEXT NOT NULL DEFAULT 'accepted',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    command_id INTEGER NOT NULL,
+    recipe TEXT NOT NULL,
+    kind TEXT NOT NULL,           -- isolation | testme
+    host TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    result TEXT                   -- JSON of the RunResult once finished
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    command_id INTEGER PRIMARY KEY,
+    recipe TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    green INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    detail TEXT NOT NULL          -- JSON: reasons, run ids
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,         -- ordering domain, e.g. "gitea:owner/repo#42"
+    kind TEXT NOT NULL,           -- reaction | comment | status
+    coalesce_key TEXT,            -- a pending item with the same key is replaced, not queued
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_at);
+CREATE TABLE IF NOT EXISTS comments (
+    key TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    comment_id INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    target: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    id: int
+    dedupe_key: str
+    delivery_id: str
+    name: str
+    repo: str
+    number: int
+    author: str
+    state: str
+
+
+class Store:
+    """The SQLite store. One connection; aiosqlite serialises access on its own thread."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(_SCHEMA)
+        await db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._db.execute("SELECT 1") as cur:
+                return (await cur.fetchone()) is not None
+        except Exception:  # any failure means unusable; /healthz reports it
+            return False
+
+    # --- deliveries and commands ----------------------------------------------------------
+
+    async def accept_delivery(
+        self, delivery_id: str, event: str, body: bytes, dedupe_key: str | None
+    ) -> str:
+        """Record a signed delivery. Returns "new", "duplicate_delivery" or "duplicate_command".
+
+        The semantic key is claimed in the same transaction, so a Replay (new delivery id, same
+        comment) and a racing duplicate can never both become work.
+        """
+        now = time.time()
+        async with self._db.execute(
+            "SELECT 1 FROM deliveries WHERE delivery_id = ?", (delivery_id,)
+        ) as cur:
+            if await cur.fetchone():
+                return "duplicate_delivery"
+        state = "pending"
+        if dedupe_key is not None:
+            async with self._db.execute(
+                "SELECT 1 FROM deliveries WHERE dedupe_key = ? AND state != 'duplicate'",
+                (dedupe_key,),
+            ) as cur:
+                if await cur.fetchone():
+                    state = "duplicate"
+        await self._db.execute(
+            "INSERT INTO deliveries (delivery_id, event, received_at, dedupe_key, state, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (delivery_id, event, now, dedupe_key, state, body),
+        )
+        await self._db.commit()
+        return "new" if state == "pending" else "duplicate_command"
+
+    async def pending_deliveries(self) -> list[tuple[str, str, bytes]]:
+        async with self._db.execute(
+            "SELECT delivery_id, event, body FROM deliveries WHERE state = 'pending' "
+            "ORDER BY received_at"
+        ) as cur:
+            return [(r[0], r[1], bytes(r[2])) for r in await cur.fetchall()]
+
+    async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None:
+        await self._db.execute(
+            "UPDATE deliveries SET state = ?, note = ? WHERE delivery_id = ?",
+            (state, note[:500], delivery_id),
+        )
+        await self._db.commit()
+
+    async def add_command(
+        self,
+        dedupe_key: str,
+        delivery_id: str,
+        name: str,
+        repo: str,
+        number: int,
+        author: str,
+        text: str,
+    ) -> int | None:
+        """Insert a command; None if its semantic key was already taken (it runs once)."""
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT OR IGNORE INTO commands (dedupe_key, delivery_id, name, repo, number, "
+            "author, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (dedupe_key, delivery_id, name, repo, number, author, text, now, now),
+        )
+        await self._db.commit()
+        if cur.rowcount == 1:
+            return cur.lastrowid
+        # Taken: the same delivery coming back after a crash resumes its own command.
+        async with self._db.execute(
+            "SELECT id FROM commands WHERE dedupe_key = ? AND delivery_id = ? "
+            "AND state = 'accepted'",
+            (dedupe_key, delivery_id),
+        ) as c2:
+            row = await c2.fetchone()
+        return int(row[0]) if row else None
+
+    async def set_command_state(self, command_id: int, state: str) -> None:
+        await self._db.execute(
+            "UPDATE commands SET state = ?, updated_at = ? WHERE id = ?",
+            (state, time.time(), command_id),
+        )
+        await self._db.commit()
+
+    async def commands(self) -> list[CommandRow]:
+        async with self._db.execute(
+            "SELECT id, dedupe_key, delivery_id, name, repo, number, author, state "
+            "FROM commands ORDER BY id"
+        ) as cur:
+            return [CommandRow(*r) for r in await cur.fetchall()]
+
+    # --- runs and verdicts ----------------------------------------------------------------
+
+    async def add_run(self, run_id: str, command_id: int, recipe: str, kind: str) -> None:
+        await self._db.execute(
+            "INSERT INTO runs (run_id, command_id, recipe, kind, state, created_at) "
+            "VALUES (?, ?, ?, ?, 'queued', ?)",
+            (run_id, command_id, recipe, kind, time.time()),
+        )
+        await self._db.commit()
+
+    async def start_run(self, run_id: str, host: str) -> None:
+        await self._db.execute(
+            "UPDATE runs SET state = 'running', host = ? WHERE run_id = ?", (host, run_id)
+        )
+        await self._db.commit()
+
+    async def finish_run(
+        self, run_id: str, state: str, exit_code: int | None, result: dict[str, Any]
+    ) -> None:
+        await self._db.execute(
+            "UPDATE runs SET state = ?, exit_code = ?, finished_at = ?, result = ? "
+            "WHERE run_id = ?",
+            (state, exit_code, time.time(), json.dumps(result), run_id),
+        )
+        await self._db.commit()
+
+    async def run_exists(self, run_id: str) -> bool:
+        async with self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) as cur:
+            return (await cur.fetchone()) is not None
+
+    async def runs(self) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT run_id, command_id, recipe, kind, host, state, exit_code FROM runs "
+            "ORDER BY created_at"
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def save_verdict(
+        self,
+        command_id: int,
+        recipe: str,
+        outcome: str,
+        cause: str,
+        runs: int,
+        green: int,
+        detail: dict[str, Any],
+    ) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO verdicts (command_id, recipe, outcome, cause, runs, green, "
+            "created_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (command_id, recipe, outcome, cause, runs, green, time.time(), json.dumps(detail)),
+        )
+        await self._db.commit()
+
+    async def verdicts(self) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT command_id, recipe, outcome, cause, runs, green FROM verdicts "
+            "ORDER BY created_at"
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    # --- outbox -----------------------------------------------------------------------------
+
+    async def enqueue(
+        self, target: str, kind: str, payload: dict[str, Any], coalesce_key: str | None = None
+    ) -> None:
+        """Queue something to say. A still-pending item with the same coalesce key is
+        overwritten: only the newest text of a sticky comment is worth sending."""
+        now = time.time()
+        body = json.dumps(payload)
+        if coalesce_key is not None:
+            cur = await self._db.execute(
+                "UPDATE outbox SET payload = ? WHERE coalesce_key = ? AND state = 'pending' "
+                "AND attempts = 0",
+                (body, coalesce_key),
+            )
+            if cur.rowcount:
+                await self._db.commit()
+                return
+        await self._db.execute(
+            "INSERT INTO outbox (target, kind, coalesce_key, payload, next_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (target, kind, coalesce_key, body, now, now),
+        )
+        await self._db.commit()
+
+    async def due_outbox(self, now: float, limit: int = 50) -> list[OutboxItem]:
+        """The oldest pending item of each target, if due: order per target is kept by never
+        sending a later item while an earlier one of the same target is still pending."""
+        async with self._db.execute(
+            "SELECT o.id, o.target, o.kind, o.payload, o.attempts, o.next_at FROM outbox o "
+            "JOIN (SELECT target, MIN(id) AS first FROM outbox WHERE state = 'pending' "
+            "GROUP BY target) f ON o.id = f.first ORDER BY o.id LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows if r[5] <= now]
+
+    async def next_outbox_time(self) -> float | None:
+        async with self._db.execute(
+            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'"
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def outbox_sent(self, item_id: int) -> None:
+        await self._db.execute("UPDATE outbox SET state = 'sent' WHERE id = ?", (item_id,))
+        await self._db.commit()
+
+    async def outbox_retry(self, item_id: int, next_at: float, error: str) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
+            (next_at, error[:500], item_id),
+        )
+        await self._db.commit()
+
+    async def outbox_dead(self, item_id: int, error: str) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? "
+            "WHERE id = ?",
+            (error[:500], item_id),
+        )
+        await self._db.commit()
+
+    async def outbox_backlog(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- sticky comments --------------------------------------------------------------------
+
+    async def comment_id(self, key: str) -> int | None:
+        async with self._db.execute("SELECT comment_id FROM comments WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def set_comment_id(self, key: str, repo: str, number: int, comment_id: int) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO comments (key, repo, number, comment_id) VALUES (?, ?, ?, ?)",
+            (key, repo, number, comment_id),
+        )
+        await self._db.commit()

@@ -1,0 +1,153 @@
+"""Where a Gitea comment enters: the HTTP door (webhook, health, run logs), aiohttp routes.
+
+The webhook handler verifies the signature over the raw bytes before anything else, stores the
+delivery, and answers 202 at once; the work happens in the dispatcher's own task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from bot.ingress.gitea import PayloadError, to_incoming
+from bot.model import RUN_ID_RE, Ignore
+from bot.redact import Redactor
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
+BOT_LOGIN: web.AppKey[str] = web.AppKey("bot_login", str)
+MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+LOG_DIR: web.AppKey[Path] = web.AppKey("log_dir", Path)
+REDACT: web.AppKey[Redactor] = web.AppKey("redact", Redactor)
+ON_ACCEPT: web.AppKey[Callable[[], None]] = web.AppKey("on_accept", Callable[[], None])  # type: ignore[arg-type]
+
+routes = web.RouteTableDef()
+
+
+def _problem(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def signature_ok(secret: bytes, body: bytes, given: str) -> bool:
+    """Constant-time check of Gitea's hex HMAC-SHA256 of the raw body."""
+    want = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want.encode(), given.strip().lower().encode())
+
+
+def _json_body(request: web.Request, raw: bytes) -> bytes | None:
+    """Gitea signs the JSON even when it posts it form-encoded as `payload=`."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        values = parse_qs(raw.decode("utf-8", "replace")).get("payload")
+        return values[0].encode() if values else None
+    return raw
+
+
+@routes.post("/webhooks/gitea")
+async def gitea_webhook(request: web.Request) -> web.Response:
+    app = request.app
+    limit = app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        return _problem(413, f"body over {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        return _problem(413, f"body over {limit} bytes")
+    body = _json_body(request, raw)
+    given = request.headers.get("X-Gitea-Signature", "")
+    if body is None or not given or not signature_ok(app[SECRET], body, given):
+        log.warning("webhook rejected: missing or wrong signature from %s", request.remote)
+        return _problem(401, "missing or wrong X-Gitea-Signature")
+    delivery = request.headers.get("X-Gitea-Delivery", "").strip()
+    event = request.headers.get("X-Gitea-Event", "").strip()
+    if not delivery or len(delivery) > 100:
+        return _problem(400, "missing X-Gitea-Delivery header")
+    if not event:
+        return _problem(400, "missing X-Gitea-Event header")
+    try:
+        incoming = to_incoming(event, delivery, body, app[BOT_LOGIN])
+    except PayloadError as e:
+        log.info("delivery %s rejected: %s", delivery, e)
+        return _problem(400, str(e))
+    if isinstance(incoming, Ignore):
+        log.debug("delivery %s ignored: %s", delivery, incoming.reason)
+        return web.json_response({"status": "ignored", "reason": incoming.reason}, status=200)
+    result = await app[STORE].accept_delivery(delivery, event, body, incoming.origin.dedupe_key)
+    if result != "new":
+        log.info("delivery %s: %s", delivery, result.replace("_", " "))
+        return web.json_response({"status": result}, status=200)
+    app[ON_ACCEPT]()
+    log.info(
+        "delivery %s accepted (%s on %s#%d by %s)",
+        delivery,
+        event,
+        incoming.origin.repo,
+        incoming.origin.number,
+        incoming.origin.author,
+    )
+    return web.json_response({"status": "accepted"}, status=202)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if not await store.ping():
+        return web.json_response({"status": "unhealthy", "store": "unusable"}, status=503)
+    backlog = await store.outbox_backlog()
+    return web.json_response({"status": "ok", "store": "ok", "outbox_backlog": backlog})
+
+
+@routes.get("/runs/{run_id}/log")
+async def run_log(request: web.Request) -> web.StreamResponse:
+    run_id = request.match_info["run_id"]
+    if not RUN_ID_RE.match(run_id):
+        return _problem(400, "not a run id")
+    path = request.app[LOG_DIR] / f"{run_id}.log"
+    if not path.is_file():
+        if await request.app[STORE].run_exists(run_id):
+            return web.Response(text=f"run {run_id} has no output yet\n")
+        return _problem(404, f"no run {run_id}")
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    redact = request.app[REDACT]
+    # Line by line so a secret can't straddle a chunk edge; memory stays flat for huge logs.
+    with path.open("rb") as f:
+        batch: list[str] = []
+        for line in f:
+            batch.append(redact(line.decode("utf-8", "replace")))
+            if len(batch) >= 512:
+                await resp.write("".join(batch).encode())
+                batch.clear()
+        if batch:
+            await resp.write("".join(batch).encode())
+    await resp.write_eof()
+    return resp
+
+
+def make_web_app(
+    store: Store,
+    *,
+    secret: str,
+    bot_login: str,
+    max_body: int,
+    log_dir: Path,
+    redact: Redactor,
+    on_accept: Callable[[], None],
+) -> web.Application:
+    app = web.Application(client_max_size=max_body + 1024)
+    app[STORE] = store
+    app[SECRET] = secret.encode()
+    app[BOT_LOGIN] = bot_login
+    app[MAX_BODY] = max_body
+    app[LOG_DIR] = log_dir
+    app[REDACT] = redact
+    app[ON_ACCEPT] = on_accept
+    app.add_routes(routes)
+    return app

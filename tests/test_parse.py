@@ -1,0 +1,74 @@
+"""The command grammar: every input gives a Command, a Usage or an Ignore, never an exception."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.model import Command, Help, Ignore, Isolate, Origin, Source, Testme, Usage
+from bot.parse import parse_command
+
+ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("!redfix isolate mumble", Isolate("mumble")),
+        ("  !redfix   isolate   mumble  ", Isolate("mumble")),
+        ("!redfix isolate mattermost-lts --runs 5", Isolate("mattermost-lts", 5)),
+        ("!redfix isolate mumble --runs=20", Isolate("mumble", 20)),
+        ("!REDFIX ISOLATE mumble", Isolate("mumble")),
+        ("Looks flaky to me.\n\n!redfix isolate mumble\nthanks", Isolate("mumble")),
+        ("!testme", Testme()),
+        ("!testme --quick", Testme(quick=True)),
+        ("!redfix help", Help()),
+        ("!redfix", Help()),
+    ],
+)
+def test_valid_commands(text: str, args: object) -> None:
+    out = parse_command(text, ORIGIN)
+    assert isinstance(out, Command)
+    assert out.args == args
+    assert out.origin is ORIGIN
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("!redfix isolate 'mumble;touch /tmp/x'", "not a recipe name"),
+        ("!redfix isolate mumble;touch", "not a recipe name"),
+        ("!redfix isolate $(touch /tmp/x)", "not a recipe name"),
+        ("!redfix isolate `id`", "not a recipe name"),
+        ("!redfix isolate Mumble", "not a recipe name"),
+        ("!redfix isolate -mumble", "Unknown option"),
+        ("!redfix isolate " + "a" * 64, "not a recipe name"),
+        ("!redfix isolate", "Which recipe"),
+        ("!redfix isolate mumble --runs 0", "from 1 to 20"),
+        ("!redfix isolate mumble --runs 21", "from 1 to 20"),
+        ("!redfix isolate mumble --runs -3", "from 1 to 20"),
+        ("!redfix isolate mumble --runs three", "from 1 to 20"),
+        ("!redfix isolate mumble --runs", "needs a number"),
+        ("!redfix isolate mumble ghost", "one recipe"),
+        ("!redfix isolate mumble --force", "Unknown option"),
+        ("!redfix frobnicate", "Unknown command"),
+        ("!redfix isolate 'mumble", "quotes"),
+        ("!testme --slow", "Unexpected"),
+        ("!redfix isolate " + "x" * 600, "over 500"),
+    ],
+)
+def test_bad_commands_get_usage(text: str, fragment: str) -> None:
+    out = parse_command(text, ORIGIN)
+    assert isinstance(out, Usage), out
+    assert fragment in out.message
+
+
+@pytest.mark.parametrize("text", ["", "lgtm", "please run !redfix later", "!redfixer go", "!test"])
+def test_prose_is_ignored(text: str) -> None:
+    assert isinstance(parse_command(text, ORIGIN), Ignore)
+
+
+def test_usage_never_echoes_unbounded_or_backticks() -> None:
+    out = parse_command("!redfix isolate `" + "z" * 100 + "`", ORIGIN)
+    assert isinstance(out, Usage)
+    assert "z" * 61 not in out.message
+    assert "``" not in out.message

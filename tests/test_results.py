@@ -1,0 +1,93 @@
+"""results.json (schema 2) and JUnit: parsed when sound, a precise ResultsError when not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.results import ResultsError, parse_results
+
+GOOD = {
+    "schema": 2,
+    "recipe": "mumble",
+    "version": "1.2.0+1.5",
+    "pr": "",
+    "ref": "",
+    "run_id": "r1",
+    "finished": "2026-06-17T01:02:03Z",
+    "stages": [
+        {
+            "name": "install",
+            "status": "pass",
+            "tests": [{"name": "test_install.py::test_up", "status": "pass", "ms": 10}],
+        },
+        {
+            "name": "custom",
+            "status": "fail",
+            "tests": [
+                {
+                    "name": "custom/test_protocol_handshake.py::test_handshake",
+                    "status": "fail",
+                    "ms": 30000,
+                }
+            ],
+        },
+        {"name": "restore", "status": "error", "tests": []},
+    ],
+    "level": 3,
+    "flags": {"clean_teardown": True, "no_secret_leak": True},
+}
+JUNIT = b"""<?xml version="1.0"?><testsuites><testsuite name="pytest">
+<testcase classname="custom.test_protocol_handshake" name="test_handshake">
+<failure message="AssertionError: handshake did not complete&#10;second line">trace</failure>
+</testcase></testsuite></testsuites>"""
+
+
+def test_good_results_with_junit_message() -> None:
+    s = parse_results(json.dumps(GOOD).encode(), {"junit-custom.xml": JUNIT})
+    assert s.red
+    assert s.failed_stages == ("custom", "restore")
+    assert [t.test_id for t in s.failing] == ["custom/test_protocol_handshake.py::test_handshake"]
+    assert s.failing[0].message == "AssertionError: handshake did not complete"
+    assert s.failure_keys() == {
+        "custom/test_protocol_handshake.py::test_handshake",
+        "stage:restore",
+    }
+
+
+def test_green_results() -> None:
+    doc = dict(GOOD, stages=[GOOD["stages"][0]])  # type: ignore[index]
+    s = parse_results(json.dumps(doc).encode())
+    assert not s.red
+    assert s.failing == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (json.dumps({"recipe": "x"}).encode(), "stages"),
+        (json.dumps(dict(GOOD, schema=1)).encode(), "schema 1"),
+        (json.dumps(dict(GOOD, stages=[{"name": "x"}])).encode(), "status"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_bad_results_say_why(raw: bytes, fragment: str) -> None:
+    with pytest.raises(ResultsError, match=fragment):
+        parse_results(raw)
+
+
+def test_hostile_junit_is_not_expanded() -> None:
+    bomb = b"""<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">
+<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><testsuite><testcase name="t">
+<failure message="&b;"/></testcase></testsuite>"""
+    s = parse_results(json.dumps(GOOD).encode(), {"evil.xml": bomb})
+    # The bomb is refused, the results still parse; the message is simply unknown.
+    assert s.failing[0].message == ""
+
+
+def test_oversized_results_refused() -> None:
+    with pytest.raises(ResultsError, match="over the"):
+        parse_results(b" " * (4 * 1024 * 1024 + 1))
