@@ -80,6 +80,7 @@ async def running_bot(
         gitea,
         redact,
         status_context=config.gitea.status_context,
+        bot_login=config.gitea.bot_login,
         base_delay_s=outbox_base_delay_s,
     )
     runners = {h.name: SshRunner(h, config.harness, log_dir) for h in config.hosts}

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ from bot.sim import harness as sim_harness
 from bot.sim.deliveries import headers, issue_comment
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import SimHost
+from bot.sim.sweep import seed_sweep
 
 SECRET = "demo-webhook-secret"  # noqa: S105 - a demo on loopback, by design
 TOKEN = "demo-gitea-token"  # noqa: S105 - the simulated Gitea's token
@@ -107,30 +105,6 @@ def _harness_cmd() -> str:
     return f"{sys.executable} {Path(sim_harness.__file__).resolve()}"
 
 
-def seed_sweep(runs_dir: Path, scratch: Path) -> None:
-    """Leave last week's red sweep runs in runs_dir by running the harness itself."""
-    scenarios = scratch / "sweep-scenarios.json"
-    scenarios.write_text(json.dumps({r: {"pattern": p} for r, p in SWEEP.items()}))
-    for i, recipe in enumerate(SWEEP):
-        env = os.environ | {
-            "RECIPE": recipe,
-            "CCCI_RUNS_DIR": str(scratch),
-            "CCCI_RUN_ID": f"sweep-{i}-{recipe}",
-            "SIM_SCENARIOS": str(scenarios),
-            "SIM_STAGE_SECONDS": "0",
-            "SIM_DEADLINE_SECONDS": "0",
-        }
-        subprocess.run(
-            [sys.executable, sim_harness.__file__],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        shutil.move(str(scratch / env["CCCI_RUN_ID"]), str(runs_dir / env["CCCI_RUN_ID"]))
-        time.sleep(0.01)  # distinct mtimes: "newest" must mean something
-
-
 def demo_config(root: Path, host: SimHost, gitea_url: str, port: int) -> Config:
     runs_dir = root / "host" / "runs"
     data = {
@@ -176,14 +150,15 @@ async def run_demo(*, once: bool, port: int = 0) -> int:
         (root / "host" / "work").mkdir(parents=True)
         runs_dir = root / "host" / "runs"
         runs_dir.mkdir(parents=True)
-        (root / "scratch").mkdir()
-        seed_sweep(runs_dir, root / "scratch")
+        seed_sweep(runs_dir, root / "scratch", SWEEP)
         host = SimHost()
         await host.start(root / "ssh")
         gitea = GiteaSim(token=TOKEN, bot_login="redfix")
         await gitea.start()
-        for scene in SCENES:
-            gitea.add_pull(f"{ORG}/{scene.recipe}", scene.number, head_sha=_sha(scene))
+        # The bot's account: a site admin here; in real life an org member with repo admin.
+        gitea.add_user("redfix", admin=True)
+        for recipe, number in dict.fromkeys((s.recipe, s.number) for s in SCENES):
+            gitea.add_pull(f"{ORG}/{recipe}", number, head_sha=_sha(recipe))
         for who in ("alice", "bob"):
             gitea.add_member(ORG, who)
         try:
@@ -194,8 +169,9 @@ async def run_demo(*, once: bool, port: int = 0) -> int:
             await host.stop()
 
 
-def _sha(scene: Scene) -> str:
-    return (scene.recipe.encode().hex() * 8)[:40]
+def _sha(recipe: str) -> str:
+    """A stable, fake head commit per recipe PR."""
+    return (recipe.encode().hex() * 8)[:40]
 
 
 async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
@@ -209,14 +185,14 @@ async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
         async with httpx.AsyncClient() as http:
             for i, scene in enumerate(SCENES, 1):
                 repo = f"{ORG}/{scene.recipe}"
-                cid = gitea.add_comment(repo, scene.number, scene.author, scene.body)
+                cid = gitea.add_comment(repo, scene.number, scene.body, user=scene.author)
                 body = issue_comment(
                     repo,
                     scene.number,
                     cid,
                     scene.author,
                     scene.body,
-                    head_sha=_sha(scene),
+                    head_sha=_sha(scene.recipe),
                     root=gitea.url,
                 )
                 t0 = time.perf_counter()
@@ -251,8 +227,8 @@ def _all_comments(gitea: GiteaSim) -> list[tuple[str, int, int, str]]:
     for scene in dict.fromkeys((s.recipe, s.number) for s in SCENES):
         repo = f"{ORG}/{scene[0]}"
         for c in gitea.comments(repo, scene[1]):
-            if c["user"]["login"] == "redfix":
-                out.append((repo, scene[1], c["id"], c["body"]))
+            if c.user == "redfix":
+                out.append((repo, scene[1], c.id, c.body))
     return out
 
 
@@ -282,17 +258,17 @@ def _report(gitea: GiteaSim) -> bool:
     print(f"{'recipe':<16} {'outcome':<13} {'cause':<8} green/runs")
     for v in verdicts:
         print(f"{v['recipe']:<16} {v['outcome']:<13} {v['cause']:<8} {v['green']}/{v['runs']}")
-    statuses = gitea.statuses(f"{ORG}/custom-html", _sha(SCENES[4]))
+    statuses = gitea.statuses(f"{ORG}/custom-html", _sha("custom-html"))
     print("\n=== commit statuses on recipe-maintainers/custom-html#12 ===")
     for s in statuses:
-        print(f"{s['context']}: {s['state']} — {s['description']} ({s['target_url']})")
+        print(f"{s.context}: {s.state} — {s.description} ({s.target_url})")
     want = {
         s.recipe
         for s in SCENES
         if "isolate" in s.body and s.author != "mallory" and ";" not in s.body
     }
     got = {v["recipe"] for v in verdicts}
-    ok = want <= got and bool(statuses) and statuses[-1]["state"] == "success"
+    ok = want <= got and bool(statuses) and statuses[-1].state == "success"
     print(
         "\n"
         + (

@@ -32,6 +32,7 @@ class Outbox:
         redact: Redactor,
         *,
         status_context: str,
+        bot_login: str,
         base_delay_s: float = 1.0,
         max_delay_s: float = 120.0,
     ) -> None:
@@ -39,9 +40,11 @@ class Outbox:
         self._gitea = gitea
         self._redact = redact
         self._context = status_context
+        self._login = bot_login
         self._base = base_delay_s
         self._max = max_delay_s
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one delivery pass at a time, or an item goes out twice
         self.delivered = 0
 
     # --- the Say port -------------------------------------------------------------------
@@ -95,6 +98,10 @@ class Outbox:
 
     async def flush_due(self) -> int:
         """Deliver every item that is due now; returns how many were delivered."""
+        async with self._lock:
+            return await self._flush_due()
+
+    async def _flush_due(self) -> int:
         sent = 0
         while True:
             items = await self._store.due_outbox(time.time())
@@ -159,8 +166,9 @@ class Outbox:
         comment_id = await self._store.comment_id(key)
         if comment_id is None:
             # A create whose response was lost may still have landed: look before posting.
+            # Only the bot's own comments: anyone can quote a marker in theirs.
             comment_id = await self._gitea.find_comment_with_marker(
-                repo, number, status_marker(key)
+                repo, number, status_marker(key), author=self._login
             )
         if comment_id is None:
             comment_id = await self._gitea.create_comment(repo, number, body)

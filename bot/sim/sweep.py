@@ -1,0 +1,48 @@
+"""A past sweep for the simulated host: red run directories left where isolation looks for them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.sim import harness
+
+
+def seed_sweep(runs_dir: Path, scratch: Path, patterns: Mapping[str, str]) -> list[str]:
+    """Run the simulated harness once per recipe with the given outcome letter (e.g. "R") in a
+    scratch runs dir, then move each run dir into `runs_dir`, so the recipes' own outcome
+    counters there are untouched. Returns the run ids, oldest first."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    scenarios = scratch / "sweep-scenarios.json"
+    scenarios.write_text(json.dumps({r: {"pattern": p} for r, p in patterns.items()}))
+    run_ids = []
+    for i, recipe in enumerate(patterns):
+        run_id = f"sweep-{i:02d}-{recipe}"
+        env = os.environ | {
+            "RECIPE": recipe,
+            "CCCI_RUNS_DIR": str(scratch),
+            "CCCI_RUN_ID": run_id,
+            "SIM_SCENARIOS": str(scenarios),
+            "SIM_STAGE_SECONDS": "0",
+        }
+        subprocess.run(
+            [sys.executable, harness.__file__],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=60,
+        )
+        shutil.move(str(scratch / run_id), str(runs_dir / run_id))
+        # "Newest red run" is judged by mtime: keep the seeded order visible in it.
+        stamp = time.time() - 3600 + i
+        os.utime(runs_dir / run_id, (stamp, stamp))
+        run_ids.append(run_id)
+    return run_ids
