@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -153,9 +153,13 @@ class Jobs:
                 return ref
         return None
 
-    async def _run_one(self, spec: RunSpec) -> RunResult:
+    async def _run_one(
+        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]] | None = None
+    ) -> RunResult:
         async with self._pool.hold(recipe=spec.recipe, exclusive=spec.exclusive) as host:
             await self._runs.start_run(spec.run_id, host)
+            if on_start is not None:
+                await on_start(host)
             started = time.monotonic()
             try:
                 result = await self._runners[host].run(spec)
@@ -192,16 +196,34 @@ class Jobs:
         reference = await self._reference(plan.recipe)
         done: list[RunResult] = []
         for rid in run_ids:
+
+            async def started(host: str, rid: str = rid) -> None:
+                log.info(
+                    "isolation %s run %d/%d %s on %s",
+                    plan.recipe,
+                    len(done) + 1,
+                    plan.runs,
+                    rid,
+                    host,
+                )
+                await self._say.comment(
+                    o.repo,
+                    o.number,
+                    key,
+                    render_isolation_progress(
+                        key, plan.recipe, plan.runs, done, rid, reference, url, o.author, host
+                    ),
+                )
+
             await self._say.comment(
                 o.repo,
                 o.number,
                 key,
                 render_isolation_progress(
-                    key, plan.recipe, plan.runs, done, rid, reference, url, o.author
+                    key, plan.recipe, plan.runs, done, None, reference, url, o.author
                 ),
             )
-            log.info("isolation %s run %d/%d %s", plan.recipe, len(done) + 1, plan.runs, rid)
-            done.append(await self._run_one(RunSpec(rid, plan.recipe, exclusive=True)))
+            done.append(await self._run_one(RunSpec(rid, plan.recipe, exclusive=True), started))
         verdict = classify(plan.recipe, done, reference)
         await self._runs.save_verdict(
             command_id,
@@ -246,7 +268,17 @@ class Jobs:
             render_testme(key, plan.recipe, sha, "queued", url, None, rid, o.author),
         )
         spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(o.number), quick=plan.quick)
-        result = await self._run_one(spec)
+
+        async def started(host: str) -> None:
+            await self._say.status(o.repo, o.number, sha, "pending", f"running on {host}", log_url)
+            await self._say.comment(
+                o.repo,
+                o.number,
+                key,
+                render_testme(key, plan.recipe, sha, "running", url, None, rid, o.author),
+            )
+
+        result = await self._run_one(spec, started)
         state = {
             RunState.GREEN: "success",
             RunState.RED: "failure",

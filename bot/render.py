@@ -143,13 +143,20 @@ def render_isolation_progress(
     reference: ResultsSummary | None,
     public_url: str,
     requested_by: str,
+    host: str = "",
 ) -> str:
-    """The sticky comment while an isolation is queued or running."""
-    if running is None and not done:
-        head = f"⏳ **redfix isolate `{recipe}`** — queued ({total} isolated runs)"
+    """The sticky comment while an isolation waits for a host or runs."""
+    if running is None:
+        state = "queued" if not done else f"{len(done)}/{total} runs done"
+        head = (
+            f"⏳ **redfix isolate `{recipe}`** — {state}, waiting for a host to itself "
+            f"({total} isolated runs)"
+        )
     else:
-        n = len(done) + (1 if running else 0)
-        head = f"🏃 **redfix isolate `{recipe}`** — running run {n}/{total} alone on the host"
+        head = (
+            f"🏃 **redfix isolate `{recipe}`** — running run {len(done) + 1}/{total} alone "
+            f"on `{host}`"
+        )
     lines = [status_marker(key), head, "", f"Requested by @{requested_by}.", ""]
     if done or reference is not None:
         lines += [*_reference_lines(reference), ""]

@@ -212,10 +212,13 @@ async def test_testme_sets_pending_then_success_on_the_head(make_rig: RigFactory
         sha = ("custom-html".encode().hex() * 8)[:40]
         await rig.comment(repo, 4, "alice", "!testme --quick", head_sha=sha)
         await asyncio.wait_for(rig.bot.idle(), 60)
-        states = [(s.state, s.context) for s in rig.gitea.statuses(repo, sha)]
-        assert states == [("pending", "redfix/testme"), ("success", "redfix/testme")], [
-            (s.state, s.description) for s in rig.gitea.statuses(repo, sha)
-        ]
+        got = [(s.state, s.context, s.description) for s in rig.gitea.statuses(repo, sha)]
+        assert [g[:2] for g in got] == [
+            ("pending", "redfix/testme"),  # queued
+            ("pending", "redfix/testme"),  # running on the host
+            ("success", "redfix/testme"),
+        ], got
+        assert got[1][2] == "running on sshd-test"
         target = rig.gitea.statuses(repo, sha)[-1].target_url
         run_id = target.rsplit("/", 2)[-2]
         log = await rig.http.get(f"{rig.url}/runs/{run_id}/log")
@@ -232,7 +235,7 @@ async def test_testme_red_recipe_sets_failure(make_rig: RigFactory) -> None:
         sha = ("mattermost-lts".encode().hex() * 8)[:40]
         await rig.comment(repo, 4, "alice", "!testme")
         await asyncio.wait_for(rig.bot.idle(), 60)
-        assert [s.state for s in rig.gitea.statuses(repo, sha)] == ["pending", "failure"]
+        assert [s.state for s in rig.gitea.statuses(repo, sha)] == ["pending", "pending", "failure"]
 
 
 async def test_bad_requests_get_precise_errors(make_rig: RigFactory) -> None:
