@@ -1,0 +1,102 @@
+"""The command line: check-config explains, --version answers, the demo runs the whole loop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import __version__
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REDFIX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=clean | (env or {}),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    r = cli("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"redfix-bot {__version__}"
+
+
+def test_check_config_on_the_example_explains_what_is_missing() -> None:
+    r = cli("check-config", "config.example.toml")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "gitea.webhook_secret: missing" in r.stderr
+    assert "REDFIX_WEBHOOK_SECRET" in r.stderr
+
+
+def test_check_config_lists_file_problems_once_secrets_are_given() -> None:
+    r = cli("check-config", "config.example.toml", env={"REDFIX_WEBHOOK_SECRET": "s" * 16})
+    assert r.returncode == 1
+    assert "hosts[0:cc-ci].client_keys[0]: no such file: /etc/redfix/id_ed25519" in r.stderr
+    assert "hosts[0:cc-ci].known_hosts: no such file" in r.stderr
+    assert "s" * 16 not in r.stdout + r.stderr
+
+
+def test_check_config_accepts_a_good_config(tmp_path: Path) -> None:
+    key, kh = tmp_path / "id", tmp_path / "known_hosts"
+    key.write_text("x")
+    kh.write_text("x")
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace("/etc/redfix/id_ed25519", str(key)).replace(
+        "/etc/redfix/known_hosts", str(kh)
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    r = cli("check-config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
+    assert r.returncode == 0, r.stderr
+    assert "OK" in r.stdout
+    assert "a-long-secret" not in r.stdout
+
+
+@pytest.mark.parametrize("content", ["[gitea\n", "\xff", ""])
+def test_check_config_never_tracebacks(tmp_path: Path, content: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(content, encoding="latin-1")
+    r = cli("check-config", str(cfg))
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert str(cfg) in r.stderr
+
+
+def test_serve_with_a_bad_config_exits_without_traceback(tmp_path: Path) -> None:
+    r = cli("serve", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2
+    assert "cannot read" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_once_shows_real_verdicts() -> None:
+    r = cli("demo", "--once", timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout
+    assert "demo complete: every command answered." in out
+    for line in [
+        "mumble           flake",
+        "mattermost-lts   genuine",
+        "uptime-kuma      intermittent",
+        "discourse        genuine       timeout",
+    ]:
+        assert line in out
+    assert "redfix/testme: success" in out
+    assert "not allowed to start runs" in out
+    assert "is not a recipe name" in out
