@@ -63,14 +63,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.path)
     except ConfigError as e:
-        problems = e.problems
-        cfg = None
-    else:
-        problems = file_problems(cfg)
+        _print_problems(args.path, e.problems)
+        return 1
+    problems = file_problems(cfg)
     if problems:
         _print_problems(args.path, problems)
         return 1
-    assert cfg is not None
     hosts = ", ".join(
         f"{h.name} ({h.username}@{h.address}:{h.port}, capacity {h.capacity})" for h in cfg.hosts
     )

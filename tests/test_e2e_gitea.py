@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, RigFactory
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, RigFactory, fake_sha
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,13 @@ async def test_shared_redfix_payload_runs_isolation_and_posts_one_edited_verdict
         assert len(rig.gitea_writes("POST", "/issues/42/comments")) == 1
         assert len(rig.gitea_writes("PATCH", "/issues/comments/")) >= 3
         v = verdict_of(mine[0].body)
-        assert v == {"recipe": "mumble", "outcome": "flake", "cause": "unknown", "runs": 3,
-                     "green": 3}
+        assert v == {
+            "recipe": "mumble",
+            "outcome": "flake",
+            "cause": "unknown",
+            "runs": 3,
+            "green": 3,
+        }
         text = mine[0].body
         assert "sweep-00-mumble" in text  # the reference failure is named ...
         assert "test_handshake_completes_with_channel_presence" in text  # ... with its test
@@ -90,15 +95,21 @@ def _concurrency(events: list[dict[str, object]]) -> list[int]:
 
 async def test_genuine_and_intermittent_verdicts_name_the_failure(make_rig: RigFactory) -> None:
     async with make_rig(sweep={"mattermost-lts": "R", "uptime-kuma": "R"}) as rig:
-        await rig.comment("recipe-maintainers/mattermost-lts", 4, "alice",
-                          "!redfix isolate mattermost-lts --runs 2")
-        await rig.comment("recipe-maintainers/uptime-kuma", 4, "alice",
-                          "!redfix isolate uptime-kuma --runs 2")
+        await rig.comment(
+            "recipe-maintainers/mattermost-lts",
+            4,
+            "alice",
+            "!redfix isolate mattermost-lts --runs 2",
+        )
+        await rig.comment(
+            "recipe-maintainers/uptime-kuma", 4, "alice", "!redfix isolate uptime-kuma --runs 2"
+        )
         await asyncio.wait_for(rig.bot.idle(), 60)
         (mm,) = rig.bot_comments("recipe-maintainers/mattermost-lts", 4)
         assert verdict_of(mm.body)["outcome"] == "genuine"
         assert 'relation "ci_marker" does not exist' in mm.body
-        assert "exit code" in mm.body and "| 1 (red" in mm.body
+        assert "exit code" in mm.body
+        assert "| 1 (red" in mm.body
         (uk,) = rig.bot_comments("recipe-maintainers/uptime-kuma", 4)
         v = verdict_of(uk.body)
         assert (v["outcome"], v["green"], v["runs"]) == ("intermittent", 1, 2)
@@ -125,8 +136,9 @@ async def test_unsigned_or_wrongly_signed_delivery_is_refused(
     async with make_rig() as rig:
         body = shared_payload("issue_comment_pr_redfix.json")
         extra = {} if signature is None else {"X-Gitea-Signature": signature}
-        resp = await rig.post(body, secret=None if signature is None else "x" * 10,
-                              extra_headers=extra)
+        resp = await rig.post(
+            body, secret=None if signature is None else "x" * 10, extra_headers=extra
+        )
         assert resp.status_code == 401
         await asyncio.wait_for(rig.bot.idle(), 10)
         assert await rig.bot.store.pending_deliveries() == []
@@ -153,7 +165,7 @@ async def test_unauthorized_user_is_refused_and_nothing_runs(make_rig: RigFactor
         "!redfix isolate $(touch {f})",
         "!redfix isolate `touch {f}`",
         "!redfix isolate mumble --runs '1;touch {f}'",
-        "!redfix isolate \"mumble && touch {f}\"",
+        '!redfix isolate "mumble && touch {f}"',
     ],
 )
 async def test_shell_injection_gets_usage_reply_and_runs_nothing(
@@ -209,7 +221,7 @@ def _cmd_comment(rig: object) -> int:
 async def test_testme_sets_pending_then_success_on_the_head(make_rig: RigFactory) -> None:
     async with make_rig() as rig:
         repo = "recipe-maintainers/custom-html"
-        sha = ("custom-html".encode().hex() * 8)[:40]
+        sha = fake_sha("custom-html")
         await rig.comment(repo, 4, "alice", "!testme --quick", head_sha=sha)
         await asyncio.wait_for(rig.bot.idle(), 60)
         got = [(s.state, s.context, s.description) for s in rig.gitea.statuses(repo, sha)]
@@ -232,7 +244,7 @@ async def test_testme_sets_pending_then_success_on_the_head(make_rig: RigFactory
 async def test_testme_red_recipe_sets_failure(make_rig: RigFactory) -> None:
     async with make_rig() as rig:
         repo = "recipe-maintainers/mattermost-lts"
-        sha = ("mattermost-lts".encode().hex() * 8)[:40]
+        sha = fake_sha("mattermost-lts")
         await rig.comment(repo, 4, "alice", "!testme")
         await asyncio.wait_for(rig.bot.idle(), 60)
         assert [s.state for s in rig.gitea.statuses(repo, sha)] == ["pending", "pending", "failure"]
@@ -263,8 +275,9 @@ async def test_own_and_edited_comments_are_ignored(make_rig: RigFactory) -> None
 
     async with make_rig() as rig:
         own = deliveries.issue_comment(MUMBLE, 4, 77, BOT_LOGIN, "!redfix isolate mumble")
-        edited = deliveries.issue_comment(MUMBLE, 4, 78, "alice", "!redfix isolate mumble",
-                                          action="edited")
+        edited = deliveries.issue_comment(
+            MUMBLE, 4, 78, "alice", "!redfix isolate mumble", action="edited"
+        )
         for body in (own, edited):
             r = await rig.post(body)
             assert r.status_code == 200
@@ -286,8 +299,12 @@ async def test_help_and_healthz(make_rig: RigFactory) -> None:
 async def test_secrets_never_reach_comments_or_served_logs(make_rig: RigFactory) -> None:
     leak_env = {"SIM_ECHO_ENV": "LEAKY_TOKEN", "LEAKY_TOKEN": GITEA_TOKEN}
     async with make_rig(env=leak_env, sweep={"mattermost-lts": "R"}) as rig:
-        await rig.comment("recipe-maintainers/mattermost-lts", 4, "alice",
-                          "!redfix isolate mattermost-lts --runs 1")
+        await rig.comment(
+            "recipe-maintainers/mattermost-lts",
+            4,
+            "alice",
+            "!redfix isolate mattermost-lts --runs 1",
+        )
         await asyncio.wait_for(rig.bot.idle(), 60)
         run_id = next(e["run_id"] for e in rig.host_events() if e["event"] == "start")
         raw = (rig.bot.config.server.data_dir / "runs" / f"{run_id}.log").read_text()

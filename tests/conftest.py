@@ -1,0 +1,190 @@
+"""Shared pytest fixtures; each section is owned by the piece of the suite it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.app import Bot, running_bot, serving
+from bot.config import Config, parse_config
+from bot.sim import deliveries
+from bot.sim.gitea import GiteaSim, SimComment, SimRequest
+from bot.sim.sweep import seed_sweep
+from tests.sshd import SSHD, Sshd, free_port
+
+# --- real OpenSSH sshd (tests/sshd.py) -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A private sshd on loopback for the whole session; tests using it are marked slow."""
+    if not SSHD.exists():
+        message = f"{SSHD} not found: apt-get install -y openssh-server"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so a missing sshd is a failure, not a skip)")
+        pytest.skip(message)
+    server = Sshd(
+        base=tmp_path_factory.mktemp("sshd"),
+        workdir=tmp_path_factory.mktemp("ccci-workdir"),
+        runs_dir=tmp_path_factory.mktemp("ccci-runs"),
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- end of the sshd section ---------------------------------------------------------------
+
+
+# --- the Gitea spec (../shared/gitea/swagger.v1.json) ----------------------------------------
+
+SPEC = (Path(__file__).parents[1] / ".." / "shared" / "gitea" / "swagger.v1.json").resolve()
+
+
+@pytest.fixture
+def spec_path() -> Path:
+    """Gitea's own API spec; the fake Gitea checks every request against it."""
+    if not SPEC.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"the Gitea spec is missing at {SPEC}; CI must provide it")
+        pytest.skip(f"the Gitea spec is not at {SPEC}")
+    return SPEC
+
+
+# --- a wired bot: fake Gitea (spec-checked) + real sshd + simulated harness ------------------
+
+WEBHOOK_SECRET = "e2e-webhook-secret-0123"
+GITEA_TOKEN = "e2e-gitea-token-abcdef0123456789"
+BOT_LOGIN = "redfix"
+
+
+@dataclass
+class Rig:
+    """One bot under test with everything around it, and the verbs tests speak in."""
+
+    bot: Bot
+    url: str
+    gitea: GiteaSim
+    http: httpx.AsyncClient
+    runs_dir: Path
+    _next_comment: int = 9000
+
+    async def post(
+        self,
+        body: bytes,
+        *,
+        secret: str | None = WEBHOOK_SECRET,
+        delivery: str | None = None,
+        event: str = "issue_comment",
+        extra_headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        hdrs = deliveries.headers(body, secret, event=event, delivery=delivery)
+        hdrs.update(extra_headers or {})
+        return await self.http.post(f"{self.url}/webhooks/gitea", content=body, headers=hdrs)
+
+    async def comment(
+        self, repo: str, number: int, author: str, text: str, *, head_sha: str = ""
+    ) -> tuple[int, httpx.Response]:
+        """A person comments on a PR: the comment exists in Gitea and its webhook is sent."""
+        cid = self.gitea.add_comment(repo, number, text, user=author)
+        body = deliveries.issue_comment(
+            repo, number, cid, author, text, head_sha=head_sha, root=self.gitea.url
+        )
+        return cid, await self.post(body)
+
+    def bot_comments(self, repo: str, number: int) -> list[SimComment]:
+        return [c for c in self.gitea.comments(repo, number) if c.user == BOT_LOGIN]
+
+    def host_events(self) -> list[dict[str, Any]]:
+        path = self.runs_dir / ".sim" / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def gitea_writes(self, method: str, fragment: str) -> list[SimRequest]:
+        return [r for r in self.gitea.requests if r.method == method and fragment in r.path]
+
+
+def bot_config(
+    tmp_path: Path, sshd: Sshd, gitea: GiteaSim, runs_dir: Path, **harness: Any
+) -> Config:
+    env = {"SIM_STAGE_SECONDS": "0.02", **harness.pop("env", {})}
+    data = {
+        "server": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "public_url": "https://redfix.example.org",
+            "data_dir": str(tmp_path / "data"),
+        },
+        "gitea": {
+            "url": gitea.url,
+            "token": GITEA_TOKEN,
+            "webhook_secret": WEBHOOK_SECRET,
+            "bot_login": BOT_LOGIN,
+            "allowed_orgs": ["recipe-maintainers"],
+        },
+        "hosts": [sshd.host_config().model_dump(mode="json")],
+        "harness": sshd.harness_config(runs_dir=str(runs_dir), env=env, **harness).model_dump(
+            mode="json"
+        ),
+        "isolation": {"runs": 3},
+    }
+    return parse_config(data, "<test>", env={})
+
+
+def fake_sha(recipe: str) -> str:
+    """The head commit of recipe-maintainers/<recipe>#4 in the fixture world."""
+    return (recipe.encode().hex() * 8)[:40]
+
+
+def seed_gitea(gitea: GiteaSim) -> None:
+    """The fixture world: the shared payloads' acme/widgets#42, recipe repos, people."""
+    gitea.add_repo("acme/widgets")
+    gitea.add_pull("acme/widgets", 42, "c0ffee5d1e7a4b2c9d8e7f6a5b4c3d2e1f0a9b8c")
+    for recipe in ("mumble", "custom-html", "mattermost-lts", "uptime-kuma"):
+        gitea.add_pull(f"recipe-maintainers/{recipe}", 4, fake_sha(recipe))
+        gitea.set_permission(f"recipe-maintainers/{recipe}", BOT_LOGIN, "admin")
+    # The bot: a member of the org, admin on the repos (to read others' permissions).
+    gitea.add_member("recipe-maintainers", BOT_LOGIN)
+    gitea.add_member("acme", BOT_LOGIN)
+    gitea.set_permission("acme/widgets", BOT_LOGIN, "admin")
+    gitea.add_member("recipe-maintainers", "alice")
+    gitea.set_permission("acme/widgets", "bob", "write")  # bob: a collaborator, no org
+    gitea.set_permission("acme/widgets", "carol", "admin")
+    gitea.add_user("mallory")
+
+
+RigFactory = Callable[..., AbstractAsyncContextManager[Rig]]
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
+    """Build a running bot; keyword arguments go to the harness config (e.g. env=...)."""
+
+    @asynccontextmanager
+    async def factory(*, sweep: dict[str, str] | None = None, **harness: Any) -> AsyncIterator[Rig]:
+        runs_dir = tmp_path / "runs"
+        if sweep:
+            seed_sweep(runs_dir, tmp_path / "scratch", sweep)
+        runs_dir.mkdir(exist_ok=True)
+        async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+            seed_gitea(gitea)
+            config = bot_config(tmp_path, sshd, gitea, runs_dir, **harness)
+            async with (
+                running_bot(config, outbox_base_delay_s=0.05) as bot,
+                serving(bot) as url,
+                httpx.AsyncClient(timeout=10) as http,
+            ):
+                yield Rig(bot, url, gitea, http, runs_dir)
+            gitea.assert_clean()  # every request the bot made was valid Gitea 1.26.3 API
+
+    return factory
