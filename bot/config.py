@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.model import MAX_RUNS, MIN_RUNS
+from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE
 
 ENV_SECRETS: dict[str, tuple[str, str]] = {
     "REDFIX_GITEA_TOKEN": ("gitea", "token"),
@@ -28,6 +29,9 @@ ENV_SECRETS: dict[str, tuple[str, str]] = {
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Variables the bot itself sets per run; [harness.env] must not shadow them.
 RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
+# What an [harness] evidence command may name; values are shell-quoted when filled in.
+EVIDENCE_PLACEHOLDERS = frozenset({"recipe", "run_id", "runs_dir", "run_dir"})
+_SECRET_KEY_RE = re.compile(r"(?i)(token|password|passwd|secret|api_?key|private)")
 
 
 class _Section(BaseModel):
@@ -120,6 +124,12 @@ class HarnessConfig(_Section):
     teardown: str = ""
     timeout_s: float = Field(4200.0, gt=0)
     kill_grace_s: float = Field(30.0, ge=0, le=600)
+    busy_probe: str = ""
+    busy_wait_s: float = Field(1800.0, ge=0)
+    busy_poll_s: float = Field(15.0, gt=0, le=3600)
+    evidence: tuple[str, ...] = ()
+    evidence_max_bytes: int = Field(65_536, ge=1024, le=4 * 1_048_576)
+    evidence_timeout_s: float = Field(60.0, gt=0, le=3600)
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("results", "junit")
@@ -129,6 +139,22 @@ class HarnessConfig(_Section):
             v.format(runs_dir="x", run_id="y")
         except (KeyError, IndexError, ValueError) as e:
             raise ValueError(f"only {{runs_dir}} and {{run_id}} may be used ({e})") from None
+        return v
+
+    @field_validator("evidence")
+    @classmethod
+    def _evidence(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, cmd in enumerate(v):
+            try:
+                names = {f[1] for f in string.Formatter().parse(cmd) if f[1] is not None}
+            except ValueError as e:
+                raise ValueError(f"[{i}] {cmd!r}: {e}") from None
+            unknown = sorted(names - EVIDENCE_PLACEHOLDERS)
+            if unknown:
+                raise ValueError(
+                    f"[{i}] {cmd!r}: unknown placeholder(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(sorted(EVIDENCE_PLACEHOLDERS))}"
+                )
         return v
 
     @field_validator("env")
@@ -151,7 +177,15 @@ class HarnessConfig(_Section):
 
 class IsolationConfig(_Section):
     runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 3
+    max_runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 10
+    load: Annotated[int, Field(ge=0, le=MAX_LOAD)] = 0
+    load_recipes: tuple[Annotated[str, Field(pattern=RECIPE_RE.pattern)], ...] = ()
     reference_scan_limit: int = Field(200, ge=1, le=10_000)
+
+
+class ClassifyConfig(_Section):
+    signatures: Path | None = None
+    default_signatures: bool = True
 
 
 class Config(_Section):
@@ -160,6 +194,7 @@ class Config(_Section):
     hosts: tuple[HostConfig, ...] = Field(min_length=1)
     harness: HarnessConfig = Field(default_factory=lambda: HarnessConfig())
     isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
+    classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Config:
@@ -174,6 +209,8 @@ class Config(_Section):
         out = [self.gitea.webhook_secret.get_secret_value()]
         if self.gitea.token is not None:
             out.append(self.gitea.token.get_secret_value())
+        # The harness may print its own environment; secret-looking values must not travel.
+        out += [v for k, v in self.harness.env.items() if _SECRET_KEY_RE.search(k)]
         return [s for s in out if s]
 
 

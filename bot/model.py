@@ -11,8 +11,12 @@ from enum import StrEnum
 RECIPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Run ids become directory names on the host and URL path segments here.
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+# pytest node ids: a path relative to the recipe's test dir, then ::names and [params].
+TEST_ID_RE = re.compile(r"^[A-Za-z0-9_./-]+\.py(::[A-Za-z0-9_.-]+)+(\[[A-Za-z0-9_.,=+-]*\])?$")
 MIN_RUNS = 1
 MAX_RUNS = 20
+MAX_LOAD = 8
+AUTO = "auto"
 
 
 class Source(StrEnum):
@@ -44,7 +48,10 @@ class Origin:
 @dataclass(frozen=True)
 class Isolate:
     recipe: str
-    runs: int | None = None  # None: the configured default
+    runs: int | str | None = None  # a count, AUTO, or None: the configured default
+    run: str | None = None  # the reference run id (else the newest red run of the recipe)
+    test: str | None = None  # narrow the comparison to one test id
+    load: int | None = None  # concurrent other runs for the red-under-load check
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,20 @@ class Testme:
 
 
 @dataclass(frozen=True)
+class Classify:
+    """A human verdict recorded beside the machine's."""
+
+    recipe: str
+    cause: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Help:
     topic: str = ""
 
 
-Args = Isolate | Testme | Help
+Args = Isolate | Testme | Classify | Help
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,9 @@ class HandlerSettings:
     """The slice of configuration handlers may consult (they never see the config object)."""
 
     isolation_runs: int = 3
+    isolation_max_runs: int = 10
+    isolation_load: int = 0
+    load_recipes: tuple[str, ...] = ()
 
 
 # --- decisions a handler returns -----------------------------------------------------------
@@ -120,7 +139,21 @@ class IsolationPlan:
     """Re-run one recipe alone on a host, several times, and judge it against its last red run."""
 
     recipe: str
-    runs: int
+    runs: int  # the fixed count, or the budget when auto
+    auto: bool = False
+    reference_run: str | None = None
+    test: str | None = None
+    load: int = 0
+    load_recipes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OverridePlan:
+    """Record a human's cause for a recipe's current triage."""
+
+    recipe: str
+    cause: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +166,7 @@ class TestmePlan:
     quick: bool
 
 
-Decision = Reply | IsolationPlan | TestmePlan
+Decision = Reply | IsolationPlan | TestmePlan | OverridePlan
 
 
 # --- runs and their outcome ----------------------------------------------------------------
@@ -280,3 +313,39 @@ class Verdict:
     @property
     def total(self) -> int:
         return len(self.runs)
+
+
+# --- evidence and causes (filled by bot.causes / bot.signatures) ---------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceLine:
+    """One quoted line that supports a claim, with where it came from."""
+
+    source: str  # "log" | "assertion" | "service_logs" | "results"
+    line_no: int  # 1-based line number within that source; 0 when not line-based
+    text: str
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Why a run (or a verdict) is red: a cause, the rule that decided it, and its evidence."""
+
+    cause: Cause
+    rule: str  # e.g. "exit-142", "harness-traceback", "signature:backup-db-cycle-race"
+    explanation: str
+    evidence: tuple[EvidenceLine, ...] = ()
+    advice: str = ""
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """What k red of n runs allow one to say about the failure rate (95 %)."""
+
+    runs: int
+    red: int
+    low: float  # lower bound of the failure rate
+    high: float  # upper bound of the failure rate
+    text: str

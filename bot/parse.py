@@ -9,9 +9,15 @@ import shlex
 from dataclasses import dataclass
 
 from bot.model import (
+    AUTO,
+    MAX_LOAD,
     MAX_RUNS,
     MIN_RUNS,
     RECIPE_RE,
+    RUN_ID_RE,
+    TEST_ID_RE,
+    Cause,
+    Classify,
     Command,
     Help,
     Ignore,
@@ -23,6 +29,8 @@ from bot.model import (
 )
 
 MAX_LINE_CHARS = 500
+MAX_REASON_CHARS = 300
+CAUSES = tuple(c.value for c in Cause)
 PREFIXES = ("!redfix", "!testme")
 
 
@@ -38,15 +46,25 @@ class CommandSpec:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "isolate",
-        "!redfix isolate <recipe> [--runs N]",
-        f"re-run <recipe> alone on the CI host N times ({MIN_RUNS}..{MAX_RUNS}) and judge "
-        "it against its newest red run: flake, genuine, changed, intermittent or inconclusive",
+        "!redfix isolate <recipe> [--runs N|auto] [--run <run-id>] [--test <test-id>] [--load K]",
+        f"re-run <recipe> alone on the CI host N times ({MIN_RUNS}..{MAX_RUNS}; `auto`: until "
+        'the runs tell "always fails" from "flaky", within the configured budget) and '
+        "judge it against its newest red run (or `--run`), optionally one test only; "
+        f"`--load K` (0..{MAX_LOAD}) also runs it beside K other runs to reproduce a load "
+        "flake. Verdict: flake, genuine, changed, intermittent or inconclusive, with a cause "
+        "and its evidence",
     ),
     CommandSpec(
         "testme",
         "!testme [--quick]",
         "run the harness at this PR's head commit and report a commit status "
         "(--quick: the fast lane, CCCI_QUICK=1)",
+    ),
+    CommandSpec(
+        "classify",
+        '!redfix classify <recipe> <cause> --reason "..."',
+        "record a human verdict beside the machine's (cause: "
+        "load, recipe, test, harness, timeout or unknown); the human's wins in reports",
     ),
     CommandSpec("help", "!redfix help", "show this help"),
 )
@@ -73,49 +91,116 @@ def find_command_line(text: str) -> str | None:
     return None
 
 
-def _parse_runs(value: str) -> int | Usage:
-    if not value.isdigit() or not MIN_RUNS <= int(value) <= MAX_RUNS:
+def _flag_values(
+    name: str, args: list[str], flags: tuple[str, ...]
+) -> tuple[list[str], dict[str, str]] | Usage:
+    """Split `--flag value` / `--flag=value` pairs from positional words."""
+    positional: list[str] = []
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok.startswith("-"):
+            flag, eq, value = tok.partition("=")
+            if flag not in flags:
+                return _usage(name, f"Unknown option {_quote(tok)}.")
+            if not eq:
+                if i + 1 >= len(args):
+                    return _usage(name, f"`{flag}` needs a value.")
+                i += 1
+                value = args[i]
+            if flag in values:
+                return _usage(name, f"`{flag}` is given twice.")
+            values[flag] = value
+        else:
+            positional.append(tok)
+        i += 1
+    return positional, values
+
+
+def _recipe(name: str, tok: str) -> str | Usage:
+    if not RECIPE_RE.match(tok):
         return _usage(
-            "isolate",
-            f"`--runs` takes a whole number from {MIN_RUNS} to {MAX_RUNS}, not {_quote(value)}.",
+            name,
+            f"{_quote(tok)} is not a recipe name: lowercase letters, digits and `-`, "
+            "starting with a letter or digit, at most 63 characters.",
+        )
+    return tok
+
+
+def _bounded(name: str, flag: str, value: str, low: int, high: int) -> int | Usage:
+    if not value.isdigit() or not low <= int(value) <= high:
+        return _usage(
+            name, f"`{flag}` takes a whole number from {low} to {high}, not {_quote(value)}."
         )
     return int(value)
 
 
 def _parse_isolate(args: list[str]) -> Isolate | Usage:
-    recipe: str | None = None
-    runs: int | None = None
-    i = 0
-    while i < len(args):
-        tok = args[i]
-        if tok == "--runs" or tok.startswith("--runs="):
-            if "=" in tok:
-                value = tok.split("=", 1)[1]
-            elif i + 1 < len(args):
-                i += 1
-                value = args[i]
-            else:
-                return _usage("isolate", "`--runs` needs a number.")
-            parsed = _parse_runs(value)
-            if isinstance(parsed, Usage):
-                return parsed
-            runs = parsed
-        elif tok.startswith("-"):
-            return _usage("isolate", f"Unknown option {_quote(tok)}.")
-        elif recipe is None:
-            if not RECIPE_RE.match(tok):
-                return _usage(
-                    "isolate",
-                    f"{_quote(tok)} is not a recipe name: lowercase letters, digits and `-`, "
-                    "starting with a letter or digit, at most 63 characters.",
-                )
-            recipe = tok
-        else:
-            return _usage("isolate", f"Unexpected {_quote(tok)}: isolate takes one recipe.")
-        i += 1
-    if recipe is None:
+    split = _flag_values("isolate", args, ("--runs", "--run", "--test", "--load"))
+    if isinstance(split, Usage):
+        return split
+    positional, values = split
+    if not positional:
         return _usage("isolate", "Which recipe? Name one.")
-    return Isolate(recipe=recipe, runs=runs)
+    recipe = _recipe("isolate", positional[0])
+    if isinstance(recipe, Usage):
+        return recipe
+    if len(positional) > 1:
+        return _usage("isolate", f"Unexpected {_quote(positional[1])}: isolate takes one recipe.")
+    runs: int | str | None = None
+    if "--runs" in values:
+        if values["--runs"] == AUTO:
+            runs = AUTO
+        else:
+            n = _bounded("isolate", "--runs", values["--runs"], MIN_RUNS, MAX_RUNS)
+            if isinstance(n, Usage):
+                return n
+            runs = n
+    load: int | None = None
+    if "--load" in values:
+        k = _bounded("isolate", "--load", values["--load"], 0, MAX_LOAD)
+        if isinstance(k, Usage):
+            return k
+        load = k
+    run = values.get("--run")
+    if run is not None and not RUN_ID_RE.match(run):
+        return _usage(
+            "isolate",
+            f"{_quote(run)} is not a run id (a directory name in the runs "
+            "directory: letters, digits, `.`, `_`, `-`).",
+        )
+    test = values.get("--test")
+    if test is not None and not TEST_ID_RE.match(test):
+        return _usage(
+            "isolate",
+            f"{_quote(test)} is not a pytest test id, e.g. "
+            "`test_restore.py::test_restore_returns_state`.",
+        )
+    return Isolate(recipe=recipe, runs=runs, run=run, test=test, load=load)
+
+
+def _parse_classify(args: list[str]) -> Classify | Usage:
+    split = _flag_values("classify", args, ("--reason",))
+    if isinstance(split, Usage):
+        return split
+    positional, values = split
+    if len(positional) != 2:
+        return _usage("classify", "Name a recipe and a cause.")
+    recipe = _recipe("classify", positional[0])
+    if isinstance(recipe, Usage):
+        return recipe
+    cause = positional[1].lower()
+    if cause not in CAUSES:
+        return _usage(
+            "classify", f"{_quote(positional[1])} is not a cause; one of {', '.join(CAUSES)}."
+        )
+    reason = values.get("--reason", "").strip()
+    if not reason:
+        return _usage("classify", 'Say why with `--reason "..."`: a human verdict needs one.')
+    if len(reason) > MAX_REASON_CHARS:
+        return _usage("classify", f"Keep the reason under {MAX_REASON_CHARS} characters.")
+    return Classify(recipe=recipe, cause=cause, reason=reason)
 
 
 def _parse_testme(args: list[str]) -> Testme | Usage:
@@ -155,5 +240,10 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
         if isinstance(isolate, Usage):
             return isolate
         return Command("isolate", isolate, origin, line)
+    if sub == "classify":
+        classify = _parse_classify(args)
+        if isinstance(classify, Usage):
+            return classify
+        return Command("classify", classify, origin, line)
     known = ", ".join(f"`{c.name}`" for c in COMMANDS)
     return Usage(f"Unknown command {_quote(sub)}. Known commands: {known}. Try `!redfix help`.")

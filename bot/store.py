@@ -7,7 +7,9 @@ the store. Tables (schema version in `meta`):
 - runs:       one row per harness run, its state and outcome (result JSON);
 - verdicts:   the judgement of an isolation command;
 - outbox:     what the bot has to say (reactions, comments, statuses), retried until delivered;
-- comments:   sticky comment key → Gitea comment id, so edits land on the same comment.
+- comments:   sticky comment key → Gitea comment id, so edits land on the same comment;
+- overrides:  human verdicts (`!redfix classify`), shown beside the machine's.
+The schema is versioned (meta.schema_version) and migrated forward at start-up.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id TEXT PRIMARY KEY,
@@ -88,6 +89,52 @@ CREATE TABLE IF NOT EXISTS comments (
     comment_id INTEGER NOT NULL
 );
 """
+_V2 = """
+ALTER TABLE runs ADD COLUMN phase TEXT NOT NULL DEFAULT 'alone';  -- alone | load | load-filler
+ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT '';        -- e.g. busy_probe evidence
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipe TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    author TEXT NOT NULL,
+    command_id INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+# Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(Exception):
+    """The store cannot be used (e.g. written by a newer redfix)."""
+
+
+async def _version(db: aiosqlite.Connection) -> int:
+    async with db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ) as cur:
+        if await cur.fetchone() is None:
+            return 0
+    async with db.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    current = await _version(db)
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store is at schema {current}, newer than this redfix ({SCHEMA_VERSION}); "
+            "upgrade redfix or point data_dir elsewhere"
+        )
+    for version, script in MIGRATIONS:
+        if version <= current:
+            continue
+        # executescript commits first; the BEGIN/COMMIT makes each step all-or-nothing.
+        stamp = "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '%d');"
+        await db.executescript(f"BEGIN;\n{script}\n{stamp % version}\nCOMMIT;")
 
 
 @dataclass(frozen=True)
@@ -125,13 +172,11 @@ class Store:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
-        await db.executescript(_SCHEMA)
-        await db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
-        await db.commit()
+        await _migrate(db)
         return cls(db)
+
+    async def schema_version(self) -> int:
+        return await _version(self._db)
 
     async def close(self) -> None:
         await self._db.close()
@@ -234,12 +279,18 @@ class Store:
 
     # --- runs and verdicts ----------------------------------------------------------------
 
-    async def add_run(self, run_id: str, command_id: int, recipe: str, kind: str) -> None:
+    async def add_run(
+        self, run_id: str, command_id: int, recipe: str, kind: str, phase: str = "alone"
+    ) -> None:
         await self._db.execute(
-            "INSERT INTO runs (run_id, command_id, recipe, kind, state, created_at) "
-            "VALUES (?, ?, ?, ?, 'queued', ?)",
-            (run_id, command_id, recipe, kind, time.time()),
+            "INSERT INTO runs (run_id, command_id, recipe, kind, phase, state, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            (run_id, command_id, recipe, kind, phase, time.time()),
         )
+        await self._db.commit()
+
+    async def note_run(self, run_id: str, note: str) -> None:
+        await self._db.execute("UPDATE runs SET note = ? WHERE run_id = ?", (note[:1000], run_id))
         await self._db.commit()
 
     async def start_run(self, run_id: str, host: str) -> None:
@@ -264,8 +315,8 @@ class Store:
 
     async def runs(self) -> list[dict[str, Any]]:
         async with self._db.execute(
-            "SELECT run_id, command_id, recipe, kind, host, state, exit_code FROM runs "
-            "ORDER BY created_at"
+            "SELECT run_id, command_id, recipe, kind, phase, host, state, exit_code, note "
+            "FROM runs ORDER BY created_at"
         ) as cur:
             return [dict(r) for r in await cur.fetchall()]
 
@@ -291,6 +342,26 @@ class Store:
             "SELECT command_id, recipe, outcome, cause, runs, green FROM verdicts "
             "ORDER BY created_at"
         ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def add_override(
+        self, recipe: str, cause: str, reason: str, author: str, command_id: int
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO overrides (recipe, cause, reason, author, command_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (recipe, cause, reason, author, command_id, time.time()),
+        )
+        await self._db.commit()
+
+    async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]:
+        """Human verdicts, newest first (optionally for one recipe)."""
+        sql = "SELECT recipe, cause, reason, author, command_id, created_at FROM overrides"
+        args: tuple[str, ...] = ()
+        if recipe is not None:
+            sql += " WHERE recipe = ?"
+            args = (recipe,)
+        async with self._db.execute(sql + " ORDER BY id DESC", args) as cur:
             return [dict(r) for r in await cur.fetchall()]
 
     # --- outbox -----------------------------------------------------------------------------

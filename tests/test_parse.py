@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.model import Command, Help, Ignore, Isolate, Origin, Source, Testme, Usage
+from bot.model import Classify, Command, Help, Ignore, Isolate, Origin, Source, Testme, Usage
 from bot.parse import parse_command
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
@@ -21,6 +21,29 @@ ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
         ("Looks flaky to me.\n\n!redfix isolate mumble\nthanks", Isolate("mumble")),
         ("!testme", Testme()),
         ("!testme --quick", Testme(quick=True)),
+        ("!redfix isolate mumble --runs auto", Isolate("mumble", "auto")),
+        (
+            "!redfix isolate mattermost-lts --run sweep-2026-06-17_01 "
+            "--test test_restore.py::test_restore_returns_state --load 2",
+            Isolate(
+                "mattermost-lts",
+                None,
+                "sweep-2026-06-17_01",
+                "test_restore.py::test_restore_returns_state",
+                2,
+            ),
+        ),
+        (
+            "!redfix isolate mumble --test "
+            "custom/test_protocol_handshake.py::test_handshake_completes[tcp-1]",
+            Isolate(
+                "mumble", test="custom/test_protocol_handshake.py::test_handshake_completes[tcp-1]"
+            ),
+        ),
+        (
+            '!redfix classify mumble load --reason "db restarts mid-backup on a loaded host"',
+            Classify("mumble", "load", "db restarts mid-backup on a loaded host"),
+        ),
         ("!redfix help", Help()),
         ("!redfix", Help()),
     ],
@@ -47,12 +70,22 @@ def test_valid_commands(text: str, args: object) -> None:
         ("!redfix isolate mumble --runs 21", "from 1 to 20"),
         ("!redfix isolate mumble --runs -3", "from 1 to 20"),
         ("!redfix isolate mumble --runs three", "from 1 to 20"),
-        ("!redfix isolate mumble --runs", "needs a number"),
+        ("!redfix isolate mumble --runs", "needs a value"),
         ("!redfix isolate mumble ghost", "one recipe"),
         ("!redfix isolate mumble --force", "Unknown option"),
         ("!redfix frobnicate", "Unknown command"),
         ("!redfix isolate 'mumble", "quotes"),
         ("!testme --slow", "Unexpected"),
+        ("!redfix isolate mumble --runs 3 --runs 4", "given twice"),
+        ("!redfix isolate mumble --load 9", "from 0 to 8"),
+        ("!redfix isolate mumble --run ../../etc", "not a run id"),
+        ("!redfix isolate mumble --run 'a b'", "not a run id"),
+        ("!redfix isolate mumble --test 'x.py::t; rm -rf /'", "not a pytest test id"),
+        ("!redfix isolate mumble --test $(id)", "not a pytest test id"),
+        ("!redfix classify mumble flaky --reason x", "not a cause"),
+        ("!redfix classify mumble load", "Say why"),
+        ("!redfix classify mumble", "Name a recipe and a cause"),
+        ("!redfix classify 'mum;ble' load --reason x", "not a recipe name"),
         ("!redfix isolate " + "x" * 600, "over 500"),
     ],
 )

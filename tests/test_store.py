@@ -60,3 +60,46 @@ async def test_edit_after_a_failed_attempt_is_queued_behind_it(tmp_path: Path) -
     await store.enqueue("t", "comment", {"body": "v2"}, "c")
     assert await store.outbox_backlog() == 2
     await store.close()
+
+
+async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
+    import aiosqlite
+
+    from bot.store import _V1, SCHEMA_VERSION
+
+    fresh = await Store.open(tmp_path / "fresh.sqlite3")
+    assert await fresh.schema_version() == SCHEMA_VERSION
+    await fresh.close()
+
+    # A store left by the first release: schema 1 with a run in it.
+    old = tmp_path / "old.sqlite3"
+    async with aiosqlite.connect(old) as db:
+        await db.executescript(_V1)
+        await db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+        await db.execute(
+            "INSERT INTO runs (run_id, command_id, recipe, kind, state, created_at) "
+            "VALUES ('r1', 1, 'mumble', 'isolation', 'green', 0)"
+        )
+        await db.commit()
+    store = await Store.open(old)
+    assert await store.schema_version() == SCHEMA_VERSION
+    (run,) = await store.runs()
+    assert (run["run_id"], run["phase"], run["note"]) == ("r1", "alone", "")
+    await store.add_override("mumble", "load", "db restarts", "alice", 1)
+    assert (await store.overrides("mumble"))[0]["cause"] == "load"
+    await store.close()
+
+
+async def test_a_newer_store_is_refused(tmp_path: Path) -> None:
+    import aiosqlite
+    import pytest
+
+    from bot.store import StoreError
+
+    path = tmp_path / "new.sqlite3"
+    async with aiosqlite.connect(path) as db:
+        await db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        await db.execute("INSERT INTO meta VALUES ('schema_version', '999')")
+        await db.commit()
+    with pytest.raises(StoreError, match="newer than this redfix"):
+        await Store.open(path)
