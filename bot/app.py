@@ -107,7 +107,12 @@ async def running_bot(
         jobs,
         decode,
         handlers.decide,
-        HandlerSettings(isolation_runs=config.isolation.runs),
+        HandlerSettings(
+            isolation_runs=config.isolation.runs,
+            isolation_max_runs=config.isolation.max_runs,
+            isolation_load=config.isolation.load,
+            load_recipes=config.isolation.load_recipes,
+        ),
         Access(config.gitea.allowed_orgs),
     )
     web_app = make_web_app(

@@ -17,24 +17,24 @@ from typing import Protocol
 from bot.jobs import Jobs
 from bot.model import (
     Command,
+    Decision,
     HandlerSettings,
     Ignore,
     Incoming,
-    IsolationPlan,
     Origin,
+    OverridePlan,
     Reply,
-    TestmePlan,
     Usage,
 )
 from bot.ports import Forge, Say
-from bot.render import render_failure, render_refusal, render_usage
+from bot.render import render_failure, render_override, render_refusal, render_usage
 
 log = logging.getLogger(__name__)
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 
 Decode = Callable[[str, str, bytes], Incoming | Ignore]
-Decide = Callable[[Command, HandlerSettings], IsolationPlan | TestmePlan | Reply]
+Decide = Callable[[Command, HandlerSettings], Decision]
 
 
 class CommandLog(Protocol):
@@ -56,6 +56,10 @@ class CommandLog(Protocol):
     ) -> int | None: ...
 
     async def set_command_state(self, command_id: int, state: str) -> None: ...
+
+    async def add_override(
+        self, recipe: str, cause: str, reason: str, author: str, command_id: int
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,15 @@ class Dispatcher:
             await self._say.comment(o.repo, o.number, f"cmd-{command_id}", body_md)
             await self._store.set_command_state(command_id, "replied")
             return "done", "replied"
+        if isinstance(decision, OverridePlan):
+            await self._store.add_override(
+                decision.recipe, decision.cause, decision.reason, o.author, command_id
+            )
+            await self._say.comment(
+                o.repo, o.number, f"cmd-{command_id}", render_override(decision, o.author)
+            )
+            await self._store.set_command_state(command_id, "done")
+            return "done", "override recorded"
         log.info("delivery %s: starting %s for %s", delivery_id, outcome.name, o.author)
         self._jobs.start(command_id, outcome, decision)
         return "done", f"started {outcome.name}"

@@ -297,24 +297,6 @@ class Cause(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    recipe: str
-    outcome: Outcome
-    cause: Cause
-    runs: tuple[RunResult, ...]
-    reference: ResultsSummary | None
-    reasons: tuple[str, ...] = field(default=())
-
-    @property
-    def green(self) -> int:
-        return sum(1 for r in self.runs if r.state is RunState.GREEN)
-
-    @property
-    def total(self) -> int:
-        return len(self.runs)
-
-
 # --- evidence and causes (filled by bot.causes / bot.signatures) ---------------------------
 
 
@@ -349,3 +331,40 @@ class Confidence:
     low: float  # lower bound of the failure rate
     high: float  # upper bound of the failure rate
     text: str
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """What backs one run in a verdict: was it alone, why was it red, what did services say."""
+
+    run_id: str
+    alone: str = ""  # what the busy probe saw, as evidence the run had the host to itself
+    finding: Finding | None = None
+    service_logs: tuple[tuple[str, str], ...] = ()  # (command, capped + redacted output)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    recipe: str
+    outcome: Outcome
+    cause: Cause
+    runs: tuple[RunResult, ...]  # the isolated runs
+    reference: ResultsSummary | None
+    reasons: tuple[str, ...] = field(default=())
+    test: str | None = None  # the comparison was narrowed to this test id
+    load_runs: tuple[RunResult, ...] = ()  # the recipe's runs beside other runs
+    finding: Finding | None = None  # the verdict's cause with its rule and evidence
+    confidence: Confidence | None = None
+    evidence: tuple[RunEvidence, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def green(self) -> int:
+        return sum(1 for r in self.runs if r.state is RunState.GREEN)
+
+    @property
+    def total(self) -> int:
+        return len(self.runs)
+
+    def evidence_for(self, run_id: str) -> RunEvidence | None:
+        return next((e for e in self.evidence if e.run_id == run_id), None)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from bot.model import (
+    OverridePlan,
     ResultsSummary,
     RunResult,
     RunState,
@@ -79,6 +80,14 @@ def render_refusal(author: str) -> str:
         f"🚫 @{author}, you are not allowed to start runs here: redfix takes commands from "
         "members of its allowed organisations and from people with write access to this "
         "repository. Nothing was started."
+    )
+
+
+def render_override(plan: OverridePlan, author: str) -> str:
+    return (
+        f"📝 Human verdict recorded for `{plan.recipe}`: cause **{plan.cause}**, by @{author}.\n\n"
+        f"> {_cell(plan.reason)}\n\n"
+        "It is shown beside the machine's verdict; in the results table the human's wins."
     )
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.model import Command, Decision, HandlerSettings, Reply
+from handlers import classify, isolate, testme
 from handlers import help as help_
-from handlers import isolate, testme
 
 Handler = Callable[[Command, HandlerSettings], Decision]
 
 HANDLERS: dict[str, Handler] = {
     "isolate": isolate.decide,
     "testme": testme.decide,
+    "classify": classify.decide,
     "help": help_.decide,
 }
 

@@ -94,3 +94,12 @@ def test_deadline_matching_a_deadline_reference_without_reference_is_genuine() -
 
 def test_no_runs_is_inconclusive() -> None:
     assert classify("mumble", [], REF).outcome is Outcome.INCONCLUSIVE
+
+
+def test_narrowed_to_one_test() -> None:
+    other = "test_restore.py::test_restore_returns_state"
+    runs = [run(RunState.RED, T, other), run(RunState.RED, other)]
+    assert classify("mumble", runs, REF, test=other).outcome is Outcome.GENUINE
+    v = classify("mumble", runs, REF, test=T)
+    assert v.outcome is Outcome.CHANGED
+    assert v.test == T
