@@ -180,6 +180,7 @@ class IsolationConfig(_Section):
     max_runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 10
     load: Annotated[int, Field(ge=0, le=MAX_LOAD)] = 0
     load_recipes: tuple[Annotated[str, Field(pattern=RECIPE_RE.pattern)], ...] = ()
+    load_rounds: int = Field(1, ge=1, le=10)
     reference_scan_limit: int = Field(200, ge=1, le=10_000)
 
 

@@ -8,75 +8,32 @@ error boundary: whatever fails, the user is told with a reference the operator c
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from bot.classify import classify
+from bot.isolation import Isolation, RunLog, new_run_id, result_record
 from bot.model import (
     Command,
     IsolationPlan,
-    ResultsSummary,
     RunResult,
     RunSpec,
     RunState,
     TestmePlan,
 )
 from bot.ports import Forge, HostRunner, Say
-from bot.render import (
-    render_failure,
-    render_isolation_progress,
-    render_testme,
-    render_verdict,
-)
+from bot.render import render_failure, render_testme
 from bot.scheduler import HostPool
 
 log = logging.getLogger(__name__)
 
 
-class RunLog(Protocol):
-    """The store's run/verdict records, as jobs need them."""
-
-    async def add_run(self, run_id: str, command_id: int, recipe: str, kind: str) -> None: ...
-
-    async def start_run(self, run_id: str, host: str) -> None: ...
-
-    async def finish_run(
-        self, run_id: str, state: str, exit_code: int | None, result: dict[str, Any]
-    ) -> None: ...
-
-    async def save_verdict(
-        self,
-        command_id: int,
-        recipe: str,
-        outcome: str,
-        cause: str,
-        runs: int,
-        green: int,
-        detail: dict[str, Any],
-    ) -> None: ...
-
-    async def set_command_state(self, command_id: int, state: str) -> None: ...
-
-
 @dataclass(frozen=True)
 class JobSettings:
     public_url: str
-    reference_scan_limit: int = 200
-
-
-def new_run_id(recipe: str) -> str:
-    """Unique, sortable, and safe as a directory name and URL segment."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return f"rf-{recipe[:40]}-{stamp}-{secrets.token_hex(3)}"
-
-
-def result_record(r: RunResult) -> dict[str, Any]:
-    return dataclasses.asdict(r) | {"state": r.state.value}
 
 
 class Jobs:
@@ -89,8 +46,10 @@ class Jobs:
         forge: Forge,
         pool: HostPool,
         runners: Mapping[str, HostRunner],
+        isolation: Isolation,
         settings: JobSettings,
     ) -> None:
+        self._isolation = isolation
         self._runs = runs
         self._say = say
         self._forge = forge
@@ -105,7 +64,7 @@ class Jobs:
 
     def start(self, command_id: int, cmd: Command, plan: IsolationPlan | TestmePlan) -> None:
         coro = (
-            self._isolation(command_id, cmd, plan)
+            self._isolation.run(command_id, cmd, plan)
             if isinstance(plan, IsolationPlan)
             else self._testme(command_id, cmd, plan)
         )
@@ -140,19 +99,6 @@ class Jobs:
                 render_failure("redfix hit an internal error while running this command.", ref),
             )
 
-    # --- isolation ------------------------------------------------------------------------
-
-    async def _reference(self, recipe: str) -> ResultsSummary | None:
-        for name, runner in self._runners.items():
-            try:
-                ref = await runner.find_reference(recipe, limit=self._settings.reference_scan_limit)
-            except Exception as e:  # one unreachable host must not hide another's reference
-                log.warning("reference lookup on %s failed: %s", name, e)
-                continue
-            if ref is not None:
-                return ref
-        return None
-
     async def _run_one(
         self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]] | None = None
     ) -> RunResult:
@@ -178,76 +124,6 @@ class Jobs:
             spec.run_id, result.state.value, result.exit_code, result_record(result)
         )
         return result
-
-    async def _isolation(self, command_id: int, cmd: Command, plan: IsolationPlan) -> None:
-        o = cmd.origin
-        key = f"cmd-{command_id}"
-        url = self._settings.public_url
-        run_ids = [new_run_id(plan.recipe) for _ in range(plan.runs)]
-        for rid in run_ids:
-            await self._runs.add_run(rid, command_id, plan.recipe, "isolation")
-        await self._runs.set_command_state(command_id, "running")
-        await self._say.comment(
-            o.repo,
-            o.number,
-            key,
-            render_isolation_progress(key, plan.recipe, plan.runs, [], None, None, url, o.author),
-        )
-        reference = await self._reference(plan.recipe)
-        done: list[RunResult] = []
-        for rid in run_ids:
-
-            async def started(host: str, rid: str = rid) -> None:
-                log.info(
-                    "isolation %s run %d/%d %s on %s",
-                    plan.recipe,
-                    len(done) + 1,
-                    plan.runs,
-                    rid,
-                    host,
-                )
-                await self._say.comment(
-                    o.repo,
-                    o.number,
-                    key,
-                    render_isolation_progress(
-                        key, plan.recipe, plan.runs, done, rid, reference, url, o.author, host
-                    ),
-                )
-
-            await self._say.comment(
-                o.repo,
-                o.number,
-                key,
-                render_isolation_progress(
-                    key, plan.recipe, plan.runs, done, None, reference, url, o.author
-                ),
-            )
-            done.append(await self._run_one(RunSpec(rid, plan.recipe, exclusive=True), started))
-        verdict = classify(plan.recipe, done, reference)
-        await self._runs.save_verdict(
-            command_id,
-            plan.recipe,
-            verdict.outcome.value,
-            verdict.cause.value,
-            verdict.total,
-            verdict.green,
-            {
-                "reasons": list(verdict.reasons),
-                "runs": run_ids,
-                "reference": reference.run_id if reference else None,
-            },
-        )
-        await self._say.comment(o.repo, o.number, key, render_verdict(key, verdict, url, o.author))
-        await self._runs.set_command_state(command_id, "done")
-        log.info(
-            "verdict %s: %s/%s (%d/%d green)",
-            plan.recipe,
-            verdict.outcome.value,
-            verdict.cause.value,
-            verdict.green,
-            verdict.total,
-        )
 
     # --- !testme --------------------------------------------------------------------------
 

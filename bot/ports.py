@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from bot.model import ResultsSummary, RunResult, RunSpec
@@ -31,6 +32,14 @@ class HostRunner(Protocol):
     ) -> RunResult: ...
 
     async def find_reference(self, recipe: str, *, limit: int = 200) -> ResultsSummary | None: ...
+
+    async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]: ...
+
+    async def busy(self) -> int | None: ...
+
+    async def evidence(self, spec: RunSpec) -> list[tuple[str, str]]: ...
+
+    def log_file(self, run_id: str) -> Path: ...
 
 
 class Say(Protocol):

@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 
 from bot.model import (
+    Finding,
+    IsolationPlan,
     OverridePlan,
     ResultsSummary,
     RunResult,
@@ -95,11 +97,13 @@ def render_failure(msg: str, ref: str) -> str:
     return f"❌ {msg}\n\n(reference `{ref}` for the operator's logs)"
 
 
-def _reference_lines(ref: ResultsSummary | None) -> list[str]:
+def _reference_lines(ref: ResultsSummary | None, test: str | None = None) -> list[str]:
+    narrowed = [f"Compared on one test only: {_code(test)}."] if test else []
     if ref is None:
         return [
             "**Reference failure:** none found — no red `results.json` for this recipe in "
-            "the runs directory, so runs are judged on their own."
+            "the runs directory, so runs are judged on their own.",
+            *narrowed,
         ]
     stages = ", ".join(ref.failed_stages) or "—"
     out = [
@@ -111,7 +115,7 @@ def _reference_lines(ref: ResultsSummary | None) -> list[str]:
         out.append(f"- {_code(t.test_id)}{msg}")
     if len(ref.failing) > MAX_FAILING_SHOWN:
         out.append(f"- … and {len(ref.failing) - MAX_FAILING_SHOWN} more")
-    return out
+    return [*out, *narrowed]
 
 
 def _failing_cell(r: RunResult) -> str:
@@ -128,15 +132,23 @@ def _failing_cell(r: RunResult) -> str:
     return "<br>".join(parts) or "—"
 
 
-def _runs_table(runs: Sequence[RunResult], public_url: str) -> list[str]:
+def _runs_table(
+    runs: Sequence[RunResult], public_url: str, verdict: Verdict | None = None
+) -> list[str]:
+    with_alone = verdict is not None and any(verdict.evidence_for(r.run_id) for r in runs)
+    alone_head, alone_rule = (" alone? |", "---|") if with_alone else ("", "")
     out = [
-        "| # | run | state | exit code | duration | failing tests | log |",
-        "|---|---|---|---|---|---|---|",
+        f"| # | run |{alone_head} state | exit code | duration | failing tests | log |",
+        f"|---|---|{alone_rule}---|---|---|---|---|",
     ]
     for i, r in enumerate(runs, 1):
         code = "—" if r.exit_code is None else str(r.exit_code)
+        alone = ""
+        if with_alone and verdict is not None:
+            ev = verdict.evidence_for(r.run_id)
+            alone = f" {_cell(ev.alone) if ev and ev.alone else '—'} |"
         out.append(
-            f"| {i} | {_code(r.run_id)} | {_STATE_ICON.get(r.state, '')} {r.state.value} "
+            f"| {i} | {_code(r.run_id)} |{alone} {_STATE_ICON.get(r.state, '')} {r.state.value} "
             f"| {code} ({_cell(exit_meaning(r.exit_code))}) | {r.duration_s:.1f} s "
             f"| {_failing_cell(r)} | [log]({public_url}/runs/{r.run_id}/log) |"
         )
@@ -145,30 +157,29 @@ def _runs_table(runs: Sequence[RunResult], public_url: str) -> list[str]:
 
 def render_isolation_progress(
     key: str,
-    recipe: str,
-    total: int,
+    plan: IsolationPlan,
     done: Sequence[RunResult],
     running: str | None,
     reference: ResultsSummary | None,
     public_url: str,
     requested_by: str,
     host: str = "",
+    under_load: bool = False,
 ) -> str:
     """The sticky comment while an isolation waits for a host or runs."""
-    if running is None:
-        state = "queued" if not done else f"{len(done)}/{total} runs done"
-        head = (
-            f"⏳ **redfix isolate `{recipe}`** — {state}, waiting for a host to itself "
-            f"({total} isolated runs)"
-        )
+    total = f"up to {plan.runs} (auto)" if plan.auto else str(plan.runs)
+    name = f"**redfix isolate `{plan.recipe}`**"
+    if under_load:
+        head = f"🏃 {name} — {len(done)} isolated run(s) done; now red-under-load runs"
+    elif running is None:
+        state = "queued" if not done else f"{len(done)} run(s) done"
+        then = f", then {plan.load} beside it under load" if plan.load else ""
+        head = f"⏳ {name} — {state}, waiting for a host to itself ({total} isolated runs{then})"
     else:
-        head = (
-            f"🏃 **redfix isolate `{recipe}`** — running run {len(done) + 1}/{total} alone "
-            f"on `{host}`"
-        )
+        head = f"🏃 {name} — running run {len(done) + 1}/{total} alone on `{host}`"
     lines = [status_marker(key), head, "", f"Requested by @{requested_by}.", ""]
     if done or reference is not None:
-        lines += [*_reference_lines(reference), ""]
+        lines += [*_reference_lines(reference, plan.test), ""]
     if done:
         lines += _runs_table(done, public_url)
     if running:
@@ -176,31 +187,109 @@ def render_isolation_progress(
     return "\n".join(lines)
 
 
+_ICON = {
+    "flake": "🟡",
+    "genuine": "🔴",
+    "changed": "🟠",
+    "intermittent": "🟠",
+    "inconclusive": "⚪",
+}
+NEVER_WEAKEN = (
+    "A test is never weakened to turn red green: a stale or wrong test gets a test PR "
+    "under review, a recipe defect a recipe PR, a flake a harness stabilisation."
+)
+MAX_SERVICE_LINES_SHOWN = 60
+
+
+def _evidence_block(f: Finding) -> list[str]:
+    if not f.evidence:
+        return []
+    width = max(len(_where(e.run_id, e.source, e.line_no)) for e in f.evidence)
+    body = [
+        f"{_where(e.run_id, e.source, e.line_no):<{width}}  {_fence_safe(e.text)}"
+        for e in f.evidence
+    ]
+    return ["**Decisive evidence:**", "", "```text", *body, "```", ""]
+
+
+def _where(run_id: str, source: str, line_no: int) -> str:
+    at = f"{source}:{line_no}" if line_no else source
+    return f"{run_id} {at}" if run_id else at
+
+
+def _fence_safe(text: str) -> str:
+    """Text that cannot close the code fence it is quoted in."""
+    return text.replace("```", "ʼʼʼ")[:400]
+
+
+def _signature_lines(v: Verdict) -> list[str]:
+    seen: dict[str, Finding] = {}
+    for ev in v.evidence:
+        if ev.finding and ev.finding.rule.startswith("signature:"):
+            seen.setdefault(ev.finding.rule, ev.finding)
+    if not seen:
+        return []
+    out = ["**Matched signatures:**", ""]
+    for rule, f in seen.items():
+        link = f" ([more]({f.link}))" if f.link else ""
+        out.append(
+            f"- `{rule.removeprefix('signature:')}` → {f.cause.value}: {_cell(f.advice)}{link}"
+        )
+    return [*out, ""]
+
+
+def _service_logs(v: Verdict) -> list[str]:
+    out: list[str] = []
+    for ev in v.evidence:
+        for command, text in ev.service_logs:
+            lines = text.splitlines()
+            cut = len(lines) > MAX_SERVICE_LINES_SHOWN
+            shown = lines[-MAX_SERVICE_LINES_SHOWN:]
+            out += [
+                "<details>",
+                f"<summary>{_cell(ev.run_id)}: <code>{_cell(command)}</code>"
+                f"{f' (last {MAX_SERVICE_LINES_SHOWN} of {len(lines)} lines)' if cut else ''}"
+                "</summary>",
+                "",
+                "```text",
+                *(_fence_safe(x) for x in shown),
+                "```",
+                "</details>",
+                "",
+            ]
+    return ["**Service logs:**", "", *out] if out else []
+
+
 def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> str:
-    """The final sticky comment: headline, reference, per-run table, reasons, hidden marker."""
-    icon = {
-        "flake": "🟡",
-        "genuine": "🔴",
-        "changed": "🟠",
-        "intermittent": "🟠",
-        "inconclusive": "⚪",
-    }[v.outcome.value]
+    """The final sticky comment: headline, reference, runs, evidence, advice, hidden marker."""
+    conf = f" · {v.confidence.text}" if v.confidence else ""
     lines = [
         status_marker(key),
-        f"{icon} **redfix isolate `{v.recipe}`: {v.outcome.value}** — {v.green}/{v.total} "
-        f"green alone · cause: {v.cause.value}",
+        f"{_ICON[v.outcome.value]} **redfix isolate `{v.recipe}`: {v.outcome.value}** · "
+        f"cause **{v.cause.value}** · {v.green}/{v.total} green alone{conf}",
         "",
-        f"Requested by @{requested_by}. Each run had the CI host to itself.",
-        "",
-        *_reference_lines(v.reference),
-        "",
-        *_runs_table(v.runs, public_url),
-        "",
-        "**Why:**",
-        *[f"- {_cell(r)}" for r in v.reasons],
-        "",
-        verdict_marker(v),
     ]
+    f = v.finding
+    if f is not None:
+        lines += [f"Decided by rule `{f.rule}`: {_cell(f.explanation)}", ""]
+    lines += [f"Requested by @{requested_by}.", "", *_reference_lines(v.reference, v.test), ""]
+    lines += [
+        "**Isolated runs** (each with a host to itself):",
+        "",
+        *_runs_table(v.runs, public_url, v),
+        "",
+    ]
+    if v.load_runs:
+        lines += ["**Under load:**", "", *_runs_table(v.load_runs, public_url, v), ""]
+    if f is not None:
+        lines += _evidence_block(f)
+    lines += _signature_lines(v)
+    advice = f.advice if f is not None and f.advice else ""
+    lines += ["**Fix route:** " + (f"{_cell(advice)} " if advice else "") + NEVER_WEAKEN, ""]
+    lines += _service_logs(v)
+    if v.notes:
+        lines += ["**Notes:**", *[f"- {_cell(n)}" for n in v.notes], ""]
+    lines += ["**Why:**", *[f"- {_cell(r)}" for r in v.reasons], "", verdict_marker(v)]
     return _fit("\n".join(lines))
 
 

@@ -377,9 +377,7 @@ class SshRunner:
             )
         conn = await self._connection()
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        sink = _LogSink(
-            self._log_dir / f"{spec.run_id}.log", self._tail_lines, on_line, spec.run_id
-        )
+        sink = _LogSink(self.log_file(spec.run_id), self._tail_lines, on_line, spec.run_id)
         try:
             return await self._run(conn, spec, sink, cancel)
         finally:
@@ -482,6 +480,70 @@ class SshRunner:
         if ex.code != 0:
             return f"; teardown exited {ex.code}"
         return ""
+
+    def log_file(self, run_id: str) -> Path:
+        """Where a run's output is kept on the bot's side."""
+        self._check(run_id=run_id)
+        return self._log_dir / f"{run_id}.log"
+
+    async def _short(self, command: str, limit_s: float, cap: int) -> tuple[int | None, str]:
+        """Run a short operator-configured command in the workdir; (exit code, capped output).
+
+        Bounded on the remote side too (coreutils `timeout`): asyncssh's own timeout would leave
+        the remote command running."""
+        conn = await self._connection()
+        script = (
+            f"cd {shlex.quote(self._harness.workdir)} 2>/dev/null || cd /; "
+            f"exec timeout -k 5 {math.ceil(limit_s)} sh -c {shlex.quote(command)} 2>&1"
+        )
+        try:
+            done = await asyncio.wait_for(
+                conn.run(script, stdin=asyncssh.DEVNULL, encoding=None, check=False),
+                timeout=limit_s + 10,
+            )
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            if conn.is_closed():
+                self._forget(conn)
+            raise RunnerError(f"{self._where}: command did not complete: {_reason(e)}") from None
+        raw = done.stdout if isinstance(done.stdout, bytes) else b""
+        if len(raw) > cap:  # the end of a log says most about how it ended
+            raw = b"[... cut ...]\n" + raw[-cap:]
+        return done.exit_status, raw.decode("utf-8", "replace")
+
+    async def busy(self) -> int | None:
+        """Active runs on the host per the configured busy probe; None when there is none."""
+        probe = self._harness.busy_probe
+        if not probe:
+            return None
+        code, out = await self._short(probe, 60, 4096)
+        text = out.strip()
+        if code != 0 or not text.isdigit():
+            raise RunnerError(
+                f"{self._where}: busy probe exited {code} and printed {text[:80]!r}, "
+                "not a number of active runs"
+            )
+        return int(text)
+
+    async def evidence(self, spec: RunSpec) -> list[tuple[str, str]]:
+        """Run the configured evidence commands for a run; (command, capped output) each."""
+        self._check(recipe=spec.recipe, run_id=spec.run_id)
+        runs_dir = self._harness.runs_dir.rstrip("/")
+        values = {
+            "recipe": spec.recipe,
+            "run_id": spec.run_id,
+            "runs_dir": runs_dir,
+            "run_dir": posixpath.join(runs_dir, spec.run_id),
+        }
+        quoted = {k: shlex.quote(v) for k, v in values.items()}
+        out: list[tuple[str, str]] = []
+        for template in self._harness.evidence:
+            command = template.format(**quoted)
+            code, text = await self._short(
+                command, self._harness.evidence_timeout_s, self._harness.evidence_max_bytes
+            )
+            shown = template.format(**values)
+            out.append((shown if code == 0 else f"{shown}  (exit {code})", text))
+        return out
 
     # --- results --------------------------------------------------------------------------
 

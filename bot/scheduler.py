@@ -53,6 +53,9 @@ class HostPool:
     def running_on(self, host: str) -> int:
         return next(h.used for h in self._hosts if h.name == host)
 
+    def capacity(self, host: str) -> int:
+        return next(h.capacity for h in self._hosts if h.name == host)
+
     def _place(self, w: _Waiter) -> _Host | None:
         if w.recipe in self._recipes:
             return None

@@ -1,0 +1,396 @@
+"""The isolation protocol: reference, runs that can be shown to be alone, red under load, a verdict.
+
+1. The reference failure: the run named by `--run`, else the recipe's newest red results.json.
+2. Isolated runs, one at a time, each holding a whole host; with a busy probe configured, each
+   waits until the host reports no active run and quotes what it saw.
+3. With `--runs auto`, runs continue until the results tell "always fails" from "flaky" or the
+   budget is spent (bot.confidence).
+4. With `--load K`, the recipe runs again beside K other harness runs on one host (bounded by
+   its capacity): a flake is `load` only when it is green alone and red under load.
+5. After each red run, the configured evidence commands run; every red run gets a Finding
+   (bot.causes), and the verdict a cause, its rule and its evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.causes import run_finding, verdict_finding
+from bot.classify import classify
+from bot.confidence import confidence, should_continue
+from bot.model import (
+    Command,
+    Finding,
+    IsolationPlan,
+    ResultsSummary,
+    RunEvidence,
+    RunResult,
+    RunSpec,
+    RunState,
+    Verdict,
+)
+from bot.ports import HostRunner, Say
+from bot.render import render_failure, render_isolation_progress, render_verdict
+from bot.scheduler import HostPool
+from bot.signatures import RuleSet
+
+log = logging.getLogger(__name__)
+
+MAX_SERVICE_LINES = 400
+
+
+class RunLog(Protocol):
+    """The store's run/verdict records, as the isolation needs them."""
+
+    async def add_run(
+        self, run_id: str, command_id: int, recipe: str, kind: str, phase: str = "alone"
+    ) -> None: ...
+
+    async def start_run(self, run_id: str, host: str) -> None: ...
+
+    async def note_run(self, run_id: str, note: str) -> None: ...
+
+    async def finish_run(
+        self, run_id: str, state: str, exit_code: int | None, result: dict[str, Any]
+    ) -> None: ...
+
+    async def save_verdict(
+        self,
+        command_id: int,
+        recipe: str,
+        outcome: str,
+        cause: str,
+        runs: int,
+        green: int,
+        detail: dict[str, Any],
+    ) -> None: ...
+
+    async def set_command_state(self, command_id: int, state: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class IsolationSettings:
+    public_url: str
+    reference_scan_limit: int = 200
+    busy_wait_s: float = 1800.0
+    busy_poll_s: float = 15.0
+    load_rounds: int = 1
+
+
+def new_run_id(recipe: str) -> str:
+    """Unique, sortable, and safe as a directory name and URL segment."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"rf-{recipe[:40]}-{stamp}-{secrets.token_hex(3)}"
+
+
+def result_record(r: RunResult) -> dict[str, Any]:
+    return dataclasses.asdict(r) | {"state": r.state.value}
+
+
+@contextmanager
+def _lines(path: Path) -> Iterator[Iterator[str]]:
+    """The run's log as lines, streamed from disk (logs can be gigabytes)."""
+    try:
+        f = path.open("r", encoding="utf-8", errors="replace")
+    except OSError:
+        yield iter(())
+        return
+    with f:
+        yield (line.rstrip("\n") for line in f)
+
+
+class Isolation:
+    """Carries out one IsolationPlan; Jobs owns the task and its error boundary."""
+
+    def __init__(
+        self,
+        runs: RunLog,
+        say: Say,
+        pool: HostPool,
+        runners: Mapping[str, HostRunner],
+        rules: RuleSet,
+        settings: IsolationSettings,
+    ) -> None:
+        self._runs = runs
+        self._say = say
+        self._pool = pool
+        self._runners = runners
+        self._rules = rules
+        self._settings = settings
+
+    # --- the reference ----------------------------------------------------------------
+
+    async def _reference(self, plan: IsolationPlan) -> tuple[ResultsSummary | None, str]:
+        """The failure under triage, and a problem text when a named run cannot be read."""
+        problems = []
+        for name, runner in self._runners.items():
+            try:
+                if plan.reference_run:
+                    ref, problem = await runner.read_results(plan.reference_run)
+                    if ref is not None:
+                        return ref, ""
+                    problems.append(f"{name}: {problem}")
+                    continue
+                found = await runner.find_reference(
+                    plan.recipe, limit=self._settings.reference_scan_limit
+                )
+            except Exception as e:  # one unreachable host must not hide another's reference
+                log.warning("reference lookup on %s failed: %s", name, e)
+                problems.append(f"{name}: {e}")
+                continue
+            if found is not None:
+                return found, ""
+        return None, "; ".join(problems)
+
+    # --- single runs -------------------------------------------------------------------
+
+    async def _wait_idle(self, runner: HostRunner) -> str:
+        """Wait until the host's busy probe reports no active run; return what was seen."""
+        seen: list[str] = []
+        deadline = time.monotonic() + self._settings.busy_wait_s
+        while True:
+            count = await runner.busy()
+            if count is None:
+                return "no busy probe configured; none of redfix's runs on the host"
+            seen.append(str(count))
+            if count == 0:
+                shown = " → ".join(seen[-5:])
+                return (
+                    f"busy probe: 0 active runs at {time.strftime('%H:%M:%S', time.gmtime())} "
+                    f"UTC (probes: {shown})"
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the host never became idle within {self._settings.busy_wait_s:.0f}s "
+                    f"(busy probe said {', '.join(seen[-5:])})"
+                )
+            await asyncio.sleep(self._settings.busy_poll_s)
+
+    async def _execute(self, host: str, spec: RunSpec) -> RunResult:
+        await self._runs.start_run(spec.run_id, host)
+        started = time.monotonic()
+        try:
+            return await self._runners[host].run(spec)
+        except Exception as e:  # could not start (connection, auth, host key)
+            log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
+            return RunResult(
+                run_id=spec.run_id,
+                recipe=spec.recipe,
+                host=host,
+                state=RunState.INCOMPLETE,
+                exit_code=None,
+                duration_s=time.monotonic() - started,
+                problem=f"could not run: {e}",
+            )
+
+    async def _examine(
+        self, host: str, spec: RunSpec, result: RunResult, alone: str
+    ) -> RunEvidence:
+        """Evidence of a finished run: service logs (red runs), its finding from the log."""
+        service: list[tuple[str, str]] = []
+        if result.state in (RunState.RED, RunState.DEADLINE):
+            try:
+                service = await self._runners[host].evidence(spec)
+            except Exception as e:  # evidence is a bonus; a failing command must not lose the run
+                log.warning("evidence for %s failed: %s", spec.run_id, e)
+                service = [("evidence", f"could not collect evidence: {e}")]
+        service_lines = [ln for _, out in service for ln in out.splitlines()][:MAX_SERVICE_LINES]
+        finding: Finding | None = None
+        if result.state is not RunState.GREEN:
+            with _lines(self._runners[host].log_file(spec.run_id)) as lines:
+                finding = run_finding(result, lines, service_lines, self._rules)
+        return RunEvidence(spec.run_id, alone, finding, tuple(service))
+
+    async def _finish(self, result: RunResult) -> None:
+        await self._runs.finish_run(
+            result.run_id, result.state.value, result.exit_code, result_record(result)
+        )
+
+    async def _alone(
+        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]]
+    ) -> tuple[RunResult, RunEvidence]:
+        async with self._pool.hold(recipe=spec.recipe, exclusive=True) as host:
+            await on_start(host)
+            try:
+                alone = await self._wait_idle(self._runners[host])
+            except Exception as e:
+                result = RunResult(
+                    spec.run_id,
+                    spec.recipe,
+                    host,
+                    RunState.INCOMPLETE,
+                    None,
+                    0.0,
+                    problem=f"not run: {e}",
+                )
+                await self._finish(result)
+                return result, RunEvidence(spec.run_id, f"not alone: {e}")
+            await self._runs.note_run(spec.run_id, alone)
+            result = await self._execute(host, spec)
+            evidence = await self._examine(host, spec, result, alone)
+        await self._finish(result)
+        return result, evidence
+
+    async def _under_load(
+        self, command_id: int, plan: IsolationPlan, notes: list[str]
+    ) -> list[tuple[RunResult, RunEvidence]]:
+        """One round: the recipe beside K other runs, all on one host held by us."""
+        async with self._pool.hold(recipe=plan.recipe, exclusive=True) as host:
+            k = min(plan.load, max(self._pool.capacity(host) - 1, 0))
+            if k < plan.load:
+                notes.append(
+                    f"load reduced from {plan.load} to {k}: host {host} runs at most "
+                    f"{self._pool.capacity(host)} at once"
+                )
+            if k == 0:
+                return []
+            target = RunSpec(new_run_id(plan.recipe), plan.recipe)
+            fillers = [
+                RunSpec(new_run_id(r), r)
+                for r in (plan.load_recipes[i % len(plan.load_recipes)] for i in range(k))
+            ]
+            await self._runs.add_run(target.run_id, command_id, plan.recipe, "isolation", "load")
+            for f in fillers:
+                await self._runs.add_run(f.run_id, command_id, f.recipe, "isolation", "load-filler")
+            beside = ", ".join(f"`{f.recipe}`" for f in fillers)
+            note = f"under load: beside {k} other run(s) ({beside}) on {host}"
+            await self._runs.note_run(target.run_id, note)
+            results = await asyncio.gather(*(self._execute(host, s) for s in (target, *fillers)))
+            for r in results:
+                await self._finish(r)
+            evidence = await self._examine(host, target, results[0], note)
+        return [(results[0], evidence)]
+
+    # --- the whole protocol ---------------------------------------------------------------
+
+    async def run(self, command_id: int, cmd: Command, plan: IsolationPlan) -> None:
+        o = cmd.origin
+        key = f"cmd-{command_id}"
+        url = self._settings.public_url
+        await self._runs.set_command_state(command_id, "running")
+
+        async def show(
+            done: list[RunResult], running: str | None, host: str = "", load: bool = False
+        ) -> None:
+            await self._say.comment(
+                o.repo,
+                o.number,
+                key,
+                render_isolation_progress(
+                    key, plan, done, running, reference, url, o.author, host, load
+                ),
+            )
+
+        reference: ResultsSummary | None = None
+        await show([], None)
+        reference, problem = await self._reference(plan)
+        if plan.reference_run and reference is None:
+            await self._say.comment(
+                o.repo,
+                o.number,
+                key,
+                render_failure(
+                    f"The reference run `{plan.reference_run}` could not be read ({problem}), "
+                    "so there is nothing to judge against. Nothing was run.",
+                    key,
+                ),
+            )
+            await self._runs.set_command_state(command_id, "failed")
+            return
+
+        done: list[RunResult] = []
+        evidence: list[RunEvidence] = []
+        notes: list[str] = []
+        while len(done) < plan.runs:
+            spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
+            await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
+
+            async def started(host: str, rid: str = spec.run_id) -> None:
+                log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
+                await show(done, rid, host)
+
+            await show(done, None)
+            result, ev = await self._alone(spec, started)
+            done.append(result)
+            evidence.append(ev)
+            if plan.auto:
+                red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
+                green = sum(1 for r in done if r.state is RunState.GREEN)
+                go_on, why = should_continue(green, red, max_runs=plan.runs)
+                if not go_on:
+                    notes.append(f"auto: stopped after {len(done)} runs — {why}")
+                    break
+
+        load_pairs: list[tuple[RunResult, RunEvidence]] = []
+        if plan.load > 0:
+            await show(done, None, load=True)
+            for _ in range(self._settings.load_rounds):
+                load_pairs += await self._under_load(command_id, plan, notes)
+            evidence += [ev for _, ev in load_pairs]
+
+        verdict = self.judge(plan, done, reference, evidence, [r for r, _ in load_pairs], notes)
+        await self._runs.save_verdict(
+            command_id,
+            plan.recipe,
+            verdict.outcome.value,
+            verdict.cause.value,
+            verdict.total,
+            verdict.green,
+            {
+                "reasons": list(verdict.reasons),
+                "runs": [r.run_id for r in done],
+                "load_runs": [r.run_id for r in verdict.load_runs],
+                "reference": reference.run_id if reference else None,
+                "rule": verdict.finding.rule if verdict.finding else None,
+                "confidence": verdict.confidence.text if verdict.confidence else None,
+            },
+        )
+        await self._say.comment(o.repo, o.number, key, render_verdict(key, verdict, url, o.author))
+        await self._runs.set_command_state(command_id, "done")
+        log.info(
+            "verdict %s: %s/%s (%d/%d green alone, rule %s)",
+            plan.recipe,
+            verdict.outcome.value,
+            verdict.cause.value,
+            verdict.green,
+            verdict.total,
+            verdict.finding.rule if verdict.finding else "-",
+        )
+
+    @staticmethod
+    def judge(
+        plan: IsolationPlan,
+        alone: list[RunResult],
+        reference: ResultsSummary | None,
+        evidence: list[RunEvidence],
+        load_runs: list[RunResult],
+        notes: list[str],
+    ) -> Verdict:
+        """Outcome from the isolated runs, cause from the evidence (pure)."""
+        verdict = classify(plan.recipe, alone, reference, test=plan.test)
+        by_id = {e.run_id: e for e in evidence}
+        finding = verdict_finding(
+            verdict.outcome,
+            [(r, by_id[r.run_id].finding if r.run_id in by_id else None) for r in alone],
+            [(r, by_id[r.run_id].finding if r.run_id in by_id else None) for r in load_runs],
+        )
+        red = sum(1 for r in alone if r.state in (RunState.RED, RunState.DEADLINE))
+        completed = sum(1 for r in alone if r.completed)
+        return dataclasses.replace(
+            verdict,
+            cause=finding.cause,
+            finding=finding,
+            confidence=confidence(red, completed) if completed else None,
+            load_runs=tuple(load_runs),
+            evidence=tuple(evidence),
+            notes=tuple(notes),
+        )
