@@ -16,6 +16,7 @@ from bot.dispatch import Access, Dispatcher
 from bot.forge import GiteaForge
 from bot.gitea import GiteaClient
 from bot.ingress.gitea import to_incoming
+from bot.isolation import Isolation, IsolationSettings
 from bot.jobs import Jobs, JobSettings
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
@@ -23,10 +24,23 @@ from bot.ports import HostRunner
 from bot.redact import Redactor
 from bot.runner import SshRunner
 from bot.scheduler import HostPool
+from bot.signatures import RuleSet
 from bot.store import Store
 from bot.web import make_web_app
 
 log = logging.getLogger(__name__)
+
+
+def load_rules(config: Config) -> RuleSet:
+    """The packaged signature rules plus the operator's file; a rule in the file replaces a
+    packaged rule of the same id. RulesError lists every problem, with rule ids."""
+    base = RuleSet.default() if config.classify.default_signatures else RuleSet.empty()
+    if config.classify.signatures is None:
+        return base
+    extra = RuleSet.load(config.classify.signatures)
+    mine = {r.id for r in extra.rules}
+    kept = [r for r in base.rules if r.id not in mine]
+    return RuleSet([*kept, *extra.rules], f"{base.source} + {extra.source}")
 
 
 @dataclass
@@ -87,13 +101,22 @@ async def running_bot(
     pool = HostPool([(h.name, h.capacity) for h in config.hosts])
     forge = GiteaForge(gitea)
     host_runners: dict[str, HostRunner] = dict(runners)
-    jobs = Jobs(
+    isolation = Isolation(
         store,
         outbox,
-        forge,
         pool,
         host_runners,
-        JobSettings(config.server.public_url, config.isolation.reference_scan_limit),
+        load_rules(config),
+        IsolationSettings(
+            public_url=config.server.public_url,
+            reference_scan_limit=config.isolation.reference_scan_limit,
+            busy_wait_s=config.harness.busy_wait_s,
+            busy_poll_s=config.harness.busy_poll_s,
+            load_rounds=config.isolation.load_rounds,
+        ),
+    )
+    jobs = Jobs(
+        store, outbox, forge, pool, host_runners, isolation, JobSettings(config.server.public_url)
     )
     bot_login = config.gitea.bot_login
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot import __version__
 from bot.config import Config, ConfigError, file_problems, load_config
@@ -39,13 +40,29 @@ def configure_logging(level: str, redact: Redactor | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _problems(cfg: Config) -> list[str]:
+    """Problems only visible beyond the schema: files, and the signature rules they hold."""
+    from bot.app import load_rules
+    from bot.signatures import RulesError
+
+    problems = file_problems(cfg)
+    if cfg.classify.signatures is None or cfg.classify.signatures.is_file():
+        try:
+            load_rules(cfg)
+        except RulesError as e:
+            problems += [f"classify.signatures: {e.source}: {p}" for p in e.problems]
+    else:
+        problems.append(f"classify.signatures: no such file: {cfg.classify.signatures}")
+    return problems
+
+
 def _load(path: str) -> Config | None:
     try:
         cfg = load_config(path)
     except ConfigError as e:
         _print_problems(e.source, e.problems)
         return None
-    problems = file_problems(cfg)
+    problems = _problems(cfg)
     if problems:
         _print_problems(path, problems)
         return None
@@ -65,7 +82,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _print_problems(args.path, e.problems)
         return 1
-    problems = file_problems(cfg)
+    problems = _problems(cfg)
     if problems:
         _print_problems(args.path, problems)
         return 1
@@ -100,6 +117,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signatures_check(args: argparse.Namespace) -> int:
+    from bot.signatures import RulesError, RuleSet, check_against, format_report
+
+    try:
+        rules = RuleSet.load(Path(args.path))
+    except RulesError as e:
+        _print_problems(e.source, e.problems)
+        return 1
+    runs_dir = Path(args.against)
+    if not runs_dir.is_dir():
+        print(f"{runs_dir}: not a directory of runs", file=sys.stderr)
+        return 2
+    report = check_against(rules, runs_dir)
+    print(format_report(report))
+    if report.too_loose:
+        print(
+            f"\n{len(report.too_loose)} rule(s) match more than 10 % of green runs: "
+            f"{', '.join(report.too_loose)}. Tighten them before use.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -126,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file and list every problem")
     c.add_argument("path", metavar="PATH")
     c.set_defaults(func=cmd_check_config)
+
+    sg = sub.add_parser("signatures", help="signature rules: check them against past runs")
+    sgs = sg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    chk = sgs.add_parser(
+        "check",
+        help="count each rule's matches in red and green runs; flag rules that match too "
+        "many green runs",
+    )
+    chk.add_argument("path", metavar="PATH", help="a TOML file of [[rule]] tables")
+    chk.add_argument("--against", required=True, metavar="RUNS_DIR", help="a runs directory")
+    chk.set_defaults(func=cmd_signatures_check)
 
     d = sub.add_parser(
         "demo", help="the whole loop on this machine: simulated Gitea, CI host and harness"

@@ -174,7 +174,9 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
     async def factory(*, sweep: dict[str, str] | None = None, **harness: Any) -> AsyncIterator[Rig]:
         runs_dir = tmp_path / "runs"
         if sweep:
-            seed_sweep(runs_dir, tmp_path / "scratch", sweep)
+            shaped_by = harness.get("env", {}).get("SIM_SCENARIOS")
+            shapes = json.loads(Path(shaped_by).read_text()) if shaped_by else None
+            seed_sweep(runs_dir, tmp_path / "scratch", sweep, shapes)
         runs_dir.mkdir(exist_ok=True)
         async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
             seed_gitea(gitea)

@@ -290,7 +290,8 @@ async def test_help_and_healthz(make_rig: RigFactory) -> None:
         await rig.comment(MUMBLE, 4, "alice", "!redfix help")
         await asyncio.wait_for(rig.bot.idle(), 10)
         (c,) = rig.bot_comments(MUMBLE, 4)
-        assert "!redfix isolate <recipe> [--runs N]" in c.body
+        assert "!redfix isolate <recipe> [--runs N|auto]" in c.body
+        assert "!redfix classify <recipe> <cause>" in c.body
         h = await rig.http.get(f"{rig.url}/healthz")
         assert h.status_code == 200
         assert h.json() == {"status": "ok", "store": "ok", "outbox_backlog": 0}

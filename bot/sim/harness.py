@@ -80,7 +80,14 @@ DEFAULT_SCENARIOS: dict[str, Scenario] = {
     ),
     "discourse": Scenario("T", version="0.9.1+3.3.2"),
     "keycloak": Scenario("E", version="10.2.0+26.0.7"),
-    "ghost": Scenario("X", version="2.3.0+5.105.0"),
+    # Red alone, but not the way it was red in the sweep.
+    "ghost": Scenario(
+        "X",
+        test="custom/test_members.py::test_signup_sends_magic_link",
+        assertion="AssertionError: no magic-link mail arrived within 60s",
+        stage="custom",
+        version="2.3.0+5.105.0",
+    ),
 }
 
 # What each stage runs when nothing goes wrong, so logs and reports carry realistic test ids.
@@ -284,11 +291,12 @@ def _others_active(job: Job) -> int:
 
 def _outcome_under_load(job: Job, outcome: str) -> str:
     """A load flake: behave as `loaded` when other runs share the host. Runs started together
-    need a moment to all show up, so look twice."""
-    if _others_active(job) == 0:
-        time.sleep(min(0.5, max(job.stage_seconds, 0.1)))
-    if _others_active(job) == 0:
-        return outcome
+    need a moment to all show up (SSH logins, interpreter start), so watch for a second."""
+    deadline = time.monotonic() + 1.0
+    while _others_active(job) == 0:
+        if time.monotonic() >= deadline:
+            return outcome
+        time.sleep(0.05)
     say(f"[cc-ci] {_others_active(job)} other run(s) active on this host")
     record_event(job, "loaded", outcome=job.scenario.loaded)
     return job.scenario.loaded

@@ -14,14 +14,22 @@ from pathlib import Path
 from bot.sim import harness
 
 
-def seed_sweep(runs_dir: Path, scratch: Path, patterns: Mapping[str, str]) -> list[str]:
+def seed_sweep(
+    runs_dir: Path,
+    scratch: Path,
+    patterns: Mapping[str, str],
+    scenarios: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
     """Run the simulated harness once per recipe with the given outcome letter (e.g. "R") in a
     scratch runs dir, then move each run dir into `runs_dir`, so the recipes' own outcome
-    counters there are untouched. Returns the run ids, oldest first."""
+    counters there are untouched. `scenarios` (as in SIM_SCENARIOS) shapes the failures.
+    Returns the run ids, oldest first."""
     scratch.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    scenarios = scratch / "sweep-scenarios.json"
-    scenarios.write_text(json.dumps({r: {"pattern": p} for r, p in patterns.items()}))
+    scenario_file = scratch / "sweep-scenarios.json"
+    shaped = scenarios or {}
+    table = {r: {**shaped.get(r, {}), "pattern": p, "loaded": ""} for r, p in patterns.items()}
+    scenario_file.write_text(json.dumps(table))
     run_ids = []
     for i, recipe in enumerate(patterns):
         run_id = f"sweep-{i:02d}-{recipe}"
@@ -29,7 +37,7 @@ def seed_sweep(runs_dir: Path, scratch: Path, patterns: Mapping[str, str]) -> li
             "RECIPE": recipe,
             "CCCI_RUNS_DIR": str(scratch),
             "CCCI_RUN_ID": run_id,
-            "SIM_SCENARIOS": str(scenarios),
+            "SIM_SCENARIOS": str(scenario_file),
             "SIM_STAGE_SECONDS": "0",
         }
         subprocess.run(
