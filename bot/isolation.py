@@ -76,6 +76,8 @@ class RunLog(Protocol):
 
     async def set_command_state(self, command_id: int, state: str) -> None: ...
 
+    async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True)
 class IsolationSettings:
@@ -338,6 +340,13 @@ class Isolation:
             evidence += [ev for _, ev in load_pairs]
 
         verdict = self.judge(plan, done, reference, evidence, [r for r, _ in load_pairs], notes)
+        humans = await self._runs.overrides(plan.recipe)
+        if humans:
+            h = humans[0]
+            verdict = dataclasses.replace(
+                verdict,
+                human=f"cause {h['cause']} by @{h['author']}: {h['reason']}",
+            )
         await self._runs.save_verdict(
             command_id,
             plan.recipe,

@@ -357,6 +357,7 @@ class Verdict:
     confidence: Confidence | None = None
     evidence: tuple[RunEvidence, ...] = ()
     notes: tuple[str, ...] = ()
+    human: str = ""  # the newest human verdict for the recipe (`!redfix classify`), if any
 
     @property
     def green(self) -> int:

@@ -272,6 +272,8 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
     f = v.finding
     if f is not None:
         lines += [f"Decided by rule `{f.rule}`: {_cell(f.explanation)}", ""]
+    if v.human:
+        lines += [f"📝 **Human verdict:** {_cell(v.human)} — it wins in the results table.", ""]
     lines += [f"Requested by @{requested_by}.", "", *_reference_lines(v.reference, v.test), ""]
     lines += [
         "**Isolated runs** (each with a host to itself):",

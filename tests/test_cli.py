@@ -100,3 +100,70 @@ def test_demo_once_shows_real_verdicts() -> None:
     assert "redfix/testme: success" in out
     assert "not allowed to start runs" in out
     assert "is not a recipe name" in out
+
+
+RULES = """
+[[rule]]
+id = "ci-marker-lost"
+pattern = 'relation "ci_marker" does not exist'
+where = "log"
+cause = "recipe"
+advice = "Fix the recipe's backup/restore hooks so the database is restored whole."
+
+[[rule]]
+id = "too-broad"
+pattern = "abra app deploy"
+where = "log"
+cause = "harness"
+advice = "Stabilise the harness."
+"""
+
+
+def test_signatures_check_counts_matches_and_flags_loose_rules(tmp_path: Path) -> None:
+    from bot.sim.sweep import seed_sweep
+
+    runs = tmp_path / "runs"
+    ids = seed_sweep(runs, tmp_path / "scratch", {"mattermost-lts": "R", "custom-html": "G"})
+    (runs / ids[0] / "output.log").write_text(
+        'abra app deploy mm\npsycopg2.errors.UndefinedTable: relation "ci_marker" does not exist\n'
+    )
+    (runs / ids[1] / "output.log").write_text("abra app deploy ch\nall green\n")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    r = cli("signatures", "check", str(rules), "--against", str(runs))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "1/1" in lines["ci-marker-lost"]
+    assert "0/1" in lines["ci-marker-lost"]
+    assert "TOO LOOSE" in lines["too-broad"]
+    assert "too-broad" in r.stderr
+
+
+def test_bad_rules_are_reported_with_their_ids(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        RULES.replace('where = "log"\ncause = "harness"', 'where = "logs"\ncause = "harness"')
+        + '\n[[rule]]\nid = "broken"\npattern = "(unclosed"\nwhere = "log"\ncause = "recipe"\n'
+        'advice = "x"\n'
+    )
+    r = cli("signatures", "check", str(rules), "--against", str(tmp_path))
+    assert r.returncode == 1
+    assert "too-broad" in r.stderr
+    assert "broken" in r.stderr
+    assert "Traceback" not in r.stderr
+    # check-config reports the same problems for the configured signatures file.
+    key, kh = tmp_path / "id", tmp_path / "kh"
+    key.write_text("x")
+    kh.write_text("x")
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace("/etc/redfix/id_ed25519", str(key)).replace(
+        "/etc/redfix/known_hosts", str(kh)
+    )
+    text = text.replace('# signatures = "/etc/redfix/signatures.toml"', f'signatures = "{rules}"')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    r = cli("check-config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
+    assert r.returncode == 1
+    assert "classify.signatures" in r.stderr
+    assert "broken" in r.stderr
+    assert "too-broad" in r.stderr

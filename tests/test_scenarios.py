@@ -193,3 +193,31 @@ async def test_secrets_in_evidence_and_logs_never_reach_the_comment(
             assert secret not in body  # ... its secrets are not
             for r in rig.gitea.requests:
                 assert secret not in json.dumps(r.body)
+
+
+async def test_human_verdict_is_recorded_and_shown_beside_the_machines(
+    make_rig: RigFactory,
+) -> None:
+    async with make_rig() as rig:
+        await rig.comment(
+            REPO, 4, "alice", '!redfix classify mumble load --reason "db restarts mid-backup"'
+        )
+        await asyncio.wait_for(rig.bot.idle(), 30)
+        (reply,) = rig.bot_comments(REPO, 4)
+        assert "Human verdict recorded for `mumble`: cause **load**, by @alice" in reply.body
+        (h,) = await rig.bot.store.overrides("mumble")
+        assert (h["cause"], h["author"], h["reason"]) == ("load", "alice", "db restarts mid-backup")
+        v, body = await isolate_again(rig, "!redfix isolate mumble --runs 1")
+        assert v["cause"] == "unknown"  # the machine keeps its own judgement ...
+        assert (
+            "**Human verdict:** cause load by @alice: db restarts mid-backup" in body
+        )  # ... beside
+
+
+async def isolate_again(rig: Rig, text: str) -> tuple[dict[str, Any], str]:
+    await rig.comment(REPO, 4, "alice", text)
+    await asyncio.wait_for(rig.bot.idle(), 60)
+    body = next(c.body for c in rig.bot_comments(REPO, 4) if "redfix:verdict" in c.body)
+    m = VERDICT.search(body)
+    assert m
+    return json.loads(m.group(1)), body
