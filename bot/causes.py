@@ -10,7 +10,7 @@ A red run's finding comes from the first of these rules that applies (each findi
     failing test and no convergence trouble in the logs → harness;
 (d) `recipe-not-converging` — services did not converge or crash-looped (0/N replicas, task
     restarting, Rejected/Failed tasks, CrashLoop, non-zero task exits) → recipe;
-    `recipe-lifecycle` — a lifecycle stage (install, upgrade, backup, restore) failed → recipe;
+    `recipe-lifecycle` — a lifecycle stage (install, backup, restore) failed → recipe;
 (e) `stale-test` — only tests outside the lifecycle stages (custom, ...) failed, every lifecycle
     stage that ran passed, and no convergence trouble shows → test, a suspected stale test;
 (f) `no-rule-matched` — nothing above applies → unknown.
@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from bot.model import Cause, EvidenceLine, Finding, Outcome, RunResult, RunState
 from bot.signatures import RuleSet, SignatureMatch, evidence_text, line_text
 
-LIFECYCLE_STAGES = frozenset({"install", "upgrade", "backup", "restore"})
+# The generic lifecycle every recipe goes through. `upgrade` is not among them: its tests
+# check recipe-specific overlays, and a failing one with a healthy app was the sweep's stale
+# discourse test (DOMAIN.md); a broken upgrade shows as convergence trouble instead.
+LIFECYCLE_STAGES = frozenset({"install", "backup", "restore"})
 MAX_EVIDENCE = 5
 DEADLINE_EXIT = 142
 # A traceback longer than this is not followed further; its frames so far still count.
@@ -52,7 +55,7 @@ _CONVERGENCE_RE = re.compile(
     r"|task: non-zero exit|\bOOMKilled\b"
 )
 _STAGE_RED_RE = re.compile(r"\bstage [a-z][a-z0-9_-]*: (?:fail|error)\b")
-_DEADLINE_RE = re.compile(r"\bDEADLINE\b|\bdeadline (?:fired|exceeded|reached)", re.IGNORECASE)
+_DEADLINE_RE = re.compile(r"\bDEADLINE\b|\bdeadline (?:fired|exceeded|reached)")
 
 TIMEOUT_ADVICE = (
     "Find what the run was waiting on when the deadline fired (the last convergence lines): a "

@@ -205,19 +205,22 @@ def _literal_runs(p: str) -> Iterator[str]:
     yield "".join(run)
 
 
-def _needles(pattern: str) -> tuple[str, ...] | None:
-    """Literals of which every match contains at least one; None when none can be trusted."""
+def _needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
+    """For each top-level alternative, the literal runs every match of it contains, longest
+    first; None when some alternative has none that can be trusted."""
     flags = re.match(r"\(\?([aiLmsux]+)\)", pattern)
     if flags and ("i" in flags.group(1) or "x" in flags.group(1)):
         return None  # case-folded or verbose text is not literal text
     body = pattern[flags.end() :] if flags else pattern
-    needles = []
+    branches = []
     for branch in _split_branches(body):
-        best = max(_literal_runs(branch), key=len, default="")
-        if len(best) < _MIN_NEEDLE:
+        # A line end inside a literal would be compared with text that has none.
+        pieces = {p for run in _literal_runs(branch) for p in re.split(r"[\r\n]", run)}
+        runs = sorted((p for p in pieces if len(p) >= _MIN_NEEDLE), key=lambda r: (-len(r), r))
+        if not runs:
             return None
-        needles.append(best)
-    return tuple(needles)
+        branches.append(tuple(runs))
+    return tuple(branches)
 
 
 # --- scanning ------------------------------------------------------------------------------
@@ -239,23 +242,17 @@ def evidence_text(text: str, start: int = 0) -> str:
     return ("…" if begin else "") + piece + ("…" if begin + MAX_EVIDENCE_CHARS < len(text) else "")
 
 
-def _capped(lines: list[str]) -> list[str]:
-    if lines and max(map(len, lines)) > MAX_LINE_CHARS:
-        return [line[:MAX_LINE_CHARS] for line in lines]
-    return lines
-
-
 def _blocks(lines: Iterable[str]) -> Iterator[list[str]]:
-    """Consecutive lines in lists of about _BLOCK_CHARS characters, each line capped."""
+    """Consecutive lines in lists of about _BLOCK_CHARS characters."""
     if isinstance(lines, io.TextIOBase):
         # A file hands over a block of lines in one call: no per-line Python work at all.
         while read := lines.readlines(_BLOCK_CHARS):
-            yield _capped(read)
+            yield read
         return
     it = iter(lines)
     block: list[str] = []
     size = 0
-    while batch := _capped(list(islice(it, _BATCH_LINES))):
+    while batch := list(islice(it, _BATCH_LINES)):
         block += batch
         size += sum(map(len, batch))
         if size >= _BLOCK_CHARS:
@@ -265,46 +262,57 @@ def _blocks(lines: Iterable[str]) -> Iterator[list[str]]:
         yield block
 
 
+_Alternative = tuple[int, tuple[str, ...]]  # (rule index, literal runs of one alternative)
+
+
 @dataclass(frozen=True)
 class _Gate:
+    """One substring search that stands for every alternative containing it."""
+
     text: str
-    items: tuple[tuple[int, str], ...]  # (rule index, needle containing text)
+    alternatives: tuple[_Alternative, ...]
 
 
-def _widen(gate: str, needles: Sequence[str]) -> str:
-    """The longest extension of gate that every needle still contains (longer finds faster)."""
-    first = needles[0]
+def _has(text: str, runs: Sequence[str]) -> bool:
+    return any(text in run for run in runs)
+
+
+def _widen(gate: str, members: Sequence[Sequence[str]]) -> str:
+    """The longest extension of gate that every member still contains (longer finds faster)."""
+    first = next(run for run in members[0] if gate in run)
     start = first.index(gate)
     end = start + len(gate)
-    while end < len(first) and all(first[start : end + 1] in n for n in needles):
+    while end < len(first) and all(_has(first[start : end + 1], m) for m in members):
         end += 1
-    while start > 0 and all(first[start - 1 : end] in n for n in needles):
+    while start > 0 and all(_has(first[start - 1 : end], m) for m in members):
         start -= 1
     return first[start:end]
 
 
-def _choose_gates(needles: Mapping[int, tuple[str, ...]]) -> tuple[_Gate, ...]:
-    """Group needles under shared substrings, so rules made from one template cost one search."""
-    items = [(ix, n) for ix, ns in needles.items() for n in ns]
+def _choose_gates(needles: Mapping[int, tuple[tuple[str, ...], ...]]) -> tuple[_Gate, ...]:
+    """Put alternatives that share a substring under one gate, so that rules made from one
+    template, or mentioning one word, cost one search per block instead of one each."""
+    alts = [(ix, runs) for ix, branches in needles.items() for runs in branches]
     covers: dict[str, set[int]] = {}
-    for _, needle in items:
-        k = min(_GATE_LEN, len(needle))
-        for start in range(len(needle) - k + 1):
-            covers.setdefault(needle[start : start + k], set())
+    for _, runs in alts:
+        for run in runs:
+            k = min(_GATE_LEN, len(run))
+            for start in range(len(run) - k + 1):
+                covers.setdefault(run[start : start + k], set())
     for sub, covered in covers.items():
-        covered.update(j for j, (_, needle) in enumerate(items) if sub in needle)
-    left = set(range(len(items)))
+        covered.update(j for j, (_, runs) in enumerate(alts) if _has(sub, runs))
+    left = set(range(len(alts)))
     gates = []
     while left:
-        best = max(covers, key=lambda s: len(covers[s] & left), default="")
-        taken = covers.get(best, set()) & left
+        best = max(covers, key=lambda sub: len(covers[sub] & left), default="")
+        taken = sorted(covers.get(best, set()) & left)
         if len(taken) < 2:
             break
-        group = [items[j][1] for j in sorted(taken)]
-        gates.append(_Gate(_widen(best, group), tuple(items[j] for j in sorted(taken))))
-        left -= taken
-    # A needle shared with no other is its own, more selective, gate.
-    gates.extend(_Gate(items[j][1], (items[j],)) for j in sorted(left))
+        text = _widen(best, [alts[j][1] for j in taken])
+        gates.append(_Gate(text, tuple(alts[j] for j in taken)))
+        left -= set(taken)
+    # An alternative sharing nothing is its own gate: its longest run, the most selective.
+    gates.extend(_Gate(alts[j][1][0], (alts[j],)) for j in sorted(left))
     return tuple(gates)
 
 
@@ -327,8 +335,8 @@ class _Scanner:
         for gate in self.gates:
             if gate.text not in block:
                 continue
-            for ix, needle in gate.items:
-                if ix in pending and ix not in found and (needle == gate.text or needle in block):
+            for ix, runs in gate.alternatives:
+                if ix in pending and ix not in found and (runs[0] == gate.text or runs[0] in block):
                     found.add(ix)
         return sorted(found)
 
@@ -342,13 +350,14 @@ class _Scanner:
     ) -> None:
         """Append (line_no, rule index, text, match start) for matches in one block of lines."""
         block = "\n".join(lines)
-        if "\r" in block:
-            # A "\r" before "\n" would hide a line end from `$` in the block search.
-            lines = [line.rstrip("\r\n") for line in lines]
+        if not self.candidates(block, pending):
+            return  # most blocks end here, having cost one search per gate
+        # Cutting lines to the cap can only remove candidates, so it is paid for only here.
+        # A "\r" before "\n" would hide a line end from `$` in the block search.
+        if "\r" in block or max(map(len, lines)) > MAX_LINE_CHARS:
+            lines = [line_text(line) for line in lines]
             block = "\n".join(lines)
         todo = self.candidates(block, pending)
-        if not todo:
-            return
         starts = [0, *accumulate(len(line) + 1 for line in lines)]
         for ix in todo:
             line_rx = self.line_rx[ix]
@@ -429,7 +438,7 @@ def _rule_problems(index: int, raw: object, seen: dict[str, int]) -> tuple[list[
     if "pattern" in raw and pattern is not None:
         try:
             regex = re.compile(pattern)
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:
             problems.append(f"{name}: bad regex {pattern!r}: {e}")
         else:
             if regex.search("") is not None:

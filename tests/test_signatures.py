@@ -31,7 +31,8 @@ def sim_run(runs_dir: Path, recipe: str, outcome: str, run_id: str) -> tuple[int
     """
     scenarios = runs_dir / ".sim" / "scenarios.json"
     scenarios.parent.mkdir(parents=True, exist_ok=True)
-    scenarios.write_text(json.dumps({recipe: {"pattern": outcome}}))
+    # A run alone: no load-flake behaviour, which would first watch for other runs.
+    scenarios.write_text(json.dumps({recipe: {"pattern": outcome, "loaded": ""}}))
     env = {
         "RECIPE": recipe,
         "CCCI_RUNS_DIR": str(runs_dir),
@@ -280,6 +281,10 @@ def test_every_problem_is_reported_at_once_naming_its_rule() -> None:
         ('rule = "x"', "'rule' must be an array of tables"),
         ('rules = []\n[[rule]]\nid="ok-rule"', "unknown top-level key 'rules'"),
         ("rule = [1]", "rule 1: is not a table"),
+        (
+            rules_toml(rule("huge", "a{99999999999}")),
+            "rule 1 ('huge'): bad regex 'a{99999999999}': ",
+        ),
     ],
 )
 def test_malformed_files(text: str, problem: str) -> None:
