@@ -50,22 +50,22 @@ SCENES = (
         "mumble",
         4,
         "alice",
-        "Red in the canon sweep.\n\n!redfix isolate mumble",
-        "green alone → flake",
+        "Red in the canon sweep.\n\n!redfix isolate mumble --load 1",
+        "green alone, red beside another run → flake, cause load",
     ),
     Scene(
         "mattermost-lts",
         7,
         "alice",
         "!redfix isolate mattermost-lts",
-        "red alone with the sweep's failure → genuine",
+        "red alone with the sweep's failure, ci_marker lost → genuine, cause recipe",
     ),
     Scene(
         "uptime-kuma",
         3,
         "bob",
         "!redfix isolate uptime-kuma --runs 4",
-        "red, then green, then red ... → intermittent",
+        "red, then green, ... with '409 container not running' → intermittent, cause load",
     ),
     Scene(
         "discourse",
@@ -73,6 +73,13 @@ SCENES = (
         "bob",
         "!redfix isolate discourse --runs 2",
         "hits the harness deadline (exit 142) → cause timeout",
+    ),
+    Scene(
+        "keycloak",
+        2,
+        "bob",
+        "!redfix isolate keycloak --runs 2",
+        "a traceback in the harness's warm-domain code → genuine, cause harness",
     ),
     Scene("custom-html", 12, "alice", "!testme", "commit status pending → success on the PR head"),
     Scene(
@@ -92,6 +99,7 @@ SWEEP = {
     "mattermost-lts": "R",
     "uptime-kuma": "R",
     "discourse": "T",
+    "keycloak": "E",
 }
 
 

@@ -149,7 +149,7 @@ def _runs_table(
             alone = f" {_cell(ev.alone) if ev and ev.alone else '—'} |"
         out.append(
             f"| {i} | {_code(r.run_id)} |{alone} {_STATE_ICON.get(r.state, '')} {r.state.value} "
-            f"| {code} ({_cell(exit_meaning(r.exit_code))}) | {r.duration_s:.1f} s "
+            f"| {code}: {_cell(exit_meaning(r.exit_code))} | {r.duration_s:.1f} s "
             f"| {_failing_cell(r)} | [log]({public_url}/runs/{r.run_id}/log) |"
         )
     return out
@@ -232,9 +232,9 @@ def _signature_lines(v: Verdict) -> list[str]:
     out = ["**Matched signatures:**", ""]
     for rule, f in seen.items():
         link = f" ([more]({f.link}))" if f.link else ""
-        out.append(
-            f"- `{rule.removeprefix('signature:')}` → {f.cause.value}: {_cell(f.advice)}{link}"
-        )
+        decisive = v.finding is not None and v.finding.rule == rule
+        advice = " (its advice is the fix route below)" if decisive else f": {_cell(f.advice)}"
+        out.append(f"- `{rule.removeprefix('signature:')}` → {f.cause.value}{advice}{link}")
     return [*out, ""]
 
 

@@ -91,10 +91,11 @@ def test_demo_once_shows_real_verdicts() -> None:
     out = r.stdout
     assert "demo complete: every command answered." in out
     for line in [
-        "mumble           flake",
-        "mattermost-lts   genuine",
+        "mumble           flake         load",
+        "mattermost-lts   genuine       recipe",
         "uptime-kuma      intermittent",
         "discourse        genuine       timeout",
+        "keycloak         genuine       harness",
     ]:
         assert line in out
     assert "redfix/testme: success" in out

@@ -109,7 +109,7 @@ async def test_genuine_and_intermittent_verdicts_name_the_failure(make_rig: RigF
         assert verdict_of(mm.body)["outcome"] == "genuine"
         assert 'relation "ci_marker" does not exist' in mm.body
         assert "exit code" in mm.body
-        assert "| 1 (red" in mm.body
+        assert "| 1: red" in mm.body
         (uk,) = rig.bot_comments("recipe-maintainers/uptime-kuma", 4)
         v = verdict_of(uk.body)
         assert (v["outcome"], v["green"], v["runs"]) == ("intermittent", 1, 2)
@@ -122,7 +122,7 @@ async def test_deadline_run_gives_timeout_cause(make_rig: RigFactory) -> None:
         (c,) = rig.bot_comments(MUMBLE, 4)
         v = verdict_of(c.body)
         assert (v["outcome"], v["cause"]) == ("genuine", "timeout")
-        assert "142 (harness deadline fired)" in c.body
+        assert "142: harness deadline fired" in c.body
 
 
 @pytest.mark.parametrize(
