@@ -58,6 +58,45 @@ class Isolate:
 class Testme:
     __test__ = False  # not a pytest class, despite the name
     quick: bool = False
+    repeat: int = 1  # green only if every repeat is green (the REPEAT=3 rule for flaky recipes)
+
+
+@dataclass(frozen=True)
+class PullRef:
+    """A pull request named in a command: owner/repo#N or its URL."""
+
+    repo: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.repo}#{self.number}"
+
+
+@dataclass(frozen=True)
+class Link:
+    """Link a fix PR to a recipe's current triage (`pr` None: the PR commented on)."""
+
+    recipe: str
+    pr: PullRef | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    recipe: str = ""
+
+
+@dataclass(frozen=True)
+class PullEvent:
+    """Gitea told us a PR changed: a new head (synchronized), opened, reopened or closed."""
+
+    action: str
+    head_sha: str
+    merged: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,14 +113,14 @@ class Help:
     topic: str = ""
 
 
-Args = Isolate | Testme | Classify | Help
+Args = Isolate | Testme | Classify | Link | Report | Status | Help | PullEvent
 
 
 @dataclass(frozen=True)
 class Command:
     """One normalised command, whatever platform it arrived on."""
 
-    name: str  # "isolate" | "testme" | "help"
+    name: str  # "isolate" | "testme" | "classify" | "link" | "report" | "status" | "help" | "pull"
     args: Args
     origin: Origin
     text: str = ""  # the command line as written, for the record
@@ -164,9 +203,32 @@ class TestmePlan:
 
     recipe: str
     quick: bool
+    repeat: int = 1
+    automatic: bool = False  # started by a push to a linked fix PR, not by a comment
 
 
-Decision = Reply | IsolationPlan | TestmePlan | OverridePlan
+@dataclass(frozen=True)
+class LinkPlan:
+    recipe: str
+    pr: PullRef
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    recipe: str = ""  # "" = the whole sweep
+    brief: bool = False  # `status`: state only, no milestone lines
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """React to a PR change: supersede old-head verifications, verify the new head if due."""
+
+    action: str
+    head_sha: str
+    recipe: str
+
+
+Decision = Reply | IsolationPlan | TestmePlan | OverridePlan | LinkPlan | ReportPlan | PullPlan
 
 
 # --- runs and their outcome ----------------------------------------------------------------

@@ -5,6 +5,7 @@ User text never raises here: every malformed command becomes a Usage that says w
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -22,14 +23,24 @@ from bot.model import (
     Help,
     Ignore,
     Isolate,
+    Link,
     Origin,
     ParseOutcome,
+    PullRef,
+    Report,
+    Status,
     Testme,
     Usage,
 )
 
 MAX_LINE_CHARS = 500
 MAX_REASON_CHARS = 300
+MAX_REPEAT = 10
+_PULL_SHORT = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[0-9]{1,9})$")
+_PULL_URL = re.compile(
+    r"^https?://[^/\s]+(?:/[^/\s]+)*?/(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/pulls/"
+    r"(?P<number>[0-9]{1,9})/?(?:[#?]\S*)?$"
+)
 CAUSES = tuple(c.value for c in Cause)
 PREFIXES = ("!redfix", "!testme")
 
@@ -56,10 +67,28 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "testme",
-        "!testme [--quick]",
+        "!testme [--quick] [--repeat N]",
         "run the harness at this PR's head commit and report a commit status "
-        "(--quick: the fast lane, CCCI_QUICK=1)",
+        f"(--quick: the fast lane, CCCI_QUICK=1; --repeat N, 1..{MAX_REPEAT}: green only if "
+        "every repeat is green, for known-flaky recipes)",
     ),
+    CommandSpec(
+        "link",
+        "!redfix link <recipe> <owner/repo#N | PR URL>",
+        "link a fix PR to the recipe's current triage; its verification then flows into the "
+        "triage and the results table",
+    ),
+    CommandSpec(
+        "fixes",
+        "!redfix fixes <recipe>",
+        "on a fix PR: link this PR to the recipe's current triage",
+    ),
+    CommandSpec(
+        "report",
+        "!redfix report",
+        "the sweep's results table with the M1/M2 milestone lines",
+    ),
+    CommandSpec("status", "!redfix status [recipe]", "the current state of one recipe or all"),
     CommandSpec(
         "classify",
         '!redfix classify <recipe> <cause> --reason "..."',
@@ -204,13 +233,54 @@ def _parse_classify(args: list[str]) -> Classify | Usage:
 
 
 def _parse_testme(args: list[str]) -> Testme | Usage:
-    quick = False
-    for tok in args:
-        if tok == "--quick":
-            quick = True
-        else:
-            return _usage("testme", f"Unexpected {_quote(tok)}.")
-    return Testme(quick=quick)
+    quick = "--quick" in args
+    split = _flag_values("testme", [a for a in args if a != "--quick"], ("--repeat",))
+    if isinstance(split, Usage):
+        return split
+    positional, values = split
+    if positional:
+        return _usage("testme", f"Unexpected {_quote(positional[0])}.")
+    repeat = 1
+    if "--repeat" in values:
+        n = _bounded("testme", "--repeat", values["--repeat"], 1, MAX_REPEAT)
+        if isinstance(n, Usage):
+            return n
+        repeat = n
+    return Testme(quick=quick, repeat=repeat)
+
+
+def parse_pull_ref(text: str) -> PullRef | None:
+    """`owner/repo#N` or a Gitea PR URL (`https://host/owner/repo/pulls/N`), else None."""
+    m = _PULL_SHORT.match(text) or _PULL_URL.match(text)
+    if m is None or int(m["number"]) < 1:
+        return None
+    return PullRef(m["repo"], int(m["number"]))
+
+
+def _parse_link(name: str, args: list[str]) -> Link | Usage:
+    want = 2 if name == "link" else 1
+    if len(args) != want:
+        return _usage(name, "Name a recipe" + (" and a PR." if want == 2 else "."))
+    recipe = _recipe(name, args[0])
+    if isinstance(recipe, Usage):
+        return recipe
+    if want == 1:
+        return Link(recipe)
+    pr = parse_pull_ref(args[1])
+    if pr is None:
+        return _usage(
+            "link", f"{_quote(args[1])} is not a PR: write `owner/repo#N` or paste the PR's URL."
+        )
+    return Link(recipe, pr)
+
+
+def _parse_status(args: list[str]) -> Status | Usage:
+    if len(args) > 1:
+        return _usage("status", "Name at most one recipe.")
+    if not args:
+        return Status()
+    recipe = _recipe("status", args[0])
+    return recipe if isinstance(recipe, Usage) else Status(recipe)
 
 
 def parse_command(text: str, origin: Origin) -> ParseOutcome:
@@ -245,5 +315,19 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
         if isinstance(classify, Usage):
             return classify
         return Command("classify", classify, origin, line)
+    if sub in ("link", "fixes"):
+        link = _parse_link(sub, args)
+        if isinstance(link, Usage):
+            return link
+        return Command("link", link, origin, line)
+    if sub == "report":
+        if args:
+            return _usage("report", f"Unexpected {_quote(args[0])}.")
+        return Command("report", Report(), origin, line)
+    if sub == "status":
+        status = _parse_status(args)
+        if isinstance(status, Usage):
+            return status
+        return Command("status", status, origin, line)
     known = ", ".join(f"`{c.name}`" for c in COMMANDS)
     return Usage(f"Unknown command {_quote(sub)}. Known commands: {known}. Try `!redfix help`.")

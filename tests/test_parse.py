@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from bot.model import Classify, Command, Help, Ignore, Isolate, Origin, Source, Testme, Usage
+from bot.model import (
+    Classify,
+    Command,
+    Help,
+    Ignore,
+    Isolate,
+    Link,
+    Origin,
+    PullRef,
+    Report,
+    Source,
+    Status,
+    Testme,
+    Usage,
+)
 from bot.parse import parse_command
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
@@ -44,6 +58,24 @@ ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
             '!redfix classify mumble load --reason "db restarts mid-backup on a loaded host"',
             Classify("mumble", "load", "db restarts mid-backup on a loaded host"),
         ),
+        ("!testme --repeat 3", Testme(repeat=3)),
+        ("!testme --quick --repeat=2", Testme(quick=True, repeat=2)),
+        (
+            "!redfix link mumble recipe-maintainers/mumble#12",
+            Link("mumble", PullRef("recipe-maintainers/mumble", 12)),
+        ),
+        (
+            "!redfix link mumble https://git.example.org/recipe-maintainers/mumble/pulls/12",
+            Link("mumble", PullRef("recipe-maintainers/mumble", 12)),
+        ),
+        (
+            "!redfix link mumble https://git.example.org/sub/path/acme/cc-ci/pulls/7#issuecomment-3",
+            Link("mumble", PullRef("acme/cc-ci", 7)),
+        ),
+        ("!redfix fixes mumble", Link("mumble")),
+        ("!redfix report", Report()),
+        ("!redfix status", Status()),
+        ("!redfix status mumble", Status("mumble")),
         ("!redfix help", Help()),
         ("!redfix", Help()),
     ],
@@ -75,8 +107,18 @@ def test_valid_commands(text: str, args: object) -> None:
         ("!redfix isolate mumble --force", "Unknown option"),
         ("!redfix frobnicate", "Unknown command"),
         ("!redfix isolate 'mumble", "quotes"),
-        ("!testme --slow", "Unexpected"),
+        ("!testme --slow", "Unknown option"),
         ("!redfix isolate mumble --runs 3 --runs 4", "given twice"),
+        ("!testme --repeat 0", "from 1 to 10"),
+        ("!testme --repeat 11", "from 1 to 10"),
+        ("!testme now", "Unexpected"),
+        ("!redfix link mumble", "Name a recipe and a PR"),
+        ("!redfix link mumble mumble#3", "is not a PR"),
+        ("!redfix link mumble https://evil.example/x;rm/pulls/3", "is not a PR"),
+        ("!redfix link mumble acme/w#0", "is not a PR"),
+        ("!redfix fixes", "Name a recipe"),
+        ("!redfix report now", "Unexpected"),
+        ("!redfix status a b", "at most one"),
         ("!redfix isolate mumble --load 9", "from 0 to 8"),
         ("!redfix isolate mumble --run ../../etc", "not a run id"),
         ("!redfix isolate mumble --run 'a b'", "not a run id"),
