@@ -30,6 +30,10 @@ _MESSAGE_MAX = 300
 T = TypeVar("T")
 
 
+# Gitea caps pages at [api] MAX_RESPONSE_ITEMS (default 50).
+PAGE_LIMIT = 50
+
+
 class GiteaError(Exception):
     """A failed Gitea call; `retryable` says whether trying again later could help."""
 
@@ -342,6 +346,32 @@ class GiteaClient:
             html_url=_get(pr, "html_url", str, where, 200),
             base_repo=_get(base_repo, "full_name", str, where, 200),
         )
+
+    async def pull_files(self, repo: str, index: int, *, max_pages: int = 20) -> list[str]:
+        """Paths a PR changes (new and previous names of renames), page by page."""
+        base = f"{_repo_path(repo)}/pulls/{_positive(index, 'index')}/files"
+        names: list[str] = []
+        for page in range(1, max_pages + 1):
+            path = f"{base}?page={page}&limit={PAGE_LIMIT}"
+            resp = await self._send("GET", path, (200,))
+            try:
+                data = resp.json()
+            except ValueError:
+                raise GiteaError(
+                    f"GET {base}: body is not JSON", status=200, retryable=False
+                ) from None
+            if not isinstance(data, list):
+                raise GiteaError(f"GET {base}: expected a list", status=200, retryable=False)
+            for item in data:
+                if isinstance(item, dict):
+                    names += [
+                        v
+                        for k in ("filename", "previous_filename")
+                        if isinstance(v := item.get(k), str) and v
+                    ]
+            if resp.headers.get("X-HasMore", "false").lower() != "true" or not data:
+                break
+        return names
 
     async def is_org_member(self, org: str, user: str) -> bool:
         """Whether `user` is a (public or private) member of `org`.

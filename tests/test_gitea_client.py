@@ -15,7 +15,7 @@ import pytest
 
 from bot import __version__
 from bot.gitea import GiteaClient, GiteaError, IssueComment, PullInfo
-from bot.sim.gitea import GiteaSim
+from bot.sim.gitea import GiteaSim, SimFile
 
 TOKEN = "s3cret-gitea-token-do-not-leak-7f2c"
 BOT = "redfix-bot"
@@ -30,7 +30,18 @@ TLS = ssl.create_default_context()
 async def sim(spec_path: Path) -> AsyncIterator[GiteaSim]:
     async with GiteaSim(spec_path=spec_path, token=TOKEN, bot_login=BOT) as s:
         s.add_repo(REPO)
-        s.add_pull(REPO, 42, HEAD, head_ref="fix-mumble", head_repo="alice/widgets")
+        s.add_pull(
+            REPO,
+            42,
+            HEAD,
+            head_ref="fix-mumble",
+            head_repo="alice/widgets",
+            files=[
+                SimFile("recipes/mumble/compose.yml"),
+                SimFile("tests/test_mumble.py", status="added"),
+                SimFile("docs/new.md", status="renamed", previous_filename="docs/old.md"),
+            ],
+        )
         s.set_permission(REPO, BOT, "admin")
         s.set_permission(REPO, "bob", "write")
         s.add_member("acme", BOT)
@@ -119,6 +130,12 @@ async def test_every_method_round_trips_without_violations(
         html_url=f"{sim.url}/acme/widgets/pulls/42",
         base_repo=REPO,
     )
+    assert await client.pull_files(REPO, 42) == [
+        "recipes/mumble/compose.yml",
+        "tests/test_mumble.py",
+        "docs/new.md",
+        "docs/old.md",
+    ]
     assert await client.is_org_member("acme", "bob") is True
     assert await client.is_org_member("acme", "carol") is False
     assert await client.repo_permission(REPO, "bob") == "write"
@@ -258,6 +275,7 @@ def test_client_has_no_way_to_merge_approve_or_close() -> None:
         "get_pull",
         "is_org_member",
         "list_comments",
+        "pull_files",
         "repo_permission",
     }
 
@@ -458,3 +476,13 @@ async def test_token_never_appears_in_errors_or_logs(
         assert TOKEN not in repr(err)
     assert "gitea GET /repos/acme/widgets/pulls/404 -> 404" in caplog.text
     assert TOKEN not in caplog.text
+
+
+async def test_pull_files_follows_pages(sim: GiteaSim, client: GiteaClient) -> None:
+    many = [SimFile(f"tests/t{i:03d}.py") for i in range(120)]
+    sim.add_pull(REPO, 77, HEAD, files=many)
+    names = await client.pull_files(REPO, 77)
+    assert names == [f.filename for f in many]
+    pages = [r for r in sim.requests if r.path.endswith("/pulls/77/files")]
+    assert len(pages) == 3  # 50 + 50 + 20
+    sim.assert_clean()
