@@ -17,7 +17,7 @@ from bot.forge import GiteaForge
 from bot.gitea import GiteaClient
 from bot.ingress.gitea import to_incoming
 from bot.isolation import Isolation, IsolationSettings
-from bot.jobs import Jobs, JobSettings
+from bot.jobs import Jobs
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
 from bot.ports import HostRunner
@@ -26,6 +26,7 @@ from bot.runner import SshRunner
 from bot.scheduler import HostPool
 from bot.signatures import RuleSet
 from bot.store import Store
+from bot.verify import Verifier, VerifySettings
 from bot.web import make_web_app
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,21 @@ async def running_bot(
             load_rounds=config.isolation.load_rounds,
         ),
     )
-    jobs = Jobs(
-        store, outbox, forge, pool, host_runners, isolation, JobSettings(config.server.public_url)
+    verifier = Verifier(
+        store,
+        outbox,
+        forge,
+        pool,
+        host_runners,
+        VerifySettings(
+            public_url=config.server.public_url,
+            gitea_url=config.gitea.url,
+            test_paths=config.harness.test_paths,
+            verify_on_push=config.gitea.verify_on_push,
+            fix_repeat_flaky=config.gitea.fix_repeat,
+        ),
     )
+    jobs = Jobs(store, outbox, isolation, verifier)
     bot_login = config.gitea.bot_login
 
     def decode(event: str, delivery_id: str, body: bytes) -> Incoming | Ignore:
@@ -135,6 +148,7 @@ async def running_bot(
             isolation_max_runs=config.isolation.max_runs,
             isolation_load=config.isolation.load,
             load_recipes=config.isolation.load_recipes,
+            recipes=tuple(config.gitea.recipes.items()),
         ),
         Access(config.gitea.allowed_orgs),
     )
@@ -146,6 +160,8 @@ async def running_bot(
         log_dir=log_dir,
         redact=redact,
         on_accept=dispatcher.wake,
+        public_url=config.server.public_url,
+        gitea_url=config.gitea.url,
     )
     tasks = [
         asyncio.create_task(dispatcher.run(), name="dispatcher"),

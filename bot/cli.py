@@ -141,6 +141,39 @@ def cmd_signatures_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from bot.report import build_report, render_report_md, report_json
+    from bot.store import Store, StoreError
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    db = cfg.server.data_dir / "redfix.sqlite3"
+    if not db.is_file():
+        print(f"no store at {db}: the bot has not run with this data_dir yet", file=sys.stderr)
+        return 1
+
+    async def build() -> str:
+        store = await Store.open(db)
+        try:
+            report = build_report(await store.triages(), await store.overrides(), cfg.gitea.url)
+        finally:
+            await store.close()
+        if args.format == "json":
+            return json.dumps(report_json(report), indent=2)
+        return render_report_md(report, f"{cfg.server.public_url}/report")
+
+    try:
+        text = asyncio.run(build())
+    except StoreError as e:
+        print(f"{db}: {e}", file=sys.stderr)
+        return 1
+    print(Redactor(cfg.secrets())(text))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -167,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file and list every problem")
     c.add_argument("path", metavar="PATH")
     c.set_defaults(func=cmd_check_config)
+
+    r = sub.add_parser("report", help="print the sweep's results table from the store")
+    r.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
+    r.add_argument("--format", choices=["md", "json"], default="md")
+    r.set_defaults(func=cmd_report)
 
     sg = sub.add_parser("signatures", help="signature rules: check them against past runs")
     sgs = sg.add_subparsers(dest="action", required=True, metavar="ACTION")

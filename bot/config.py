@@ -84,6 +84,11 @@ class GiteaConfig(_Section):
     allowed_orgs: tuple[str, ...] = ()
     status_context: str = "redfix/testme"
     timeout_s: float = Field(10.0, gt=0, le=120)
+    verify_on_push: bool = False
+    fix_repeat: int = Field(3, ge=1, le=10)
+    recipes: dict[str, Annotated[str, Field(pattern=RECIPE_RE.pattern)]] = Field(
+        default_factory=dict
+    )
 
     @field_validator("url")
     @classmethod
@@ -130,6 +135,7 @@ class HarnessConfig(_Section):
     evidence: tuple[str, ...] = ()
     evidence_max_bytes: int = Field(65_536, ge=1024, le=4 * 1_048_576)
     evidence_timeout_s: float = Field(60.0, gt=0, le=3600)
+    test_paths: tuple[str, ...] = ("tests/**", "custom/**", "**/tests/**", "test_*.py")
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("results", "junit")

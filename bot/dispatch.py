@@ -23,6 +23,7 @@ from bot.model import (
     Incoming,
     Origin,
     OverridePlan,
+    PullEvent,
     Reply,
     Usage,
 )
@@ -149,6 +150,8 @@ class Dispatcher:
         )
         if command_id is None:
             return "duplicate", "command already handled"
+        if isinstance(outcome, Command) and isinstance(outcome.args, PullEvent):
+            return await self._pull_event(command_id, outcome)
         try:
             allowed = await self._authorized(o)
         except ForgeUnavailable:
@@ -201,6 +204,19 @@ class Dispatcher:
         log.info("delivery %s: starting %s for %s", delivery_id, outcome.name, o.author)
         self._jobs.start(command_id, outcome, decision)
         return "done", f"started {outcome.name}"
+
+    async def _pull_event(self, command_id: int, cmd: Command) -> tuple[str, str]:
+        """Gitea reporting a PR change: no one to answer or refuse. Old-head work is always
+        superseded; a new head is verified only if the sender may start runs."""
+        decision = self._decide(cmd, self._settings)
+        if isinstance(decision, Reply):
+            log.warning("pull event not handled: %s", decision.markdown)
+            await self._store.set_command_state(command_id, "failed")
+            return "failed", decision.markdown[:200]
+        trusted = await self._authorized(cmd.origin)
+        assert not isinstance(decision, OverridePlan)
+        self._jobs.start(command_id, cmd, decision, trusted=trusted)
+        return "done", f"pull event {cmd.text}"
 
     async def _authorized(self, o: Origin) -> bool:
         for org in self._access.allowed_orgs:

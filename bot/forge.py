@@ -30,3 +30,6 @@ class GiteaForge:
 
     async def pull_head(self, repo: str, number: int) -> str:
         return (await self._client.get_pull(repo, number)).head_sha
+
+    async def pull_files(self, repo: str, number: int) -> list[str]:
+        return await self._client.pull_files(repo, number)

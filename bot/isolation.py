@@ -78,6 +78,10 @@ class RunLog(Protocol):
 
     async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
 
+    async def start_triage(self, recipe: str, command_id: int, repo: str, number: int) -> int: ...
+
+    async def update_triage(self, triage_id: int, **detail: Any) -> None: ...
+
 
 @dataclass(frozen=True)
 class IsolationSettings:
@@ -293,8 +297,19 @@ class Isolation:
             )
 
         reference: ResultsSummary | None = None
+        triage = await self._runs.start_triage(plan.recipe, command_id, o.repo, o.number)
+        await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
         await show([], None)
         reference, problem = await self._reference(plan)
+        if reference is not None:
+            await self._runs.update_triage(
+                triage,
+                failure={
+                    "run_id": reference.run_id,
+                    "stages": list(reference.failed_stages),
+                    "tests": [t.test_id for t in reference.failing],
+                },
+            )
         if plan.reference_run and reference is None:
             await self._say.comment(
                 o.repo,
@@ -340,6 +355,7 @@ class Isolation:
             evidence += [ev for _, ev in load_pairs]
 
         verdict = self.judge(plan, done, reference, evidence, [r for r, _ in load_pairs], notes)
+        await self._runs.update_triage(triage, isolating=False, verdict=triage_verdict(verdict))
         humans = await self._runs.overrides(plan.recipe)
         if humans:
             h = humans[0]
@@ -403,3 +419,24 @@ class Isolation:
             evidence=tuple(evidence),
             notes=tuple(notes),
         )
+
+
+def triage_verdict(v: Verdict) -> dict[str, Any]:
+    """What the results table keeps of a verdict."""
+    f = v.finding
+    red_load = sum(1 for r in v.load_runs if r.state in (RunState.RED, RunState.DEADLINE))
+    return {
+        "outcome": v.outcome.value,
+        "cause": v.cause.value,
+        "rule": f.rule if f else "",
+        "explanation": f.explanation if f else "",
+        "evidence": [
+            f"{e.run_id} {e.source}:{e.line_no} {e.text}".strip() for e in (f.evidence if f else ())
+        ],
+        "advice": f.advice if f else "",
+        "confidence": v.confidence.text if v.confidence else "",
+        "green": v.green,
+        "runs": v.total,
+        "load_runs": len(v.load_runs),
+        "load_red": red_load,
+    }

@@ -1,8 +1,8 @@
-"""Where a run starts: carrying out plans (isolation, !testme) as owned background jobs.
+"""Where a run starts: every plan becomes an owned background job with one error boundary.
 
-A job takes host slots from the pool, drives a HostRunner, records every run in the store,
-keeps one sticky comment current and ends with a verdict or a commit status. Each job is one
-error boundary: whatever fails, the user is told with a reference the operator can grep for.
+Isolations are carried out by bot.isolation, verifications and the fix loop by bot.verify;
+this module owns their tasks (drained or cancelled on shutdown) and, whatever fails, tells
+the user with a reference the operator can grep for in the logs.
 """
 
 from __future__ import annotations
@@ -10,64 +10,60 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
-from bot.isolation import Isolation, RunLog, new_run_id, result_record
+from bot.isolation import Isolation
 from bot.model import (
     Command,
     IsolationPlan,
-    RunResult,
-    RunSpec,
-    RunState,
+    LinkPlan,
+    PullPlan,
+    ReportPlan,
     TestmePlan,
 )
-from bot.ports import Forge, HostRunner, Say
-from bot.render import render_failure, render_testme
-from bot.scheduler import HostPool
+from bot.ports import Say
+from bot.render import render_failure
+from bot.verify import Verifier
 
 log = logging.getLogger(__name__)
 
+Plan = IsolationPlan | TestmePlan | LinkPlan | PullPlan | ReportPlan
 
-@dataclass(frozen=True)
-class JobSettings:
-    public_url: str
+
+class CommandStates(Protocol):
+    async def set_command_state(self, command_id: int, state: str) -> None: ...
 
 
 class Jobs:
     """Starts and owns job tasks; `drain()` waits for them, `cancel_all()` stops them."""
 
     def __init__(
-        self,
-        runs: RunLog,
-        say: Say,
-        forge: Forge,
-        pool: HostPool,
-        runners: Mapping[str, HostRunner],
-        isolation: Isolation,
-        settings: JobSettings,
+        self, states: CommandStates, say: Say, isolation: Isolation, verifier: Verifier
     ) -> None:
-        self._isolation = isolation
-        self._runs = runs
+        self._runs = states
         self._say = say
-        self._forge = forge
-        self._pool = pool
-        self._runners = runners
-        self._settings = settings
+        self._isolation = isolation
+        self._verifier = verifier
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
         return len(self._tasks)
 
-    def start(self, command_id: int, cmd: Command, plan: IsolationPlan | TestmePlan) -> None:
-        coro = (
-            self._isolation.run(command_id, cmd, plan)
-            if isinstance(plan, IsolationPlan)
-            else self._testme(command_id, cmd, plan)
-        )
+    def start(self, command_id: int, cmd: Command, plan: Plan, *, trusted: bool = True) -> None:
+        """Run a plan as an owned task. `trusted`: the sender may start runs (PR events)."""
+        coro: Coroutine[Any, Any, None]
+        if isinstance(plan, IsolationPlan):
+            coro = self._isolation.run(command_id, cmd, plan)
+        elif isinstance(plan, TestmePlan):
+            coro = self._verifier.testme(command_id, cmd, plan)
+        elif isinstance(plan, LinkPlan):
+            coro = self._verifier.link(command_id, cmd, plan)
+        elif isinstance(plan, PullPlan):
+            coro = self._verifier.pull_event(command_id, cmd, plan, trusted)
+        else:
+            coro = self._verifier.report(command_id, cmd, plan)
         task = asyncio.create_task(self._guarded(command_id, cmd, coro), name=f"job-{command_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -98,79 +94,3 @@ class Jobs:
                 f"cmd-{command_id}",
                 render_failure("redfix hit an internal error while running this command.", ref),
             )
-
-    async def _run_one(
-        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]] | None = None
-    ) -> RunResult:
-        async with self._pool.hold(recipe=spec.recipe, exclusive=spec.exclusive) as host:
-            await self._runs.start_run(spec.run_id, host)
-            if on_start is not None:
-                await on_start(host)
-            started = time.monotonic()
-            try:
-                result = await self._runners[host].run(spec)
-            except Exception as e:  # could not start (connection, auth, host key)
-                log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
-                result = RunResult(
-                    run_id=spec.run_id,
-                    recipe=spec.recipe,
-                    host=host,
-                    state=RunState.INCOMPLETE,
-                    exit_code=None,
-                    duration_s=time.monotonic() - started,
-                    problem=f"could not run: {e}",
-                )
-        await self._runs.finish_run(
-            spec.run_id, result.state.value, result.exit_code, result_record(result)
-        )
-        return result
-
-    # --- !testme --------------------------------------------------------------------------
-
-    async def _testme(self, command_id: int, cmd: Command, plan: TestmePlan) -> None:
-        o = cmd.origin
-        key = f"cmd-{command_id}"
-        url = self._settings.public_url
-        sha = await self._forge.pull_head(o.repo, o.number)
-        rid = new_run_id(plan.recipe)
-        log_url = f"{url}/runs/{rid}/log"
-        await self._runs.add_run(rid, command_id, plan.recipe, "testme")
-        await self._runs.set_command_state(command_id, "running")
-        await self._say.status(o.repo, o.number, sha, "pending", "queued", log_url)
-        await self._say.comment(
-            o.repo,
-            o.number,
-            key,
-            render_testme(key, plan.recipe, sha, "queued", url, None, rid, o.author),
-        )
-        spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(o.number), quick=plan.quick)
-
-        async def started(host: str) -> None:
-            await self._say.status(o.repo, o.number, sha, "pending", f"running on {host}", log_url)
-            await self._say.comment(
-                o.repo,
-                o.number,
-                key,
-                render_testme(key, plan.recipe, sha, "running", url, None, rid, o.author),
-            )
-
-        result = await self._run_one(spec, started)
-        state = {
-            RunState.GREEN: "success",
-            RunState.RED: "failure",
-            RunState.DEADLINE: "failure",
-        }.get(result.state, "error")
-        description = {
-            "success": f"green in {result.duration_s:.0f}s",
-            "failure": f"red: exit {result.exit_code}, "
-            f"{len(result.results.failing) if result.results else 0} failing tests",
-            "error": f"could not complete: {result.problem or result.state.value}",
-        }[state]
-        await self._say.status(o.repo, o.number, sha, state, description, log_url)
-        await self._say.comment(
-            o.repo,
-            o.number,
-            key,
-            render_testme(key, plan.recipe, sha, state, url, result, rid, o.author),
-        )
-        await self._runs.set_command_state(command_id, "done")

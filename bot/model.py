@@ -38,10 +38,13 @@ class Origin:
     html_url: str = ""
     delivery_id: str = ""
     is_pull: bool = True
+    event_key: str = ""  # for events that are not comments (e.g. "pull:synchronized:<sha>")
 
     @property
     def dedupe_key(self) -> str:
         """Semantic key: Gitea's Replay re-sends under a new delivery id; the id is not enough."""
+        if self.event_key:
+            return f"{self.source}:{self.repo}#{self.number}:{self.event_key}"
         return f"{self.source}:{self.repo}:{self.comment_id}:created"
 
 
@@ -160,6 +163,11 @@ class HandlerSettings:
     isolation_max_runs: int = 10
     isolation_load: int = 0
     load_recipes: tuple[str, ...] = ()
+    recipes: tuple[tuple[str, str], ...] = ()  # repo "owner/name" → recipe, where they differ
+
+    def recipe_for(self, repo: str) -> str:
+        """The recipe a repository holds: configured, else the repository's name."""
+        return dict(self.recipes).get(repo, repo.rpartition("/")[2].lower())
 
 
 # --- decisions a handler returns -----------------------------------------------------------

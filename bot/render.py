@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bot.model import (
     Finding,
@@ -12,6 +13,7 @@ from bot.model import (
     ResultsSummary,
     RunResult,
     RunState,
+    TestmePlan,
     Verdict,
     exit_meaning,
 )
@@ -297,29 +299,67 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
 
 def render_testme(
     key: str,
-    recipe: str,
+    plan: TestmePlan,
     sha: str,
     state: str,
     public_url: str,
-    run: RunResult | None,
-    run_id: str,
+    runs: Sequence[RunResult],
+    run_ids: Sequence[str],
     requested_by: str,
+    note: str = "",
 ) -> str:
-    """The sticky comment for a `!testme` verification of a PR head."""
+    """The sticky comment for a `!testme` verification of one PR head."""
     short = sha[:10]
+    what = f"**!testme `{plan.recipe}`** at `{short}`"
+    if plan.repeat > 1:
+        what += f" ×{plan.repeat}"
     heads = {
-        "queued": f"⏳ **!testme `{recipe}`** at `{short}` — queued",
-        "running": f"🏃 **!testme `{recipe}`** at `{short}` — running",
-        "success": f"🟢 **!testme `{recipe}`** at `{short}` — green",
-        "failure": f"🔴 **!testme `{recipe}`** at `{short}` — red",
-        "error": f"⚠️ **!testme `{recipe}`** at `{short}` — could not complete",
+        "queued": f"⏳ {what} — queued",
+        "running": f"🏃 {what} — running run {len(runs) + 1}/{plan.repeat}",
+        "success": f"🟢 {what} — green",
+        "failure": f"🔴 {what} — red",
+        "error": f"⚠️ {what} — could not complete",
+        "superseded": f"⏭️ {what} — {note or 'superseded'}",
     }
-    lines = [status_marker(key), heads[state], "", f"Requested by @{requested_by}.", ""]
-    if run is not None:
-        lines += _runs_table([run], public_url)
-    else:
-        lines.append(f"[live log]({public_url}/runs/{run_id}/log)")
+    by = "started for the linked fix PR" if plan.automatic else f"requested by @{requested_by}"
+    lines = [status_marker(key), heads.get(state, f"{what} — {state}"), "", f"{by.capitalize()}."]
+    if plan.quick:
+        lines.append("Quick lane (`CCCI_QUICK=1`).")
+    if plan.repeat > 1:
+        lines.append(f"Green only if all {plan.repeat} runs are green.")
+    if note and state not in ("superseded",):
+        lines += ["", note]
+    lines.append("")
+    if runs:
+        lines += _runs_table(runs, public_url)
+    pending = list(run_ids[len(runs) :]) if state in ("queued", "running") else []
+    if pending:
+        lines += ["", f"Next: [live log]({public_url}/runs/{pending[0]}/log)"]
     return _fit("\n".join(lines))
+
+
+def render_status(triages: Sequence[Mapping[str, Any]], recipe: str, public_url: str) -> str:
+    """`!redfix status`: where each recipe's triage stands, one line each."""
+    if not triages:
+        who = f"`{recipe}`" if recipe else "any recipe"
+        return f"No triage for {who} yet. Start one with `!redfix isolate <recipe>`."
+    lines = ["**redfix status**", ""]
+    for t in triages:
+        d = t.get("detail") or {}
+        v = d.get("verdict") or {}
+        state = (
+            "isolating"
+            if d.get("isolating")
+            else f"{v['outcome']} / {v['cause']} ({v['green']}/{v['runs']} green alone)"
+            if v
+            else "not isolated"
+        )
+        fix = f"fix {t['fix_repo']}#{t['fix_number']}" if t.get("fix_repo") else "no fix PR"
+        ver = d.get("verification") or {}
+        verified = f", verification {ver['state']} at `{ver['sha'][:10]}`" if ver else ""
+        lines.append(f"- `{t['recipe']}`: {_cell(state)}; {fix}{verified}")
+    lines += ["", f"Full table: {public_url}/report"]
+    return "\n".join(lines)
 
 
 def _fit(text: str) -> str:

@@ -8,7 +8,9 @@ the store. Tables (schema version in `meta`):
 - verdicts:   the judgement of an isolation command;
 - outbox:     what the bot has to say (reactions, comments, statuses), retried until delivered;
 - comments:   sticky comment key → Gitea comment id, so edits land on the same comment;
-- overrides:  human verdicts (`!redfix classify`), shown beside the machine's.
+- overrides:  human verdicts (`!redfix classify`), shown beside the machine's;
+- verifications: `!testme` runs of a PR head (repeat N), their state and tally;
+- triages:    one per triaged failure of a sweep: verdict, evidence, fix PR (the results table).
 The schema is versioned (meta.schema_version) and migrated forward at start-up.
 """
 
@@ -102,8 +104,42 @@ CREATE TABLE IF NOT EXISTS overrides (
     created_at REAL NOT NULL
 );
 """
+_V3 = """
+CREATE TABLE IF NOT EXISTS verifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    command_id INTEGER NOT NULL,
+    quick INTEGER NOT NULL DEFAULT 0,
+    repeat INTEGER NOT NULL DEFAULT 1,
+    automatic INTEGER NOT NULL DEFAULT 0,
+    -- queued | running | success | failure | error | superseded | cancelled
+    state TEXT NOT NULL DEFAULT 'queued',
+    green INTEGER NOT NULL DEFAULT 0,
+    red INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS verifications_pr ON verifications (repo, number, sha);
+CREATE TABLE IF NOT EXISTS triages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipe TEXT NOT NULL,
+    command_id INTEGER,            -- the isolation that judged it (NULL: linked before isolating)
+    repo TEXT NOT NULL,            -- where the triage started (its comments go there)
+    number INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',  -- JSON: failure, isolation, evidence, verdict
+    fix_repo TEXT,
+    fix_number INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS triages_recipe ON triages (recipe, id);
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -135,6 +171,12 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         # executescript commits first; the BEGIN/COMMIT makes each step all-or-nothing.
         stamp = "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '%d');"
         await db.executescript(f"BEGIN;\n{script}\n{stamp % version}\nCOMMIT;")
+
+
+def _triage_row(row: aiosqlite.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["detail"] = json.loads(out["detail"] or "{}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -309,6 +351,15 @@ class Store:
         )
         await self._db.commit()
 
+    async def run(self, run_id: str) -> dict[str, Any] | None:
+        async with self._db.execute(
+            "SELECT run_id, command_id, recipe, kind, phase, host, state, exit_code, note "
+            "FROM runs WHERE run_id = ?",
+            (run_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
     async def run_exists(self, run_id: str) -> bool:
         async with self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) as cur:
             return (await cur.fetchone()) is not None
@@ -363,6 +414,153 @@ class Store:
             args = (recipe,)
         async with self._db.execute(sql + " ORDER BY id DESC", args) as cur:
             return [dict(r) for r in await cur.fetchall()]
+
+    # --- verifications (!testme) -----------------------------------------------------------
+
+    async def add_verification(
+        self,
+        repo: str,
+        number: int,
+        sha: str,
+        recipe: str,
+        command_id: int,
+        quick: bool,
+        repeat: int,
+        automatic: bool,
+    ) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO verifications (repo, number, sha, recipe, command_id, quick, repeat, "
+            "automatic, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                repo,
+                number,
+                sha,
+                recipe,
+                command_id,
+                int(quick),
+                repeat,
+                int(automatic),
+                time.time(),
+            ),
+        )
+        await self._db.commit()
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def active_verification(self, repo: str, number: int, sha: str) -> dict[str, Any] | None:
+        """A queued or running verification of this head, if any."""
+        async with self._db.execute(
+            "SELECT * FROM verifications WHERE repo = ? AND number = ? AND sha = ? "
+            "AND state IN ('queued', 'running') ORDER BY id LIMIT 1",
+            (repo, number, sha),
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def active_verifications(self, repo: str, number: int) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT * FROM verifications WHERE repo = ? AND number = ? "
+            "AND state IN ('queued', 'running') ORDER BY id",
+            (repo, number),
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def update_verification(
+        self, vid: int, state: str, green: int, red: int, summary: str
+    ) -> None:
+        done = None if state in ("queued", "running") else time.time()
+        await self._db.execute(
+            "UPDATE verifications SET state = ?, green = ?, red = ?, summary = ?, "
+            "finished_at = ? WHERE id = ?",
+            (state, green, red, summary[:500], done, vid),
+        )
+        await self._db.commit()
+
+    async def verification(self, vid: int) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM verifications WHERE id = ?", (vid,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    # --- triages (the sweep's results table) -----------------------------------------------
+
+    async def start_triage(self, recipe: str, command_id: int, repo: str, number: int) -> int:
+        """A new isolation starts a new triage of the recipe, keeping a fix PR linked before it."""
+        now = time.time()
+        latest = await self.triage(recipe)
+        if latest is not None and latest["command_id"] is None:
+            await self._db.execute(
+                "UPDATE triages SET command_id = ?, repo = ?, number = ?, updated_at = ? "
+                "WHERE id = ?",
+                (command_id, repo, number, now, latest["id"]),
+            )
+            await self._db.commit()
+            return int(latest["id"])
+        fix = (latest["fix_repo"], latest["fix_number"]) if latest else (None, None)
+        cur = await self._db.execute(
+            "INSERT INTO triages (recipe, command_id, repo, number, fix_repo, fix_number, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (recipe, command_id, repo, number, *fix, now, now),
+        )
+        await self._db.commit()
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def update_triage(self, triage_id: int, **detail: Any) -> None:
+        """Merge keys into a triage's JSON detail."""
+        async with self._db.execute("SELECT detail FROM triages WHERE id = ?", (triage_id,)) as cur:
+            row = await cur.fetchone()
+        merged = (json.loads(row[0]) if row else {}) | detail
+        await self._db.execute(
+            "UPDATE triages SET detail = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(merged), time.time(), triage_id),
+        )
+        await self._db.commit()
+
+    async def link_fix(
+        self, recipe: str, fix_repo: str, fix_number: int, repo: str, number: int
+    ) -> int:
+        """Link a fix PR to the recipe's current triage (creating one if none exists yet)."""
+        latest = await self.triage(recipe)
+        now = time.time()
+        if latest is None:
+            cur = await self._db.execute(
+                "INSERT INTO triages (recipe, repo, number, fix_repo, fix_number, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (recipe, repo, number, fix_repo, fix_number, now, now),
+            )
+            await self._db.commit()
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+        await self._db.execute(
+            "UPDATE triages SET fix_repo = ?, fix_number = ?, updated_at = ? WHERE id = ?",
+            (fix_repo, fix_number, now, latest["id"]),
+        )
+        await self._db.commit()
+        return int(latest["id"])
+
+    async def triage(self, recipe: str) -> dict[str, Any] | None:
+        """The recipe's current (newest) triage."""
+        async with self._db.execute(
+            "SELECT * FROM triages WHERE recipe = ? ORDER BY id DESC LIMIT 1", (recipe,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _triage_row(row) if row else None
+
+    async def triages(self) -> list[dict[str, Any]]:
+        """The current triage of every recipe, by recipe name."""
+        async with self._db.execute(
+            "SELECT * FROM triages t WHERE id = (SELECT MAX(id) FROM triages WHERE recipe = "
+            "t.recipe) ORDER BY recipe"
+        ) as cur:
+            return [_triage_row(r) for r in await cur.fetchall()]
+
+    async def triages_fixed_by(self, repo: str, number: int) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT * FROM triages t WHERE fix_repo = ? AND fix_number = ? AND id = "
+            "(SELECT MAX(id) FROM triages WHERE recipe = t.recipe)",
+            (repo, number),
+        ) as cur:
+            return [_triage_row(r) for r in await cur.fetchall()]
 
     # --- outbox -----------------------------------------------------------------------------
 

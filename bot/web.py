@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
+import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -18,6 +21,7 @@ from aiohttp import web
 from bot.ingress.gitea import PayloadError, to_incoming
 from bot.model import RUN_ID_RE, Ignore
 from bot.redact import Redactor
+from bot.report import SweepReport, build_report, render_report_html, report_json
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ BOT_LOGIN: web.AppKey[str] = web.AppKey("bot_login", str)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 LOG_DIR: web.AppKey[Path] = web.AppKey("log_dir", Path)
 REDACT: web.AppKey[Redactor] = web.AppKey("redact", Redactor)
+URLS: web.AppKey[tuple[str, str]] = web.AppKey("urls", tuple)  # (public url, gitea url)
 ON_ACCEPT: web.AppKey[Callable[[], None]] = web.AppKey("on_accept", Callable[[], None])  # type: ignore[arg-type]
 
 routes = web.RouteTableDef()
@@ -104,6 +109,51 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "store": "ok", "outbox_backlog": backlog})
 
 
+async def _report(request: web.Request) -> SweepReport:
+    store = request.app[STORE]
+    return build_report(await store.triages(), await store.overrides(), request.app[URLS][1])
+
+
+@routes.get("/report")
+async def report_page(request: web.Request) -> web.Response:
+    page = render_report_html(
+        await _report(request), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    )
+    return web.Response(text=request.app[REDACT](page), content_type="text/html")
+
+
+@routes.get("/api/report")
+async def report_api(request: web.Request) -> web.Response:
+    text = json.dumps(report_json(await _report(request)), indent=2)
+    return web.Response(text=request.app[REDACT](text), content_type="application/json")
+
+
+@routes.get("/runs/{run_id}")
+async def run_page(request: web.Request) -> web.Response:
+    """The page a commit status links to: the run's state, and its log."""
+    run_id = request.match_info["run_id"]
+    if not RUN_ID_RE.match(run_id):
+        return _problem(400, "not a run id")
+    run = await request.app[STORE].run(run_id)
+    if run is None:
+        return _problem(404, f"no run {run_id}")
+    e = html.escape
+    rows = "".join(
+        f"<tr><th>{e(k)}</th><td>{e(str(run.get(k) if run.get(k) is not None else '—'))}</td></tr>"
+        for k in ("recipe", "kind", "phase", "host", "state", "exit_code", "note")
+    )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>redfix run {e(run_id)}</title><style>body{{font-family:system-ui,sans-serif;"
+        "margin:1rem}th{text-align:left;padding-right:1rem}</style></head><body>"
+        f"<h1>run <code>{e(run_id)}</code></h1><table>{rows}</table>"
+        f'<p><a href="{e(run_id)}/log">full log</a> · <a href="../report">results table</a></p>'
+        "</body></html>"
+    )
+    return web.Response(text=request.app[REDACT](page), content_type="text/html")
+
+
 @routes.get("/runs/{run_id}/log")
 async def run_log(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
@@ -140,6 +190,8 @@ def make_web_app(
     log_dir: Path,
     redact: Redactor,
     on_accept: Callable[[], None],
+    public_url: str = "",
+    gitea_url: str = "",
 ) -> web.Application:
     app = web.Application(client_max_size=max_body + 1024)
     app[STORE] = store
@@ -149,5 +201,6 @@ def make_web_app(
     app[LOG_DIR] = log_dir
     app[REDACT] = redact
     app[ON_ACCEPT] = on_accept
+    app[URLS] = (public_url, gitea_url)
     app.add_routes(routes)
     return app

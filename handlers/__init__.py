@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.model import Command, Decision, HandlerSettings, Reply
-from handlers import classify, isolate, testme
+from handlers import classify, isolate, link, pull, report, testme
 from handlers import help as help_
 
 Handler = Callable[[Command, HandlerSettings], Decision]
@@ -17,6 +17,10 @@ HANDLERS: dict[str, Handler] = {
     "isolate": isolate.decide,
     "testme": testme.decide,
     "classify": classify.decide,
+    "link": link.decide,
+    "report": report.decide,
+    "status": report.decide,
+    "pull": pull.decide,
     "help": help_.decide,
 }
 

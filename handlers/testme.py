@@ -1,4 +1,4 @@
-"""`!testme [--quick]`: plan one harness run at the PR head; the recipe is the repo's name."""
+"""`!testme [--quick] [--repeat N]`: plan a verification of the PR head."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ def decide(cmd: Command, settings: HandlerSettings) -> Decision:
         return Reply("internal: testme handler got other arguments", ok=False)
     if not cmd.origin.is_pull:
         return Reply("`!testme` verifies a pull request's head: comment it on a PR.", ok=False)
-    recipe = cmd.origin.repo.rpartition("/")[2].lower()
+    recipe = settings.recipe_for(cmd.origin.repo)
     if not RECIPE_RE.match(recipe):
         return Reply(
             f"This repository's name ({cmd.origin.repo}) is not a recipe name, so redfix "
-            "does not know which recipe to test.",
+            "does not know which recipe to test; the operator can map it in `[gitea.recipes]`.",
             ok=False,
         )
-    return TestmePlan(recipe=recipe, quick=args.quick)
+    return TestmePlan(recipe=recipe, quick=args.quick, repeat=args.repeat)

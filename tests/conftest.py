@@ -190,3 +190,14 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
             gitea.assert_clean()  # every request the bot made was valid Gitea 1.26.3 API
 
     return factory
+
+
+# --- the bot never merges: checked over the whole session ---------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def never_merges() -> Iterator[None]:
+    """Fails the session if redfix's client ever asked any fake Gitea to merge, approve or
+    close (the fake also fails the single test; this catches what a test forgot to check)."""
+    yield
+    assert GiteaSim.forbidden_seen == [], f"redfix tried to merge: {GiteaSim.forbidden_seen}"

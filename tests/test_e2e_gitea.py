@@ -232,7 +232,11 @@ async def test_testme_sets_pending_then_success_on_the_head(make_rig: RigFactory
         ], got
         assert got[1][2] == "running on sshd-test"
         target = rig.gitea.statuses(repo, sha)[-1].target_url
-        run_id = target.rsplit("/", 2)[-2]
+        assert target.startswith("https://redfix.example.org/runs/")
+        run_id = target.rsplit("/", 1)[-1]
+        page = await rig.http.get(f"{rig.url}/runs/{run_id}")  # the status's target_url works
+        assert page.status_code == 200
+        assert "<td>green</td>" in page.text
         log = await rig.http.get(f"{rig.url}/runs/{run_id}/log")
         assert log.status_code == 200
         assert f"ref={sha}" in log.text

@@ -486,3 +486,17 @@ async def test_pull_files_follows_pages(sim: GiteaSim, client: GiteaClient) -> N
     pages = [r for r in sim.requests if r.path.endswith("/pulls/77/files")]
     assert len(pages) == 3  # 50 + 50 + 20
     sim.assert_clean()
+
+
+async def test_redfix_client_merge_attempts_are_recorded_for_the_session_check(
+    sim: GiteaSim,
+) -> None:
+    """The session-wide no-merge check can fail: a merge by redfix's client is recorded."""
+    async with httpx.AsyncClient(
+        base_url=sim.api_url,
+        headers={"Authorization": f"token {TOKEN}", "User-Agent": "redfix/test"},
+    ) as http:
+        resp = await http.post(f"/repos/{REPO}/pulls/42/merge", json={"Do": "merge"})
+    assert resp.status_code == 405
+    assert GiteaSim.forbidden_seen[-1].startswith("POST /api/v1/repos/acme/widgets/pulls/42/merge")
+    GiteaSim.forbidden_seen.pop()  # this test's own deliberate attempt; the bot made none

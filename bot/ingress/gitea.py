@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.model import Ignore, Incoming, Origin, Source
+from bot.model import Command, Ignore, Incoming, Origin, PullEvent, Source
 from bot.parse import parse_command
 
-HANDLED_EVENTS = frozenset({"issue_comment"})
+HANDLED_EVENTS = frozenset({"issue_comment", "pull_request"})
+# What a PR event can change for the fix loop; other actions (labels, edits...) do not.
+PULL_ACTIONS = frozenset({"synchronized", "opened", "reopened", "closed"})
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PayloadError(ValueError):
@@ -48,6 +53,19 @@ class _Pull(_Loose):
     head: _Head | None = None
 
 
+class _FullPull(_Loose):
+    head: _Head
+    merged: bool = False
+
+
+class PullRequestPayload(_Loose):
+    action: str
+    number: int = Field(ge=1)
+    pull_request: _FullPull
+    repository: _Repo
+    sender: _User
+
+
 class IssueCommentPayload(_Loose):
     action: str
     issue: _Issue
@@ -65,24 +83,49 @@ def decode_json(body: bytes) -> object:
         raise PayloadError(f"body is not valid JSON: {e.msg if hasattr(e, 'msg') else e}") from None
 
 
-def decode_issue_comment(body: bytes) -> IssueCommentPayload:
+def _decode(body: bytes, model: type[M], event: str) -> M:
     data = decode_json(body)
     if not isinstance(data, dict):
         raise PayloadError("payload is not a JSON object")
     try:
-        return IssueCommentPayload.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         kind: Literal["missing", "invalid"] = "missing" if first["type"] == "missing" else "invalid"
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise PayloadError(f"issue_comment payload: {kind} field {where}{more}") from None
+        raise PayloadError(f"{event} payload: {kind} field {where}{more}") from None
+
+
+def decode_issue_comment(body: bytes) -> IssueCommentPayload:
+    return _decode(body, IssueCommentPayload, "issue_comment")
+
+
+def _pull_event(delivery_id: str, body: bytes) -> Incoming | Ignore:
+    p = _decode(body, PullRequestPayload, "pull_request")
+    if p.action not in PULL_ACTIONS:
+        return Ignore(f"pull_request action {p.action!r} does not concern redfix")
+    sha = p.pull_request.head.sha
+    origin = Origin(
+        source=Source.GITEA,
+        repo=p.repository.full_name,
+        number=p.number,
+        comment_id=0,
+        author=p.sender.login,
+        delivery_id=delivery_id,
+        is_pull=True,
+        event_key=f"pull:{p.action}:{sha}",
+    )
+    event = PullEvent(p.action, sha, p.pull_request.merged)
+    return Incoming(origin, Command("pull", event, origin, f"pull_request {p.action}"), sha)
 
 
 def to_incoming(event: str, delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
     """Convert a verified delivery; raises PayloadError for malformed bodies of handled events."""
     if event not in HANDLED_EVENTS:
         return Ignore(f"event {event!r} not handled")
+    if event == "pull_request":
+        return _pull_event(delivery_id, body)
     p = decode_issue_comment(body)
     if p.action != "created":
         return Ignore(f"comment action {p.action!r}: only new comments carry commands")

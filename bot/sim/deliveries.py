@@ -107,6 +107,51 @@ def issue_comment(
     return json.dumps(payload, indent=2).encode()
 
 
+def pull_request(
+    repo: str,
+    number: int,
+    action: str,
+    head_sha: str,
+    sender: str,
+    *,
+    merged: bool = False,
+    root: str = ROOT,
+) -> bytes:
+    """A pull_request payload (opened, synchronized, closed, ...), Gitea-shaped."""
+    owner, name = repo.split("/", 1)
+    pr_html = f"{root}/{repo}/pulls/{number}"
+    user = _user(300 + number % 100, sender)
+    payload: dict[str, Any] = {
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "id": 2000 + number,
+            "url": pr_html,
+            "number": number,
+            "user": user,
+            "title": f"PR {number}",
+            "body": "",
+            "state": "closed" if action == "closed" else "open",
+            "html_url": pr_html,
+            "merged": merged,
+            "head": {"label": "fix", "ref": "fix", "sha": head_sha, "repo_id": 17},
+            "base": {"label": "main", "ref": "main", "sha": "1" * 40, "repo_id": 17},
+        },
+        "requested_reviewer": None,
+        "repository": {
+            "id": 17,
+            "name": name,
+            "full_name": repo,
+            "owner": _user(2, owner),
+            "html_url": f"{root}/{repo}",
+        },
+        "sender": user,
+        "commit_id": "",
+        "review": None,
+    }
+    return json.dumps(payload, indent=2).encode()
+
+
 def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -618,6 +618,9 @@ class GiteaSim:
     """
 
     _routes: ClassVar[dict[tuple[str, str], _Handler]] = {}
+    # Every merge/approve/close attempt by redfix's own client (its User-Agent) seen by any
+    # instance in this process: the test suite checks it stays empty across the session.
+    forbidden_seen: ClassVar[list[str]] = []
 
     def __init__(
         self,
@@ -882,6 +885,8 @@ class GiteaSim:
         action = _forbidden_action(method, api_path, body)
         if action is not None:
             self.violations.append(f"{what}: merge/approve/close attempted ({action})")
+            if request.headers.get("User-Agent", "").startswith("redfix/"):
+                GiteaSim.forbidden_seen.append(f"{what} ({action})")
             return self._error(405, "redfix must never merge, approve or close (GiteaSim)")
 
         spec, spec_route = self.spec, None

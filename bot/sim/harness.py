@@ -49,6 +49,9 @@ class Scenario:
     version: str = "1.0.0+sim"
     # The outcome when other runs share the host (a load flake); "" = same as alone.
     loaded: str = ""
+    # Comma-separated head-commit prefixes (REF) at which the recipe is fixed: runs there are
+    # green, as a verified fix PR's are. "" = never.
+    fixed_at: str = ""
 
 
 DEFAULT_SCENARIOS: dict[str, Scenario] = {
@@ -186,7 +189,7 @@ def _now() -> str:
 def _scenario_from(raw: object, recipe: str) -> Scenario:
     if not isinstance(raw, dict):
         raise UsageError(f"SIM_SCENARIOS: entry for {recipe!r} is not an object")
-    allowed = {"pattern", "test", "assertion", "stage", "version", "loaded"}
+    allowed = {"pattern", "test", "assertion", "stage", "version", "loaded", "fixed_at"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise UsageError(f"SIM_SCENARIOS: {recipe}: unknown keys {', '.join(unknown)}")
@@ -201,6 +204,7 @@ def _scenario_from(raw: object, recipe: str) -> Scenario:
         stage=values.get("stage", base.stage),
         version=values.get("version", base.version),
         loaded=values.get("loaded", base.loaded),
+        fixed_at=values.get("fixed_at", base.fixed_at),
     )
 
 
@@ -311,6 +315,7 @@ def record_event(job: Job, event: str, **extra: object) -> None:
             "pid": os.getpid(),
             "recipe": job.recipe,
             "run_id": job.run_id,
+            "ref": job.ref,
             **extra,
         }
     )
@@ -525,6 +530,10 @@ def run(job: Job) -> int:
             say(f"[cc-ci] env {job.echo_var}={os.environ.get(job.echo_var, '')}")
         if job.scenario.loaded:
             outcome = _outcome_under_load(job, outcome)
+        fixes = [p for p in job.scenario.fixed_at.split(",") if p]
+        if job.ref and any(job.ref.startswith(p) for p in fixes):
+            say(f"[cc-ci] {job.ref[:10]} carries the fix")
+            outcome = "G"
         code = perform(job, outcome)
     except Terminated:
         say("[cc-ci] SIGTERM received: tearing down")

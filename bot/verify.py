@@ -1,0 +1,474 @@
+"""The fix loop: `!testme` verifications of a PR head, new commits, linked fix PRs, the report.
+
+A verification runs the harness at one PR head (`--repeat N`: green only if every run is
+green), sets the commit status `pending` → `success`/`failure`/`error` and keeps one sticky
+comment per PR and head. A new head supersedes (cancels, tears down) the old head's work and,
+for a linked fix PR or with `verify_on_push`, verifies the new head. A fix PR's result flows
+into the triage it fixes and into a comment on the PR where that triage started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.isolation import new_run_id, result_record
+from bot.model import (
+    Command,
+    LinkPlan,
+    PullPlan,
+    ReportPlan,
+    RunResult,
+    RunSpec,
+    RunState,
+    TestmePlan,
+)
+from bot.ports import HostRunner, Say
+from bot.render import render_failure, render_status, render_testme
+from bot.report import build_report, render_report_md
+from bot.scheduler import HostPool
+
+log = logging.getLogger(__name__)
+
+RED = (RunState.RED, RunState.DEADLINE)
+# Verdicts whose fix must be shown green more than once (the users' REPEAT=3 rule).
+FLAKY_OUTCOMES = ("flake", "intermittent")
+
+
+class FixForge(Protocol):
+    async def pull_head(self, repo: str, number: int) -> str: ...
+
+    async def pull_files(self, repo: str, number: int) -> list[str]: ...
+
+
+class VerifyLog(Protocol):
+    """The store's records, as the fix loop needs them."""
+
+    async def add_run(
+        self, run_id: str, command_id: int, recipe: str, kind: str, phase: str = "alone"
+    ) -> None: ...
+
+    async def start_run(self, run_id: str, host: str) -> None: ...
+
+    async def finish_run(
+        self, run_id: str, state: str, exit_code: int | None, result: dict[str, Any]
+    ) -> None: ...
+
+    async def set_command_state(self, command_id: int, state: str) -> None: ...
+
+    async def add_verification(
+        self,
+        repo: str,
+        number: int,
+        sha: str,
+        recipe: str,
+        command_id: int,
+        quick: bool,
+        repeat: int,
+        automatic: bool,
+    ) -> int: ...
+
+    async def active_verification(
+        self, repo: str, number: int, sha: str
+    ) -> dict[str, Any] | None: ...
+
+    async def active_verifications(self, repo: str, number: int) -> list[dict[str, Any]]: ...
+
+    async def update_verification(
+        self, vid: int, state: str, green: int, red: int, summary: str
+    ) -> None: ...
+
+    async def link_fix(
+        self, recipe: str, fix_repo: str, fix_number: int, repo: str, number: int
+    ) -> int: ...
+
+    async def triage(self, recipe: str) -> dict[str, Any] | None: ...
+
+    async def triages(self) -> list[dict[str, Any]]: ...
+
+    async def triages_fixed_by(self, repo: str, number: int) -> list[dict[str, Any]]: ...
+
+    async def update_triage(self, triage_id: int, **detail: Any) -> None: ...
+
+    async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def comment_id(self, key: str) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    public_url: str
+    gitea_url: str
+    test_paths: tuple[str, ...] = ("tests/**", "custom/**", "test_*.py")
+    verify_on_push: bool = False
+    fix_repeat_flaky: int = 3
+
+
+@dataclass
+class _Active:
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+
+
+def testme_key(repo: str, number: int, sha: str) -> str:
+    """One sticky comment per PR and head."""
+    return f"testme:{repo}#{number}@{sha}"
+
+
+class Verifier:
+    """Carries out TestmePlan, PullPlan, LinkPlan and ReportPlan; Jobs owns the tasks."""
+
+    def __init__(
+        self,
+        store: VerifyLog,
+        say: Say,
+        forge: FixForge,
+        pool: HostPool,
+        runners: Mapping[str, HostRunner],
+        settings: VerifySettings,
+    ) -> None:
+        self._store = store
+        self._say = say
+        self._forge = forge
+        self._pool = pool
+        self._runners = runners
+        self._settings = settings
+        self._active: dict[int, _Active] = {}
+
+    # --- one run, cancellable while queued or running -------------------------------------
+
+    async def _run_one(
+        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]], cancel: asyncio.Event
+    ) -> RunResult:
+        started: list[str] = []
+
+        async def body() -> RunResult:
+            async with self._pool.hold(recipe=spec.recipe, exclusive=False) as host:
+                started.append(host)
+                await self._store.start_run(spec.run_id, host)
+                await on_start(host)
+                t0 = time.monotonic()
+                try:
+                    return await self._runners[host].run(spec, cancel=cancel)
+                except Exception as e:  # could not start (connection, auth, host key)
+                    log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
+                    return RunResult(
+                        spec.run_id,
+                        spec.recipe,
+                        host,
+                        RunState.INCOMPLETE,
+                        None,
+                        time.monotonic() - t0,
+                        problem=f"could not run: {e}",
+                    )
+
+        task = asyncio.create_task(body())
+        waiter = asyncio.create_task(cancel.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and not started:
+                # Still waiting for a slot: drop out of the queue, nothing ran.
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                result = RunResult(
+                    spec.run_id,
+                    spec.recipe,
+                    "",
+                    RunState.CANCELLED,
+                    None,
+                    0.0,
+                    problem="cancelled before it started",
+                )
+            else:
+                result = await task  # the runner saw the cancel and tore the run down
+        finally:
+            waiter.cancel()
+        await self._store.finish_run(
+            spec.run_id, result.state.value, result.exit_code, result_record(result)
+        )
+        return result
+
+    # --- !testme ---------------------------------------------------------------------------
+
+    async def testme(self, command_id: int, cmd: Command, plan: TestmePlan) -> None:
+        o = cmd.origin
+        sha = await self._forge.pull_head(o.repo, o.number)
+        active = await self._store.active_verification(o.repo, o.number, sha)
+        if active is not None:
+            where = await self._comment_link(o.repo, o.number, testme_key(o.repo, o.number, sha))
+            await self._say.comment(
+                o.repo,
+                o.number,
+                f"cmd-{command_id}",
+                f"⏳ `{sha[:10]}` is already being verified ({active['state']}); see {where}. "
+                "Not starting another.",
+            )
+            await self._store.set_command_state(command_id, "replied")
+            return
+        await self._verify(command_id, o.repo, o.number, o.author, sha, plan)
+        await self._store.set_command_state(command_id, "done")
+
+    async def _comment_link(self, repo: str, number: int, key: str) -> str:
+        cid = await self._store.comment_id(key)
+        base = f"{self._settings.gitea_url}/{repo}/pulls/{number}"
+        return f"{base}#issuecomment-{cid}" if cid else f"the redfix comment on {base}"
+
+    async def _verify(
+        self, command_id: int, repo: str, number: int, who: str, sha: str, plan: TestmePlan
+    ) -> None:
+        url = self._settings.public_url
+        key = testme_key(repo, number, sha)
+        vid = await self._store.add_verification(
+            repo, number, sha, plan.recipe, command_id, plan.quick, plan.repeat, plan.automatic
+        )
+        active = self._active[vid] = _Active()
+        runs: list[RunResult] = []
+        try:
+            run_ids = [new_run_id(plan.recipe) for _ in range(plan.repeat)]
+            for rid in run_ids:
+                await self._store.add_run(rid, command_id, plan.recipe, "testme", "verify")
+            await self._say.status(
+                repo, number, sha, "pending", "queued", f"{url}/runs/{run_ids[0]}"
+            )
+            await self._comment(key, repo, number, plan, sha, "queued", runs, run_ids, who)
+            for rid in run_ids:
+                if active.cancel.is_set():
+                    break
+                spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(number), quick=plan.quick)
+
+                async def started(host: str, rid: str = rid) -> None:
+                    n = len(runs) + 1
+                    await self._store.update_verification(vid, "running", 0, 0, "")
+                    await self._say.status(
+                        repo,
+                        number,
+                        sha,
+                        "pending",
+                        f"running {n}/{plan.repeat} on {host}"
+                        if plan.repeat > 1
+                        else f"running on {host}",
+                        f"{url}/runs/{rid}",
+                    )
+                    await self._comment(key, repo, number, plan, sha, "running", runs, run_ids, who)
+
+                runs.append(await self._run_one(spec, started, active.cancel))
+                if runs[-1].state is not RunState.GREEN:
+                    break  # green only if every repeat is green: one red (or error) decides
+        finally:
+            self._active.pop(vid, None)
+        await self._conclude(vid, key, repo, number, who, sha, plan, runs, run_ids, active)
+
+    async def _conclude(
+        self,
+        vid: int,
+        key: str,
+        repo: str,
+        number: int,
+        who: str,
+        sha: str,
+        plan: TestmePlan,
+        runs: list[RunResult],
+        run_ids: list[str],
+        active: _Active,
+    ) -> None:
+        url = self._settings.public_url
+        green = sum(1 for r in runs if r.state is RunState.GREEN)
+        red = sum(1 for r in runs if r.state in RED)
+        if active.cancel.is_set():
+            state, status, text = "superseded", "error", active.reason or "cancelled"
+        elif green == plan.repeat:
+            state = status = "success"
+            text = f"green ×{green}" if plan.repeat > 1 else "green"
+        elif red:
+            state = status = "failure"
+            text = f"red: run {len(runs)} of {plan.repeat}, exit {runs[-1].exit_code}"
+        else:
+            state = status = "error"
+            text = f"could not complete: {runs[-1].problem if runs else 'no run'}"
+        target = f"{url}/runs/{runs[-1].run_id if runs else run_ids[0]}"
+        await self._store.update_verification(vid, state, green, red, text)
+        await self._say.status(repo, number, sha, status, text, target)
+        await self._comment(key, repo, number, plan, sha, state, runs, run_ids, who, text)
+        log.info("verification %s#%d@%s: %s (%s)", repo, number, sha[:10], state, text)
+        await self._fix_verified(repo, number, sha, state, green, plan.repeat, text)
+
+    async def _comment(
+        self,
+        key: str,
+        repo: str,
+        number: int,
+        plan: TestmePlan,
+        sha: str,
+        state: str,
+        runs: Sequence[RunResult],
+        run_ids: Sequence[str],
+        who: str,
+        note: str = "",
+    ) -> None:
+        body = render_testme(
+            key, plan, sha, state, self._settings.public_url, runs, run_ids, who, note
+        )
+        await self._say.comment(repo, number, key, body)
+
+    # --- new commits, opened/reopened/closed ------------------------------------------------
+
+    async def pull_event(
+        self, command_id: int, cmd: Command, plan: PullPlan, trusted: bool
+    ) -> None:
+        o = cmd.origin
+        for v in await self._store.active_verifications(o.repo, o.number):
+            if plan.action == "closed" or v["sha"] != plan.head_sha:
+                why = (
+                    "the PR was closed"
+                    if plan.action == "closed"
+                    else f"superseded by the new head {plan.head_sha[:10]}"
+                )
+                self._cancel(int(v["id"]), why)
+        if plan.action == "closed":
+            await self._store.set_command_state(command_id, "done")
+            return
+        fixes = await self._store.triages_fixed_by(o.repo, o.number)
+        due = bool(fixes) or (self._settings.verify_on_push and plan.action == "synchronized")
+        due = due and bool(plan.recipe)
+        if not due:
+            await self._store.set_command_state(command_id, "done")
+            return
+        if not trusted:
+            await self._say.comment(
+                o.repo,
+                o.number,
+                f"untrusted-{plan.head_sha}",
+                f"ℹ️ The new head `{plan.head_sha[:10]}` was not verified automatically: "
+                f"@{o.author} may not start runs. A maintainer can comment `!testme`.",
+            )
+            await self._store.set_command_state(command_id, "done")
+            return
+        if await self._store.active_verification(o.repo, o.number, plan.head_sha) is None:
+            repeat = self._fix_repeat(fixes)
+            verify = TestmePlan(plan.recipe, quick=False, repeat=repeat, automatic=True)
+            await self._verify(command_id, o.repo, o.number, o.author, plan.head_sha, verify)
+        await self._store.set_command_state(command_id, "done")
+
+    def _cancel(self, vid: int, reason: str) -> None:
+        active = self._active.get(vid)
+        if active is not None and not active.cancel.is_set():
+            active.reason = reason
+            active.cancel.set()
+            log.info("verification %d cancelled: %s", vid, reason)
+
+    def _fix_repeat(self, triages: Sequence[Mapping[str, Any]]) -> int:
+        flaky = any(
+            ((t.get("detail") or {}).get("verdict") or {}).get("outcome") in FLAKY_OUTCOMES
+            for t in triages
+        )
+        return self._settings.fix_repeat_flaky if flaky else 1
+
+    # --- fix PRs -----------------------------------------------------------------------------
+
+    async def link(self, command_id: int, cmd: Command, plan: LinkPlan) -> None:
+        o = cmd.origin
+        pr = plan.pr
+        try:
+            head = await self._forge.pull_head(pr.repo, pr.number)
+        except Exception as e:  # a PR that cannot be read cannot be linked
+            await self._say.comment(
+                o.repo,
+                o.number,
+                f"cmd-{command_id}",
+                render_failure(
+                    f"Could not read {pr} ({e}); nothing was linked.", f"cmd-{command_id}"
+                ),
+            )
+            await self._store.set_command_state(command_id, "failed")
+            return
+        triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, o.repo, o.number)
+        triage = await self._store.triage(plan.recipe)
+        verdict = ((triage or {}).get("detail") or {}).get("verdict") or {}
+        state = f"{verdict['outcome']} / {verdict['cause']}" if verdict else "not isolated yet"
+        await self._say.comment(
+            o.repo,
+            o.number,
+            f"cmd-{command_id}",
+            f"🔗 Linked {pr} as the fix for `{plan.recipe}` (triage #{triage_id}, {state}). "
+            f"Its verifications now count for the results table ({self._settings.public_url}"
+            "/report).",
+        )
+        await self._warn_test_edits(pr.repo, pr.number, plan.recipe, verdict)
+        await self._store.set_command_state(command_id, "done")
+        if await self._store.active_verification(pr.repo, pr.number, head) is None:
+            repeat = self._fix_repeat([triage] if triage else [])
+            verify = TestmePlan(plan.recipe, quick=False, repeat=repeat, automatic=True)
+            await self._verify(command_id, pr.repo, pr.number, o.author, head, verify)
+
+    async def _warn_test_edits(
+        self, repo: str, number: int, recipe: str, verdict: Mapping[str, Any]
+    ) -> None:
+        """A recipe fix must not touch the harness's tests: warn if it does."""
+        if verdict.get("cause") != "recipe":
+            return
+        files = await self._forge.pull_files(repo, number)
+        touched = [
+            f for f in files if any(fnmatch.fnmatch(f, p) for p in self._settings.test_paths)
+        ]
+        if not touched:
+            return
+        shown = ", ".join(f"`{f}`" for f in touched[:10])
+        await self._say.comment(
+            repo,
+            number,
+            f"testedit:{repo}#{number}",
+            f"⚠️ This PR is linked as the fix of a **recipe** defect in `{recipe}`, but it also "
+            f"edits test files: {shown}. A test may be corrected in a paired test PR under "
+            "review — never weakened to turn red green. Please split the test change out.",
+        )
+
+    async def _fix_verified(
+        self, repo: str, number: int, sha: str, state: str, green: int, repeat: int, text: str
+    ) -> None:
+        for t in await self._store.triages_fixed_by(repo, number):
+            await self._store.update_triage(
+                int(t["id"]),
+                verification={
+                    "state": state,
+                    "green": green,
+                    "repeat": repeat,
+                    "sha": sha,
+                    "summary": text,
+                    "pr": f"{repo}#{number}",
+                },
+            )
+            icon = {"success": "✅", "failure": "❌", "superseded": "⏭️"}.get(state, "⚠️")
+            words = {
+                "success": f"verified green {green}/{repeat}",
+                "failure": "red",
+                "superseded": "superseded",
+            }.get(state, state)
+            await self._say.comment(
+                t["repo"],
+                int(t["number"]),
+                f"fix-{t['id']}",
+                f"{icon} Fix {repo}#{number} for `{t['recipe']}` {words} at `{sha[:10]}` "
+                f"({text}). Results table: {self._settings.public_url}/report",
+            )
+            verdict = (t.get("detail") or {}).get("verdict") or {}
+            await self._warn_test_edits(repo, number, t["recipe"], verdict)
+
+    # --- report and status -------------------------------------------------------------------
+
+    async def report(self, command_id: int, cmd: Command, plan: ReportPlan) -> None:
+        o = cmd.origin
+        triages = await self._store.triages()
+        overrides = await self._store.overrides()
+        if plan.brief:
+            rows = [t for t in triages if not plan.recipe or t["recipe"] == plan.recipe]
+            body = render_status(rows, plan.recipe, self._settings.public_url)
+        else:
+            report = build_report(triages, overrides, self._settings.gitea_url)
+            body = render_report_md(report, f"{self._settings.public_url}/report")
+        await self._say.comment(o.repo, o.number, f"cmd-{command_id}", body)
+        await self._store.set_command_state(command_id, "done")
