@@ -18,6 +18,7 @@ from bot.gitea import GiteaClient
 from bot.ingress.gitea import to_incoming
 from bot.isolation import Isolation, IsolationSettings
 from bot.jobs import Jobs
+from bot.metrics import Metrics, Snapshot
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
 from bot.ports import HostRunner
@@ -73,6 +74,15 @@ class Bot:
             await asyncio.sleep(0.05)
 
 
+async def check_hosts(runners: dict[str, SshRunner], interval_s: float) -> None:
+    """Keep each host's reachability fresh for /healthz (and the SSH error count for /metrics)."""
+    while True:
+        for name, runner in runners.items():
+            if not await runner.check():
+                log.warning("host %s unreachable: %s", name, runner.last_error)
+        await asyncio.sleep(interval_s)
+
+
 @asynccontextmanager
 async def running_bot(
     config: Config, *, outbox_base_delay_s: float = 1.0, transport: object | None = None
@@ -99,7 +109,38 @@ async def running_bot(
         base_delay_s=outbox_base_delay_s,
     )
     runners = {h.name: SshRunner(h, config.harness, log_dir) for h in config.hosts}
-    pool = HostPool([(h.name, h.capacity) for h in config.hosts])
+    pool = HostPool(
+        [(h.name, h.capacity) for h in config.hosts],
+        max_concurrent=config.scheduler.max_concurrent,
+    )
+    metrics = Metrics()
+
+    async def snapshot() -> Snapshot:
+        t = await store.tallies()
+        return Snapshot(
+            commands=t["commands"],
+            runs=t["runs"],
+            verdicts=t["verdicts"],
+            verdict_seconds=t["verdict_seconds"],
+            outbox=t["outbox"],
+            queue_depth=pool.waiting,
+            queue_waits=list(pool.waits),
+            ssh_errors={name: r.connect_errors for name, r in runners.items()},
+        )
+
+    def health() -> dict[str, object]:
+        return {
+            "hosts": {
+                name: {
+                    "reachable": None if r.last_checked is None else not r.last_error,
+                    "last_checked": r.last_checked,
+                    "error": r.last_error,
+                }
+                for name, r in runners.items()
+            },
+            "queue": {"waiting": pool.waiting, "running": pool.running},
+        }
+
     forge = GiteaForge(gitea)
     host_runners: dict[str, HostRunner] = dict(runners)
     isolation = Isolation(
@@ -160,6 +201,9 @@ async def running_bot(
         log_dir=log_dir,
         redact=redact,
         on_accept=dispatcher.wake,
+        metrics=metrics,
+        snapshot=snapshot,
+        health=health,
         public_url=config.server.public_url,
         gitea_url=config.gitea.url,
     )
@@ -167,6 +211,12 @@ async def running_bot(
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(outbox.run(), name="outbox"),
     ]
+    if config.server.health_interval_s > 0:
+        tasks.append(
+            asyncio.create_task(
+                check_hosts(runners, config.server.health_interval_s), name="host-checks"
+            )
+        )
     bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks)
     try:
         yield bot

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,12 +25,36 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self._redact(record.getMessage())
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # Tracebacks quote values too (e.g. a URL with a token): format and scrub them here.
+            record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 
-def configure_logging(level: str, redact: Redactor | None = None) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines; ids given as `extra=` become fields."""
+
+    FIELDS = ("delivery_id", "command_id", "run_id", "host", "recipe")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            out["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(level: str, redact: Redactor | None = None, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if redact is not None:
         handler.addFilter(RedactingFilter(redact))
     root = logging.getLogger()
@@ -108,7 +133,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    configure_logging(args.log_level or cfg.server.log_level, Redactor(cfg.secrets()))
+    configure_logging(
+        args.log_level or cfg.server.log_level, Redactor(cfg.secrets()), cfg.server.log_format
+    )
     try:
         asyncio.run(serve_forever(cfg))
     except OSError as e:

@@ -8,7 +8,7 @@ import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -44,6 +44,8 @@ class ServerConfig(_Section):
     data_dir: Path = Field(Path("./redfix-data"), description="SQLite db and run logs")
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    health_interval_s: float = Field(60.0, ge=0, le=3600)
 
     @field_validator("listen")
     @classmethod
@@ -190,6 +192,10 @@ class IsolationConfig(_Section):
     reference_scan_limit: int = Field(200, ge=1, le=10_000)
 
 
+class SchedulerConfig(_Section):
+    max_concurrent: int = Field(0, ge=0, le=1000)
+
+
 class ClassifyConfig(_Section):
     signatures: Path | None = None
     default_signatures: bool = True
@@ -202,6 +208,7 @@ class Config(_Section):
     harness: HarnessConfig = Field(default_factory=lambda: HarnessConfig())
     isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
     classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig())
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Config:

@@ -186,6 +186,10 @@ class SshRunner:
         self._tail_lines = tail_lines
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
+        # Health, for /healthz and /metrics: the last connection outcome and failures so far.
+        self.last_checked: float | None = None
+        self.last_error = ""
+        self.connect_errors = 0
 
     # --- connection -----------------------------------------------------------------------
 
@@ -247,9 +251,31 @@ class SshRunner:
         """The live connection, opened on first use and again after it dropped."""
         async with self._lock:
             if self._conn is None or self._conn.is_closed():
-                self._conn = await self._connect()
+                try:
+                    self._conn = await self._connect()
+                except RunnerError as e:
+                    self.connect_errors += 1
+                    self.last_checked, self.last_error = time.time(), str(e)
+                    raise
+                self.last_checked, self.last_error = time.time(), ""
                 log.info("connected to %s", self._where)
             return self._conn
+
+    async def check(self) -> bool:
+        """Is the host reachable now? Opens (or reuses) the connection and runs `true`."""
+        try:
+            conn = await self._connection()
+            done = await asyncio.wait_for(conn.run("true", check=False), timeout=30)
+        except (RunnerError, OSError, asyncssh.Error, TimeoutError) as e:
+            if not isinstance(e, RunnerError):
+                self.connect_errors += 1
+                self.last_error = _reason(e)
+            self.last_checked = time.time()
+            return False
+        self.last_checked = time.time()
+        ok = done.exit_status == 0
+        self.last_error = "" if ok else f"`true` exited {done.exit_status}"
+        return ok
 
     def _forget(self, conn: asyncssh.SSHClientConnection) -> None:
         """Drop a connection that failed us, so the next call opens a fresh one."""

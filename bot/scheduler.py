@@ -8,6 +8,7 @@ small runs slipping past it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,17 +28,21 @@ class _Waiter:
     exclusive: bool
     recipe: str
     future: asyncio.Future[str] = field(repr=False)
+    since: float = field(default_factory=time.monotonic)
 
 
 class HostPool:
     """Grants host slots to runs. In memory; the store holds what is queued across restarts."""
 
-    def __init__(self, hosts: Sequence[tuple[str, int]]) -> None:
+    def __init__(self, hosts: Sequence[tuple[str, int]], *, max_concurrent: int = 0) -> None:
         if not hosts:
             raise ValueError("a host pool needs at least one host")
         self._hosts = [_Host(name, cap) for name, cap in hosts]
         self._recipes: set[str] = set()
         self._queue: deque[_Waiter] = deque()
+        self._max = max_concurrent  # across all hosts; 0 = only the hosts' capacities
+        # Recent queue waits in seconds, for /metrics (bounded: the pool runs for months).
+        self.waits: deque[float] = deque(maxlen=1000)
 
     def position(self, recipe: str) -> int:
         """1-based queue position of the first waiter for `recipe`, 0 if none is waiting."""
@@ -56,8 +61,14 @@ class HostPool:
     def capacity(self, host: str) -> int:
         return next(h.capacity for h in self._hosts if h.name == host)
 
+    @property
+    def running(self) -> int:
+        return sum(h.used for h in self._hosts)
+
     def _place(self, w: _Waiter) -> _Host | None:
         if w.recipe in self._recipes:
+            return None
+        if self._max and self.running >= self._max:
             return None
         for h in self._hosts:
             if h.exclusive:
@@ -81,6 +92,7 @@ class HostPool:
             h.used += 1
             h.exclusive = w.exclusive
             self._recipes.add(w.recipe)
+            self.waits.append(time.monotonic() - w.since)
             w.future.set_result(h.name)
 
     def _release(self, host: str, recipe: str) -> None:

@@ -214,7 +214,11 @@ class Store:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
-        await _migrate(db)
+        try:
+            await _migrate(db)
+        except BaseException:
+            await db.close()  # its worker thread must not outlive a refused store
+            raise
         return cls(db)
 
     async def schema_version(self) -> int:
@@ -414,6 +418,37 @@ class Store:
             args = (recipe,)
         async with self._db.execute(sql + " ORDER BY id DESC", args) as cur:
             return [dict(r) for r in await cur.fetchall()]
+
+    # --- figures for /metrics -------------------------------------------------------------
+
+    async def tallies(self) -> dict[str, Any]:
+        """Counts derived from the records, for a metrics scrape."""
+
+        async def rows(sql: str) -> list[tuple[Any, ...]]:
+            async with self._db.execute(sql) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+
+        outbox = dict(await rows("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+        # `attempts` counts failed attempts: each was (or will be) retried or given up.
+        retries = await rows("SELECT COALESCE(SUM(attempts), 0) FROM outbox")
+        return {
+            "commands": await rows("SELECT name, state, COUNT(*) FROM commands GROUP BY 1, 2"),
+            "runs": await rows("SELECT kind, state, COUNT(*) FROM runs GROUP BY 1, 2"),
+            "verdicts": await rows("SELECT outcome, cause, COUNT(*) FROM verdicts GROUP BY 1, 2"),
+            "verdict_seconds": [
+                r[0]
+                for r in await rows(
+                    "SELECT v.created_at - c.created_at FROM verdicts v "
+                    "JOIN commands c ON c.id = v.command_id"
+                )
+            ],
+            "outbox": {
+                "pending": int(outbox.get("pending", 0)),
+                "sent": int(outbox.get("sent", 0)),
+                "dead": int(outbox.get("dead", 0)),
+                "retries": int(retries[0][0]),
+            },
+        }
 
     # --- verifications (!testme) -----------------------------------------------------------
 

@@ -12,13 +12,14 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from bot.ingress.gitea import PayloadError, to_incoming
+from bot.metrics import CONTENT_TYPE, Metrics, Snapshot
 from bot.model import RUN_ID_RE, Ignore
 from bot.redact import Redactor
 from bot.report import SweepReport, build_report, render_report_html, report_json
@@ -33,6 +34,9 @@ MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 LOG_DIR: web.AppKey[Path] = web.AppKey("log_dir", Path)
 REDACT: web.AppKey[Redactor] = web.AppKey("redact", Redactor)
 URLS: web.AppKey[tuple[str, str]] = web.AppKey("urls", tuple)  # (public url, gitea url)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+SNAPSHOT: web.AppKey[Callable[[], Awaitable[Snapshot]]] = web.AppKey("snapshot")
+HEALTH: web.AppKey[Callable[[], dict[str, object]]] = web.AppKey("health")
 ON_ACCEPT: web.AppKey[Callable[[], None]] = web.AppKey("on_accept", Callable[[], None])  # type: ignore[arg-type]
 
 routes = web.RouteTableDef()
@@ -58,36 +62,44 @@ def _json_body(request: web.Request, raw: bytes) -> bytes | None:
 
 @routes.post("/webhooks/gitea")
 async def gitea_webhook(request: web.Request) -> web.Response:
+    event = request.headers.get("X-Gitea-Event", "").strip()
+    response, result = await _webhook(request, event)
+    request.app[METRICS].delivery(event or "none", result)
+    return response
+
+
+async def _webhook(request: web.Request, event: str) -> tuple[web.Response, str]:
+    """The door itself; returns the answer and how the delivery is counted."""
     app = request.app
     limit = app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
-        return _problem(413, f"body over {limit} bytes")
+        return _problem(413, f"body over {limit} bytes"), "too_large"
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
-        return _problem(413, f"body over {limit} bytes")
+        return _problem(413, f"body over {limit} bytes"), "too_large"
     body = _json_body(request, raw)
     given = request.headers.get("X-Gitea-Signature", "")
     if body is None or not given or not signature_ok(app[SECRET], body, given):
         log.warning("webhook rejected: missing or wrong signature from %s", request.remote)
-        return _problem(401, "missing or wrong X-Gitea-Signature")
+        return _problem(401, "missing or wrong X-Gitea-Signature"), "bad_signature"
     delivery = request.headers.get("X-Gitea-Delivery", "").strip()
-    event = request.headers.get("X-Gitea-Event", "").strip()
     if not delivery or len(delivery) > 100:
-        return _problem(400, "missing X-Gitea-Delivery header")
+        return _problem(400, "missing X-Gitea-Delivery header"), "bad_request"
     if not event:
-        return _problem(400, "missing X-Gitea-Event header")
+        return _problem(400, "missing X-Gitea-Event header"), "bad_request"
     try:
         incoming = to_incoming(event, delivery, body, app[BOT_LOGIN])
     except PayloadError as e:
         log.info("delivery %s rejected: %s", delivery, e)
-        return _problem(400, str(e))
+        return _problem(400, str(e)), "bad_request"
     if isinstance(incoming, Ignore):
         log.debug("delivery %s ignored: %s", delivery, incoming.reason)
-        return web.json_response({"status": "ignored", "reason": incoming.reason}, status=200)
+        answer = {"status": "ignored", "reason": incoming.reason}
+        return web.json_response(answer, status=200), "ignored"
     result = await app[STORE].accept_delivery(delivery, event, body, incoming.origin.dedupe_key)
     if result != "new":
         log.info("delivery %s: %s", delivery, result.replace("_", " "))
-        return web.json_response({"status": result}, status=200)
+        return web.json_response({"status": result}, status=200), "duplicate"
     app[ON_ACCEPT]()
     log.info(
         "delivery %s accepted (%s on %s#%d by %s)",
@@ -97,16 +109,30 @@ async def gitea_webhook(request: web.Request) -> web.Response:
         incoming.origin.number,
         incoming.origin.author,
     )
-    return web.json_response({"status": "accepted"}, status=202)
+    return web.json_response({"status": "accepted"}, status=202), "accepted"
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """200 with what is known of the bot's parts; 503 when the store cannot be used."""
     store = request.app[STORE]
     if not await store.ping():
         return web.json_response({"status": "unhealthy", "store": "unusable"}, status=503)
-    backlog = await store.outbox_backlog()
-    return web.json_response({"status": "ok", "store": "ok", "outbox_backlog": backlog})
+    body: dict[str, object] = {
+        "status": "ok",
+        "store": "ok",
+        "outbox_backlog": await store.outbox_backlog(),
+    }
+    body.update(request.app[HEALTH]())
+    return web.json_response(body)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    snap = await request.app[SNAPSHOT]()
+    return web.Response(
+        body=request.app[METRICS].render(snap), headers={"Content-Type": CONTENT_TYPE}
+    )
 
 
 async def _report(request: web.Request) -> SweepReport:
@@ -190,6 +216,9 @@ def make_web_app(
     log_dir: Path,
     redact: Redactor,
     on_accept: Callable[[], None],
+    metrics: Metrics,
+    snapshot: Callable[[], Awaitable[Snapshot]],
+    health: Callable[[], dict[str, object]],
     public_url: str = "",
     gitea_url: str = "",
 ) -> web.Application:
@@ -202,5 +231,8 @@ def make_web_app(
     app[REDACT] = redact
     app[ON_ACCEPT] = on_accept
     app[URLS] = (public_url, gitea_url)
+    app[METRICS] = metrics
+    app[SNAPSHOT] = snapshot
+    app[HEALTH] = health
     app.add_routes(routes)
     return app

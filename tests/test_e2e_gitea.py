@@ -298,7 +298,9 @@ async def test_help_and_healthz(make_rig: RigFactory) -> None:
         assert "!redfix classify <recipe> <cause>" in c.body
         h = await rig.http.get(f"{rig.url}/healthz")
         assert h.status_code == 200
-        assert h.json() == {"status": "ok", "store": "ok", "outbox_backlog": 0}
+        body = h.json()
+        assert (body["status"], body["store"], body["outbox_backlog"]) == ("ok", "ok", 0)
+        assert set(body["hosts"]) == {"sshd-test"}
 
 
 async def test_secrets_never_reach_comments_or_served_logs(make_rig: RigFactory) -> None:

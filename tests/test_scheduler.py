@@ -76,3 +76,19 @@ async def _hold(pool: HostPool, recipe: str) -> None:
 def test_empty_pool_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one host"):
         HostPool([])
+
+
+async def test_max_concurrent_across_hosts_and_waits_recorded() -> None:
+    pool = HostPool([("h1", 2), ("h2", 2)], max_concurrent=3)
+    peak = 0
+
+    async def job(recipe: str) -> None:
+        nonlocal peak
+        async with pool.hold(recipe=recipe, exclusive=False):
+            peak = max(peak, pool.running)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(job(f"r{i}") for i in range(10)))
+    assert peak == 3
+    assert len(pool.waits) == 10
+    assert all(w >= 0 for w in pool.waits)
