@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.markup import md_cell
 from bot.model import (
     Finding,
     IsolationPlan,
@@ -50,19 +51,8 @@ def verdict_marker(v: Verdict) -> str:
     return f"<!-- redfix:verdict {json.dumps(data, separators=(', ', ': '))} -->"
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell and unable to open an HTML comment or tag."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace("|", "\\|")
-        .replace("\n", " ")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-    )
-
-
 def _code(text: str) -> str:
-    return "`" + _cell(text).replace("`", "'") + "`"
+    return "`" + md_cell(text).replace("`", "'") + "`"
 
 
 def render_help() -> str:
@@ -90,7 +80,7 @@ def render_refusal(author: str) -> str:
 def render_override(plan: OverridePlan, author: str) -> str:
     return (
         f"📝 Human verdict recorded for `{plan.recipe}`: cause **{plan.cause}**, by @{author}.\n\n"
-        f"> {_cell(plan.reason)}\n\n"
+        f"> {md_cell(plan.reason)}\n\n"
         "It is shown beside the machine's verdict; in the results table the human's wins."
     )
 
@@ -122,15 +112,15 @@ def _reference_lines(ref: ResultsSummary | None, test: str | None = None) -> lis
 
 def _failing_cell(r: RunResult) -> str:
     if r.results is None:
-        return _cell(r.problem) if r.problem else "—"
+        return md_cell(r.problem) if r.problem else "—"
     parts = []
     for t in r.results.failing[:MAX_FAILING_SHOWN]:
-        parts.append(_code(t.test_id) + (f": {_cell(t.message)}" if t.message else ""))
+        parts.append(_code(t.test_id) + (f": {md_cell(t.message)}" if t.message else ""))
     for s in r.results.failed_stages:
         if not any(t.stage == s for t in r.results.failing):
             parts.append(f"stage {_code(s)} failed")
     if r.problem:
-        parts.append(_cell(r.problem))
+        parts.append(md_cell(r.problem))
     return "<br>".join(parts) or "—"
 
 
@@ -148,10 +138,10 @@ def _runs_table(
         alone = ""
         if with_alone and verdict is not None:
             ev = verdict.evidence_for(r.run_id)
-            alone = f" {_cell(ev.alone) if ev and ev.alone else '—'} |"
+            alone = f" {md_cell(ev.alone) if ev and ev.alone else '—'} |"
         out.append(
             f"| {i} | {_code(r.run_id)} |{alone} {_STATE_ICON.get(r.state, '')} {r.state.value} "
-            f"| {code}: {_cell(exit_meaning(r.exit_code))} | {r.duration_s:.1f} s "
+            f"| {code}: {md_cell(exit_meaning(r.exit_code))} | {r.duration_s:.1f} s "
             f"| {_failing_cell(r)} | [log]({public_url}/runs/{r.run_id}/log) |"
         )
     return out
@@ -235,7 +225,7 @@ def _signature_lines(v: Verdict) -> list[str]:
     for rule, f in seen.items():
         link = f" ([more]({f.link}))" if f.link else ""
         decisive = v.finding is not None and v.finding.rule == rule
-        advice = " (its advice is the fix route below)" if decisive else f": {_cell(f.advice)}"
+        advice = " (its advice is the fix route below)" if decisive else f": {md_cell(f.advice)}"
         out.append(f"- `{rule.removeprefix('signature:')}` → {f.cause.value}{advice}{link}")
     return [*out, ""]
 
@@ -249,7 +239,7 @@ def _service_logs(v: Verdict) -> list[str]:
             shown = lines[-MAX_SERVICE_LINES_SHOWN:]
             out += [
                 "<details>",
-                f"<summary>{_cell(ev.run_id)}: <code>{_cell(command)}</code>"
+                f"<summary>{md_cell(ev.run_id)}: <code>{md_cell(command)}</code>"
                 f"{f' (last {MAX_SERVICE_LINES_SHOWN} of {len(lines)} lines)' if cut else ''}"
                 "</summary>",
                 "",
@@ -273,9 +263,9 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
     ]
     f = v.finding
     if f is not None:
-        lines += [f"Decided by rule `{f.rule}`: {_cell(f.explanation)}", ""]
+        lines += [f"Decided by rule `{f.rule}`: {md_cell(f.explanation)}", ""]
     if v.human:
-        lines += [f"📝 **Human verdict:** {_cell(v.human)} — it wins in the results table.", ""]
+        lines += [f"📝 **Human verdict:** {md_cell(v.human)} — it wins in the results table.", ""]
     lines += [f"Requested by @{requested_by}.", "", *_reference_lines(v.reference, v.test), ""]
     lines += [
         "**Isolated runs** (each with a host to itself):",
@@ -289,11 +279,11 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
         lines += _evidence_block(f)
     lines += _signature_lines(v)
     advice = f.advice if f is not None and f.advice else ""
-    lines += ["**Fix route:** " + (f"{_cell(advice)} " if advice else "") + NEVER_WEAKEN, ""]
+    lines += ["**Fix route:** " + (f"{md_cell(advice)} " if advice else "") + NEVER_WEAKEN, ""]
     lines += _service_logs(v)
     if v.notes:
-        lines += ["**Notes:**", *[f"- {_cell(n)}" for n in v.notes], ""]
-    lines += ["**Why:**", *[f"- {_cell(r)}" for r in v.reasons], "", verdict_marker(v)]
+        lines += ["**Notes:**", *[f"- {md_cell(n)}" for n in v.notes], ""]
+    lines += ["**Why:**", *[f"- {md_cell(r)}" for r in v.reasons], "", verdict_marker(v)]
     return _fit("\n".join(lines))
 
 
@@ -357,7 +347,7 @@ def render_status(triages: Sequence[Mapping[str, Any]], recipe: str, public_url:
         fix = f"fix {t['fix_repo']}#{t['fix_number']}" if t.get("fix_repo") else "no fix PR"
         ver = d.get("verification") or {}
         verified = f", verification {ver['state']} at `{ver['sha'][:10]}`" if ver else ""
-        lines.append(f"- `{t['recipe']}`: {_cell(state)}; {fix}{verified}")
+        lines.append(f"- `{t['recipe']}`: {md_cell(state)}; {fix}{verified}")
     lines += ["", f"Full table: {public_url}/report"]
     return "\n".join(lines)
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.markup import html_page, md_cell
+
 COLUMNS = (
     "recipe",
     "failure",
@@ -164,16 +166,6 @@ def build_report(
     )
 
 
-def _md(text: str) -> str:
-    return (
-        text.replace("\\", "\\\\")
-        .replace("|", "\\|")
-        .replace("\n", " ")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-    )
-
-
 def render_report_md(report: SweepReport, page_url: str) -> str:
     lines = [
         "**redfix — sweep results**",
@@ -186,16 +178,16 @@ def render_report_md(report: SweepReport, page_url: str) -> str:
         return "\n".join([*lines, "No failure has been triaged yet."])
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in report.rows:
-        pr = f"[{_md(r.fix_pr)}]({r.fix_pr_url})" if r.fix_pr_url else _md(r.fix_pr)
+        pr = f"[{md_cell(r.fix_pr)}]({r.fix_pr_url})" if r.fix_pr_url else md_cell(r.fix_pr)
         cells = [
-            f"`{_md(r.recipe)}`",
-            _md(r.failure),
-            _md(r.isolation),
-            _md(r.root_cause),
-            _md(r.classification),
-            _md(r.fix_approach),
+            f"`{md_cell(r.recipe)}`",
+            md_cell(r.failure),
+            md_cell(r.isolation),
+            md_cell(r.root_cause),
+            md_cell(r.classification),
+            md_cell(r.fix_approach),
             pr,
-            _md(r.verification),
+            md_cell(r.verification),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"The same table, always current: {page_url}"]
@@ -219,7 +211,6 @@ def report_json(report: SweepReport) -> dict[str, Any]:
 
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:1rem;color:#1b1b1b;background:#fff}
 h1{font-size:1.3rem}ul.m{padding-left:1.2rem}.met{color:#176f2c}.open{color:#9a4a00}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top}
@@ -262,11 +253,9 @@ def render_report_html(report: SweepReport, generated_at: str) -> str:
         if body
         else "<p>No failure has been triaged yet.</p>"
     )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>redfix — sweep results</title><style>{_CSS}</style></head><body>"
+    body_html = (
         f'<h1>redfix — sweep results</h1><ul class="m">{ms}</ul>{table}'
         f'<p><small>Generated {e(generated_at)}. JSON: <a href="api/report">/api/report</a>'
-        "</small></p></body></html>"
+        "</small></p>"
     )
+    return html_page("redfix — sweep results", body_html, _CSS)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from bot.ingress.gitea import PayloadError, to_incoming
+from bot.markup import html_page
 from bot.metrics import CONTENT_TYPE, Metrics, Snapshot
 from bot.model import RUN_ID_RE, Ignore
 from bot.redact import Redactor
@@ -168,14 +169,11 @@ async def run_page(request: web.Request) -> web.Response:
         f"<tr><th>{e(k)}</th><td>{e(str(run.get(k) if run.get(k) is not None else '—'))}</td></tr>"
         for k in ("recipe", "kind", "phase", "host", "state", "exit_code", "note")
     )
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>redfix run {e(run_id)}</title><style>body{{font-family:system-ui,sans-serif;"
-        "margin:1rem}th{text-align:left;padding-right:1rem}</style></head><body>"
+    page = html_page(
+        f"redfix run {run_id}",
         f"<h1>run <code>{e(run_id)}</code></h1><table>{rows}</table>"
-        f'<p><a href="{e(run_id)}/log">full log</a> · <a href="../report">results table</a></p>'
-        "</body></html>"
+        f'<p><a href="{e(run_id)}/log">full log</a> · <a href="../report">results table</a></p>',
+        "th{text-align:left;padding-right:1rem}",
     )
     return web.Response(text=request.app[REDACT](page), content_type="text/html")
 

@@ -1,0 +1,29 @@
+"""Escaping and page scaffolding shared by everything the bot renders (Markdown and HTML)."""
+
+from __future__ import annotations
+
+import html
+
+BASE_CSS = "body{font-family:system-ui,sans-serif;margin:1rem;color:#1b1b1b;background:#fff}"
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell and unable to open an HTML comment or tag."""
+    return (
+        text.replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("\n", " ")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
+
+
+def html_page(title: str, body: str, css: str = "") -> str:
+    """A complete, self-contained page, readable on a phone, without JavaScript. `body` is
+    trusted HTML built by the caller from escaped parts."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{BASE_CSS}{css}</style></head>"
+        f"<body>{body}</body></html>"
+    )
