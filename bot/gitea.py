@@ -347,6 +347,37 @@ class GiteaClient:
             base_repo=_get(base_repo, "full_name", str, where, 200),
         )
 
+    async def _pages(self, base: str, query: str = "", max_pages: int = 20) -> list[Any]:
+        """Every item of a paginated list endpoint (Gitea caps a page at 50)."""
+        items: list[Any] = []
+        for page in range(1, max_pages + 1):
+            path = f"{base}?{query}{'&' if query else ''}page={page}&limit={PAGE_LIMIT}"
+            resp = await self._send("GET", path, (200,))
+            try:
+                data = resp.json()
+            except ValueError:
+                raise GiteaError(
+                    f"GET {base}: body is not JSON", status=200, retryable=False
+                ) from None
+            if not isinstance(data, list):
+                raise GiteaError(f"GET {base}: expected a list", status=200, retryable=False)
+            items += data
+            if len(data) < PAGE_LIMIT:
+                break
+        return items
+
+    async def open_pulls(self, repo: str) -> list[int]:
+        """Numbers of a repository's open PRs."""
+        items = await self._pages(f"{_repo_path(repo)}/pulls", "state=open")
+        return [n for i in items if isinstance(i, dict) and isinstance(n := i.get("number"), int)]
+
+    async def org_repos(self, org: str) -> list[str]:
+        """Full names of an organisation's repositories the bot can see."""
+        items = await self._pages(f"/orgs/{_q(_check_name(org, 'org'))}/repos")
+        return [
+            n for i in items if isinstance(i, dict) and isinstance(n := i.get("full_name"), str)
+        ]
+
     async def pull_files(self, repo: str, index: int, *, max_pages: int = 20) -> list[str]:
         """Paths a PR changes (new and previous names of renames), page by page."""
         base = f"{_repo_path(repo)}/pulls/{_positive(index, 'index')}/files"

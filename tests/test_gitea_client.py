@@ -275,6 +275,8 @@ def test_client_has_no_way_to_merge_approve_or_close() -> None:
         "get_pull",
         "is_org_member",
         "list_comments",
+        "open_pulls",
+        "org_repos",
         "pull_files",
         "repo_permission",
     }
@@ -500,3 +502,14 @@ async def test_redfix_client_merge_attempts_are_recorded_for_the_session_check(
     assert resp.status_code == 405
     assert GiteaSim.forbidden_seen[-1].startswith("POST /api/v1/repos/acme/widgets/pulls/42/merge")
     GiteaSim.forbidden_seen.pop()  # this test's own deliberate attempt; the bot made none
+
+
+async def test_open_pulls_and_org_repos(sim: GiteaSim, client: GiteaClient) -> None:
+    for n in range(50, 110):
+        sim.add_pull(REPO, n, HEAD)
+    sim.add_pull(REPO, 200, HEAD, state="closed")
+    numbers = await client.open_pulls(REPO)
+    assert numbers == [42, *range(50, 110)]  # two pages, the closed PR left out
+    sim.add_repo("acme/gadgets")
+    assert await client.org_repos("acme") == ["acme/gadgets", "acme/widgets"]
+    sim.assert_clean()

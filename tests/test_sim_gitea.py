@@ -367,6 +367,8 @@ async def _exercise_every_endpoint(
         ("GET", "/repos/{owner}/{repo}/statuses/{sha}", f"{r}/statuses/{HEAD}", None),
         ("GET", "/repos/{owner}/{repo}/pulls/{index}", f"{r}/pulls/42", None),
         ("GET", "/repos/{owner}/{repo}/pulls/{index}/files", f"{r}/pulls/42/files", None),
+        ("GET", "/repos/{owner}/{repo}/pulls", f"{r}/pulls?state=open", None),
+        ("GET", "/orgs/{org}/repos", "/orgs/acme/repos", None),
         ("GET", "/repos/{owner}/{repo}/collaborators/{collaborator}/permission", f"{r}/collaborators/bob/permission", None),  # noqa: E501
         ("DELETE", "/repos/{owner}/{repo}/issues/comments/{id}/reactions", f"{r}/issues/comments/{cid}/reactions", {"content": "eyes"}),  # noqa: E501
         ("GET", "/orgs/{org}/members/{username}", "/orgs/acme/members/bob", None),
@@ -402,7 +404,7 @@ async def test_fake_responses_validate_against_spec_schemas(
         problems = spec.checker.check(resp.json(), schema, response=True, complete=True)
         assert problems == [], (method, template)
         checked += 1
-    assert checked == 15
+    assert checked == 17
     sim.assert_clean()  # the fake's own per-response check agrees
 
 

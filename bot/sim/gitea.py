@@ -1478,6 +1478,31 @@ class GiteaSim:
             return self._not_found()
         return _Answer(200, self._pull_json(issue, issue.pull, ctx.caller))
 
+    def _list_pulls(self, ctx: _Ctx) -> _Answer:
+        repo = self._repo_for(ctx)
+        state = ctx.query.get("state", "open") or "open"
+        pulls = [
+            i
+            for (name, _), i in sorted(self._issues.items())
+            if name == repo.full_name and i.pull is not None and state in ("all", i.state)
+        ]
+        page, headers = self._page(ctx, len(pulls))
+        body = [self._pull_json(i, i.pull, ctx.caller) for i in pulls[page] if i.pull]
+        return _Answer(200, body, headers)
+
+    def _org_repos(self, ctx: _Ctx) -> _Answer:
+        org = ctx.params["org"]
+        user = self._users.get(org)
+        if user is None or not user.is_org:
+            return self._not_found()
+        repos = [
+            r
+            for name, r in sorted(self._repos.items())
+            if r.owner == org and self._perm(r, ctx.caller) != "none"
+        ]
+        page, headers = self._page(ctx, len(repos))
+        return _Answer(200, [self._repo_json(r, ctx.caller) for r in repos[page]], headers)
+
     def _pull_files(self, ctx: _Ctx) -> _Answer:
         repo = self._repo_for(ctx)
         issue = self._issue_for(ctx, repo)
@@ -1546,6 +1571,8 @@ GiteaSim._routes = {
     ("DELETE", "/repos/{owner}/{repo}/issues/comments/{id}/reactions"): GiteaSim._delete_reaction,
     ("GET", "/repos/{owner}/{repo}/statuses/{sha}"): GiteaSim._list_statuses,
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}"): GiteaSim._create_status,
+    ("GET", "/repos/{owner}/{repo}/pulls"): GiteaSim._list_pulls,
+    ("GET", "/orgs/{org}/repos"): GiteaSim._org_repos,
     ("GET", "/repos/{owner}/{repo}/pulls/{index}"): GiteaSim._get_pull,
     ("GET", "/repos/{owner}/{repo}/pulls/{index}/files"): GiteaSim._pull_files,
     (
