@@ -21,6 +21,7 @@ from bot.jobs import Jobs
 from bot.metrics import Metrics, Snapshot
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
+from bot.poll import Poller
 from bot.ports import HostRunner
 from bot.redact import Redactor
 from bot.runner import SshRunner
@@ -211,6 +212,9 @@ async def running_bot(
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(outbox.run(), name="outbox"),
     ]
+    if config.gitea.repos and config.gitea.poll_interval > 0:
+        poller = Poller(gitea, store, config.gitea.repos, bot_login, dispatcher.wake)
+        tasks.append(asyncio.create_task(poller.run(config.gitea.poll_interval), name="poll"))
     if config.server.health_interval_s > 0:
         tasks.append(
             asyncio.create_task(

@@ -88,6 +88,10 @@ class GiteaConfig(_Section):
     timeout_s: float = Field(10.0, gt=0, le=120)
     verify_on_push: bool = False
     fix_repeat: int = Field(3, ge=1, le=10)
+    repos: tuple[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.*?\[\]-]+$")], ...
+    ] = ()
+    poll_interval: float = Field(60.0, ge=0, le=86_400)
     recipes: dict[str, Annotated[str, Field(pattern=RECIPE_RE.pattern)]] = Field(
         default_factory=dict
     )

@@ -234,6 +234,19 @@ class Store:
         except Exception:  # any failure means unusable; /healthz reports it
             return False
 
+    # --- small named values (e.g. the poll sweep's high-water mark) ---------------------------
+
+    async def meta(self, key: str) -> str | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+        )
+        await self._db.commit()
+
     # --- deliveries and commands ----------------------------------------------------------
 
     async def accept_delivery(

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.ingress.gitea import PayloadError, to_incoming
+from bot.ingress.gitea import POLL_EVENT, PayloadError, to_incoming
 from bot.markup import html_page
 from bot.metrics import CONTENT_TYPE, Metrics, Snapshot
 from bot.model import RUN_ID_RE, Ignore
@@ -88,6 +88,8 @@ async def _webhook(request: web.Request, event: str) -> tuple[web.Response, str]
         return _problem(400, "missing X-Gitea-Delivery header"), "bad_request"
     if not event:
         return _problem(400, "missing X-Gitea-Event header"), "bad_request"
+    if event == POLL_EVENT:
+        return web.json_response({"status": "ignored", "reason": "not a Gitea event"}), "ignored"
     try:
         incoming = to_incoming(event, delivery, body, app[BOT_LOGIN])
     except PayloadError as e:

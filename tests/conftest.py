@@ -116,7 +116,12 @@ class Rig:
 
 
 def bot_config(
-    tmp_path: Path, sshd: Sshd, gitea: GiteaSim, runs_dir: Path, **harness: Any
+    tmp_path: Path,
+    sshd: Sshd,
+    gitea: GiteaSim,
+    runs_dir: Path,
+    gitea_keys: dict[str, Any] | None = None,
+    **harness: Any,
 ) -> Config:
     env = {"SIM_STAGE_SECONDS": "0.02", **harness.pop("env", {})}
     data = {
@@ -131,6 +136,8 @@ def bot_config(
             "webhook_secret": WEBHOOK_SECRET,
             "bot_login": BOT_LOGIN,
             "allowed_orgs": ["recipe-maintainers"],
+            "poll_interval": 0,
+            **(gitea_keys or {}),
         },
         "hosts": [sshd.host_config().model_dump(mode="json")],
         "harness": sshd.harness_config(runs_dir=str(runs_dir), env=env, **harness).model_dump(
@@ -168,10 +175,15 @@ RigFactory = Callable[..., AbstractAsyncContextManager[Rig]]
 
 @pytest.fixture
 def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
-    """Build a running bot; keyword arguments go to the harness config (e.g. env=...)."""
+    """Build a running bot; `gitea_keys` go to [gitea], other keywords to [harness] (env=...)."""
 
     @asynccontextmanager
-    async def factory(*, sweep: dict[str, str] | None = None, **harness: Any) -> AsyncIterator[Rig]:
+    async def factory(
+        *,
+        sweep: dict[str, str] | None = None,
+        gitea_keys: dict[str, Any] | None = None,
+        **harness: Any,
+    ) -> AsyncIterator[Rig]:
         runs_dir = tmp_path / "runs"
         if sweep:
             shaped_by = harness.get("env", {}).get("SIM_SCENARIOS")
@@ -180,7 +192,7 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         runs_dir.mkdir(exist_ok=True)
         async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
             seed_gitea(gitea)
-            config = bot_config(tmp_path, sshd, gitea, runs_dir, **harness)
+            config = bot_config(tmp_path, sshd, gitea, runs_dir, gitea_keys, **harness)
             async with (
                 running_bot(config, outbox_base_delay_s=0.05) as bot,
                 serving(bot) as url,

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.model import Command, Ignore, Incoming, Origin, PullEvent, Source
 from bot.parse import parse_command
 
-HANDLED_EVENTS = frozenset({"issue_comment", "pull_request"})
+# Not a Gitea event: the poll sweep stores the comments it finds under this name. The web door
+# refuses it, so only the sweep can produce one.
+POLL_EVENT = "redfix_poll_comment"
+HANDLED_EVENTS = frozenset({"issue_comment", "pull_request", POLL_EVENT})
 # What a PR event can change for the fix loop; other actions (labels, edits...) do not.
 PULL_ACTIONS = frozenset({"synchronized", "opened", "reopened", "closed"})
 
@@ -101,6 +104,39 @@ def decode_issue_comment(body: bytes) -> IssueCommentPayload:
     return _decode(body, IssueCommentPayload, "issue_comment")
 
 
+class PolledComment(_Loose):
+    """A comment found by the poll sweep (bot.poll), in the shape it stores it."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    number: int = Field(ge=1)
+    comment_id: int = Field(ge=1)
+    author: str = Field(min_length=1)
+    body: str
+    html_url: str = ""
+
+
+def _polled(delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
+    c = _decode(body, PolledComment, POLL_EVENT)
+    if c.author.lower() == bot_login.lower():
+        return Ignore("the bot's own comment")
+    # The same Origin as the webhook would build: one semantic key, so a comment both
+    # delivered and polled runs once.
+    origin = Origin(
+        source=Source.GITEA,
+        repo=c.repo,
+        number=c.number,
+        comment_id=c.comment_id,
+        author=c.author,
+        html_url=c.html_url,
+        delivery_id=delivery_id,
+        is_pull=True,
+    )
+    outcome = parse_command(c.body, origin)
+    if isinstance(outcome, Ignore):
+        return outcome
+    return Incoming(origin, outcome)
+
+
 def _pull_event(delivery_id: str, body: bytes) -> Incoming | Ignore:
     p = _decode(body, PullRequestPayload, "pull_request")
     if p.action not in PULL_ACTIONS:
@@ -126,6 +162,8 @@ def to_incoming(event: str, delivery_id: str, body: bytes, bot_login: str) -> In
         return Ignore(f"event {event!r} not handled")
     if event == "pull_request":
         return _pull_event(delivery_id, body)
+    if event == POLL_EVENT:
+        return _polled(delivery_id, body, bot_login)
     p = decode_issue_comment(body)
     if p.action != "created":
         return Ignore(f"comment action {p.action!r}: only new comments carry commands")
