@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.model import mention
+
 from bot.markup import html_page, md_cell
 
 COLUMNS = (
@@ -105,7 +107,7 @@ def build_report(
         h = human.get(t["recipe"])
         machine = f"{v['outcome']} / {v['cause']}" if v else ""
         if h is not None:
-            classification = f"{h['cause']} (human: @{h['author']}: {h['reason']})"
+            classification = f"{h['cause']} (human: {mention(h['author'])}: {h['reason']})"
             if machine:
                 classification += f"; machine: {machine}"
         else:
@@ -212,8 +214,12 @@ def report_json(report: SweepReport) -> dict[str, Any]:
 
 _CSS = """
 h1{font-size:1.3rem}ul.m{padding-left:1.2rem}.met{color:#176f2c}.open{color:#9a4a00}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:.9rem;table-layout:fixed}
+th,td{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
+th:nth-child(1){width:9%}th:nth-child(2){width:16%}th:nth-child(3){width:9%}
+th:nth-child(4){width:19%}th:nth-child(5){width:12%}th:nth-child(6){width:17%}
+th:nth-child(7){width:8%}th:nth-child(8){width:10%}
 th{background:#f3f3f3}code{font-size:.85rem}
 @media (max-width:700px){table,thead,tbody,tr,th,td{display:block}thead{display:none}
 tr{margin-bottom:.8rem;border:1px solid #ccc}td{border:none;border-bottom:1px solid #eee}
