@@ -42,6 +42,7 @@ STOP_SLACK_S = 5.0
 KEEPALIVE_S = 30.0
 WRAPPER_EXIT = 125
 WRAPPER_TAG = "redfix-wrapper:"
+_WRAPPER_TAG_B = WRAPPER_TAG.encode()
 NOTE_PREFIX = "[redfix] "
 POLL_S = 0.2
 # Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
@@ -107,60 +108,81 @@ LineCallback = Callable[[str], None]
 
 
 class _LogSink:
-    """Appends raw output to the run's log file and keeps only the last lines in memory."""
+    """Appends raw output to the run's log file and keeps only the last lines in memory.
+
+    This is the hot path of a run (a harness can print gigabytes): lines stay bytes until
+    someone asks for the tail, per-line Python runs only when a live callback wants lines,
+    and the file is flushed on a short timer rather than per chunk.
+    """
+
+    FLUSH_S = 0.5
 
     def __init__(
         self, path: Path, tail_lines: int, on_line: LineCallback | None, run_id: str
     ) -> None:
         self._file: BinaryIO = path.open("ab")
-        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._tail: deque[bytes] = deque(maxlen=tail_lines)
         self._partial = b""
         self._on_line = on_line
         self._run_id = run_id
+        self._flushed = time.monotonic()
         self.wrapper_message = ""
 
     def feed(self, data: bytes) -> None:
         # Local appends are small and fast; a thread hop per chunk would cost more than it saves.
         self._file.write(data)
-        self._file.flush()
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            self._emit(line)
+        now = time.monotonic()
+        if now - self._flushed >= self.FLUSH_S:
+            self._file.flush()  # the live log served to people lags by at most FLUSH_S
+            self._flushed = now
+        buf = self._partial + data
+        *lines, self._partial = buf.split(b"\n")
         while len(self._partial) > MAX_LINE_BYTES:
-            self._emit(self._partial[:MAX_LINE_BYTES])
+            lines.append(self._partial[:MAX_LINE_BYTES])
             self._partial = self._partial[MAX_LINE_BYTES:]
+        if lines:
+            self._emit(lines, _WRAPPER_TAG_B in buf)
 
     def note(self, text: str) -> None:
         """A line of the runner's own, marked so nobody mistakes it for harness output."""
         self.end_partial()
         self.feed(f"{NOTE_PREFIX}{text}\n".encode())
+        self._file.flush()
 
     def end_partial(self) -> None:
         if self._partial:
             self._file.write(b"\n")
-            self._emit(self._partial)
+            self._emit([self._partial], _WRAPPER_TAG_B in self._partial)
             self._partial = b""
 
-    def _emit(self, raw: bytes) -> None:
-        line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-        self._tail.append(line)
-        if line.startswith(WRAPPER_TAG):
-            self.wrapper_message = line.removeprefix(WRAPPER_TAG).strip()
-        if self._on_line is not None:
+    def _emit(self, lines: list[bytes], tagged: bool) -> None:
+        self._tail.extend(lines[-(self._tail.maxlen or 1) :])
+        if tagged:  # one search per chunk; the per-line look only when the wrapper spoke
+            for raw in lines:
+                if raw.startswith(_WRAPPER_TAG_B):
+                    self.wrapper_message = _text(raw).removeprefix(WRAPPER_TAG).strip()
+        if self._on_line is None:
+            return
+        for raw in lines:
             try:
-                self._on_line(line)
+                self._on_line(_text(raw))
             except Exception:
                 # A broken live view must not abandon a run that still needs its teardown.
                 log.exception("run %s: on_line callback failed", self._run_id)
                 self._on_line = None
+                return
 
     @property
     def tail(self) -> tuple[str, ...]:
-        return tuple(self._tail)
+        return tuple(_text(raw) for raw in self._tail)
 
     def close(self) -> None:
         self.end_partial()
         self._file.close()
+
+
+def _text(raw: bytes) -> str:
+    return raw[:MAX_LINE_BYTES].rstrip(b"\r").decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
