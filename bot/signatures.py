@@ -350,14 +350,15 @@ class _Scanner:
     ) -> None:
         """Append (line_no, rule index, text, match start) for matches in one block of lines."""
         block = "\n".join(lines)
-        if not self.candidates(block, pending):
+        todo = self.candidates(block, pending)
+        if not todo:
             return  # most blocks end here, having cost one search per gate
         # Cutting lines to the cap can only remove candidates, so it is paid for only here.
         # A "\r" before "\n" would hide a line end from `$` in the block search.
         if "\r" in block or max(map(len, lines)) > MAX_LINE_CHARS:
             lines = [line_text(line) for line in lines]
             block = "\n".join(lines)
-        todo = self.candidates(block, pending)
+            todo = self.candidates(block, pending)
         starts = [0, *accumulate(len(line) + 1 for line in lines)]
         for ix in todo:
             line_rx = self.line_rx[ix]
