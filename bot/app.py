@@ -15,9 +15,11 @@ from bot.config import Config
 from bot.dispatch import Access, Dispatcher
 from bot.forge import GiteaForge
 from bot.gitea import GiteaClient
+from bot.ingress import matrix as matrix_ingress
 from bot.ingress.gitea import to_incoming
 from bot.isolation import Isolation, IsolationSettings
 from bot.jobs import Jobs
+from bot.matrix import MatrixBot
 from bot.metrics import Metrics, Snapshot
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
@@ -59,6 +61,7 @@ class Bot:
     runners: dict[str, SshRunner]
     web_app: web.Application
     tasks: list[asyncio.Task[None]]
+    matrix: MatrixBot | None = None
 
     async def idle(self) -> None:
         """Wait until nothing is pending: no delivery, job or outbox item (tests, demo)."""
@@ -86,7 +89,11 @@ async def check_hosts(runners: dict[str, SshRunner], interval_s: float) -> None:
 
 @asynccontextmanager
 async def running_bot(
-    config: Config, *, outbox_base_delay_s: float = 1.0, transport: object | None = None
+    config: Config,
+    *,
+    outbox_base_delay_s: float = 1.0,
+    transport: object | None = None,
+    matrix_retry_max_s: float = 30.0,
 ) -> AsyncIterator[Bot]:
     """Build the bot, start its background tasks, and tear everything down on exit."""
     data_dir = config.server.data_dir
@@ -101,6 +108,17 @@ async def running_bot(
         timeout_s=config.gitea.timeout_s,
         transport=transport,  # type: ignore[arg-type]
     )
+    # Matrix is optional; its door wakes the dispatcher like the webhook does.
+    matrix = (
+        MatrixBot(
+            config.matrix,
+            store,
+            lambda: dispatcher.wake(),
+            retry_max_s=matrix_retry_max_s,
+        )
+        if config.matrix is not None
+        else None
+    )
     outbox = Outbox(
         store,
         gitea,
@@ -108,6 +126,8 @@ async def running_bot(
         status_context=config.gitea.status_context,
         bot_login=config.gitea.bot_login,
         base_delay_s=outbox_base_delay_s,
+        matrix=matrix,
+        notify_room=config.matrix.notify_room if config.matrix is not None else "",
     )
     runners = {h.name: SshRunner(h, config.harness, log_dir) for h in config.hosts}
     pool = HostPool(
@@ -175,7 +195,11 @@ async def running_bot(
     jobs = Jobs(store, outbox, isolation, verifier)
     bot_login = config.gitea.bot_login
 
+    matrix_user = config.matrix.user_id if config.matrix is not None else ""
+
     def decode(event: str, delivery_id: str, body: bytes) -> Incoming | Ignore:
+        if event == matrix_ingress.EVENT:
+            return matrix_ingress.to_incoming(delivery_id, body, matrix_user)
         return to_incoming(event, delivery_id, body, bot_login)
 
     dispatcher = Dispatcher(
@@ -192,7 +216,12 @@ async def running_bot(
             load_recipes=config.isolation.load_recipes,
             recipes=tuple(config.gitea.recipes.items()),
         ),
-        Access(config.gitea.allowed_orgs),
+        Access(
+            config.gitea.allowed_orgs,
+            matrix_users=config.matrix.allowed_users if config.matrix else (),
+            min_power_level=config.matrix.min_power_level if config.matrix else None,
+        ),
+        rooms=matrix,
     )
     web_app = make_web_app(
         store,
@@ -215,13 +244,15 @@ async def running_bot(
     if config.gitea.repos and config.gitea.poll_interval > 0:
         poller = Poller(gitea, store, config.gitea.repos, bot_login, dispatcher.wake)
         tasks.append(asyncio.create_task(poller.run(config.gitea.poll_interval), name="poll"))
+    if matrix is not None:
+        tasks.append(asyncio.create_task(matrix.run(), name="matrix"))
     if config.server.health_interval_s > 0:
         tasks.append(
             asyncio.create_task(
                 check_hosts(runners, config.server.health_interval_s), name="host-checks"
             )
         )
-    bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks)
+    bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks, matrix)
     try:
         yield bot
     finally:
@@ -236,6 +267,8 @@ async def running_bot(
             log.info("outbox flush at shutdown incomplete: %s", e)
         for r in runners.values():
             await r.close()
+        if matrix is not None:
+            await matrix.close()
         await gitea.aclose()
         await store.close()
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ def configure_logging(level: str, redact: Redactor | None = None, log_format: st
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter (every SSH channel, every HTTP request) drowns the bot's own story.
-    for noisy in ("asyncssh", "httpx", "aiohttp.access"):
+    for noisy in ("asyncssh", "httpx", "aiohttp.access", "nio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -120,6 +121,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"allowed orgs: {', '.join(cfg.gitea.allowed_orgs) or '(none: write access only)'}"
     )
     print(f"  hosts:  {hosts}")
+    if cfg.matrix is not None:
+        m = cfg.matrix
+        print(
+            f"  matrix: {m.user_id} on {m.homeserver}, rooms: {', '.join(m.rooms) or '(none)'}, "
+            f"notify: {m.notify_room or '(none)'}"
+        )
     print(
         f"  server: {cfg.server.listen}, public {cfg.server.public_url}, "
         f"data in {cfg.server.data_dir}"
@@ -202,11 +209,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.demo import MatrixDemo, run_demo
 
     configure_logging(args.log_level or "warning")
+    matrix = None
+    if args.matrix_homeserver:
+        if not args.matrix_shared_secret:
+            print(
+                "--matrix-homeserver needs --matrix-shared-secret (or REDFIX_DEMO_MATRIX_SECRET)",
+                file=sys.stderr,
+            )
+            return 2
+        matrix = MatrixDemo(args.matrix_homeserver.rstrip("/"), args.matrix_shared_secret)
     try:
-        return asyncio.run(run_demo(once=args.once, port=args.port))
+        return asyncio.run(run_demo(once=args.once, port=args.port, matrix=matrix))
     except KeyboardInterrupt:
         return 0
 
@@ -249,6 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--once", action="store_true", help="exit after the demo's commands finish")
     d.add_argument("--port", type=int, default=0, help="port for the bot (default: any free)")
+    d.add_argument(
+        "--matrix-homeserver",
+        metavar="URL",
+        default=os.environ.get("REDFIX_DEMO_MATRIX_HOMESERVER", ""),
+        help="also show a Matrix room on this homeserver (one you control, e.g. a local "
+        "Synapse); env REDFIX_DEMO_MATRIX_HOMESERVER",
+    )
+    d.add_argument(
+        "--matrix-shared-secret",
+        metavar="SECRET",
+        default=os.environ.get("REDFIX_DEMO_MATRIX_SECRET", ""),
+        help="the homeserver's registration_shared_secret, to create the demo's accounts; "
+        "env REDFIX_DEMO_MATRIX_SECRET",
+    )
     d.set_defaults(func=cmd_demo)
     return p
 

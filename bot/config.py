@@ -25,7 +25,13 @@ from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE
 ENV_SECRETS: dict[str, tuple[str, str]] = {
     "REDFIX_GITEA_TOKEN": ("gitea", "token"),
     "REDFIX_WEBHOOK_SECRET": ("gitea", "webhook_secret"),
+    "REDFIX_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
+    "REDFIX_MATRIX_PASSWORD": ("matrix", "password"),
 }
+# Sections that may be absent: their env secrets only fill a section the file has.
+OPTIONAL_SECTIONS = frozenset({"matrix"})
+_MATRIX_USER_RE = r"^@[^:\s]+:[^\s]+$"
+_MATRIX_ROOM_RE = r"^[!#][^\s]+$"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Variables the bot itself sets per run; [harness.env] must not shadow them.
 RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
@@ -205,6 +211,37 @@ class ClassifyConfig(_Section):
     default_signatures: bool = True
 
 
+class MatrixConfig(_Section):
+    """Optional: without a [matrix] section the bot runs on Gitea alone."""
+
+    homeserver: str = Field(description="homeserver base URL, e.g. https://matrix.example.org")
+    user_id: str = Field(pattern=_MATRIX_USER_RE, description="the bot's user id")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_id: str = ""
+    rooms: tuple[Annotated[str, Field(pattern=_MATRIX_ROOM_RE)], ...] = ()
+    allowed_users: tuple[Annotated[str, Field(pattern=_MATRIX_USER_RE)], ...] = ()
+    min_power_level: int | None = Field(None, ge=0, le=1000)
+    notify_room: Annotated[str, Field(pattern=r"^$|" + _MATRIX_ROOM_RE)] = ""
+    timeout_s: float = Field(30.0, gt=0, le=300)
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://matrix.example.org")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MatrixConfig:
+        if self.access_token is None and self.password is None:
+            raise ValueError(
+                "set access_token or password (or env REDFIX_MATRIX_ACCESS_TOKEN / "
+                "REDFIX_MATRIX_PASSWORD)"
+            )
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
     gitea: GiteaConfig
@@ -213,6 +250,7 @@ class Config(_Section):
     isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
     classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig())
+    matrix: MatrixConfig | None = None
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Config:
@@ -229,6 +267,12 @@ class Config(_Section):
             out.append(self.gitea.token.get_secret_value())
         # The harness may print its own environment; secret-looking values must not travel.
         out += [v for k, v in self.harness.env.items() if _SECRET_KEY_RE.search(k)]
+        if self.matrix is not None:
+            out += [
+                s.get_secret_value()
+                for s in (self.matrix.access_token, self.matrix.password)
+                if s is not None
+            ]
         return [s for s in out if s]
 
 
@@ -246,7 +290,8 @@ def _key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
     node: Any = data
     for item in loc:
         if isinstance(item, int):
-            name = node[item].get("name") if isinstance(node, list | tuple) else None
+            entry = node[item] if isinstance(node, list | tuple) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
             label = f"[{item}]" if not isinstance(name, str) else f"[{item}:{name}]"
             parts[-1:] = [(parts[-1] if parts else "") + label]
         else:
@@ -261,7 +306,7 @@ def _key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     for var, (section, key) in ENV_SECRETS.items():
         value = env.get(var)
-        if value:
+        if value and (section in data or section not in OPTIONAL_SECTIONS):
             sect = data.setdefault(section, {})
             if isinstance(sect, dict):
                 sect[key] = value

@@ -4,11 +4,16 @@ A simulated Gitea, an in-process SSH server acting as the CI host, and the simul
 stand in for the real world; the bot in between is the real one, wired exactly as `serve`
 wires it. Signed comments go in over HTTP, runs happen over SSH, verdicts come back as
 comments on the simulated Gitea.
+
+Optionally, given a homeserver you control (its URL and registration shared secret), the demo
+also opens a Matrix room there: the runs started on PRs are announced in it, a person gives
+a few commands in it, and the room's transcript is printed at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import socket
@@ -17,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,6 +32,7 @@ from bot.sim import harness as sim_harness
 from bot.sim.deliveries import headers, issue_comment
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import SimHost
+from bot.sim.matrix import Person, register, transcript
 from bot.sim.sweep import seed_sweep
 
 SECRET = "demo-webhook-secret"  # noqa: S105 - a demo on loopback, by design
@@ -113,7 +120,21 @@ def _harness_cmd() -> str:
     return f"{sys.executable} {Path(sim_harness.__file__).resolve()}"
 
 
-def demo_config(root: Path, host: SimHost, gitea_url: str, port: int) -> Config:
+@dataclass(frozen=True)
+class MatrixDemo:
+    """A homeserver the demo may use: its URL and its registration shared secret."""
+
+    homeserver: str
+    shared_secret: str
+
+
+# What a person says in the demo's Matrix room once the PR scenes are done.
+ROOM_SCENES = ("!redfix status", f"!testme {ORG}/custom-html#12 --quick", "!redfix report")
+
+
+def demo_config(
+    root: Path, host: SimHost, gitea_url: str, port: int, matrix: dict[str, Any] | None = None
+) -> Config:
     runs_dir = root / "host" / "runs"
     data = {
         "server": {
@@ -141,6 +162,8 @@ def demo_config(root: Path, host: SimHost, gitea_url: str, port: int) -> Config:
         },
         "isolation": {"runs": 3},
     }
+    if matrix is not None:
+        data["matrix"] = matrix
     return parse_config(data, "<demo>", env={})
 
 
@@ -151,7 +174,28 @@ def _headline(body: str) -> str:
     return ""
 
 
-async def run_demo(*, once: bool, port: int = 0) -> int:
+async def _open_room(http: httpx.AsyncClient, demo: MatrixDemo) -> tuple[dict[str, Any], Person]:
+    """Two accounts (made once, reused after) and a fresh room; the bot's [matrix] section."""
+
+    def password(name: str) -> str:
+        return hashlib.sha256(f"{demo.shared_secret}:{name}".encode()).hexdigest()[:24]
+
+    secret, hs = demo.shared_secret, demo.homeserver
+    bot = await register(http, hs, secret, "redfix-demo", password("redfix-demo"))
+    alice = await register(http, hs, secret, "alice-demo", password("alice-demo"))
+    room = await alice.create_room("redfix demo", invite=(bot.user_id,))
+    section = {
+        "homeserver": hs,
+        "user_id": bot.user_id,
+        "password": password("redfix-demo"),
+        "rooms": [room],
+        "allowed_users": [alice.user_id],
+        "notify_room": room,  # the PR scenes are announced here too
+    }
+    return section, alice
+
+
+async def run_demo(*, once: bool, port: int = 0, matrix: MatrixDemo | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every scene ended as expected)."""
     with tempfile.TemporaryDirectory(prefix="redfix-demo-") as tmp:
         root = Path(tmp)
@@ -170,8 +214,10 @@ async def run_demo(*, once: bool, port: int = 0) -> int:
         for who in ("alice", "bob"):
             gitea.add_member(ORG, who)
         try:
-            config = demo_config(root, host, gitea.url, port or _free_port())
-            return await _play(config, gitea, once)
+            async with httpx.AsyncClient(timeout=30) as http:
+                section, alice = await _open_room(http, matrix) if matrix else (None, None)
+                config = demo_config(root, host, gitea.url, port or _free_port(), section)
+                return await _play(config, gitea, once, alice)
         finally:
             await gitea.stop()
             await host.stop()
@@ -182,7 +228,7 @@ def _sha(recipe: str) -> str:
     return (recipe.encode().hex() * 8)[:40]
 
 
-async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
+async def _play(config: Config, gitea: GiteaSim, once: bool, alice: Person | None = None) -> int:
     print("redfix demo — the whole loop on this machine")
     print("  Gitea (simulated)      ", gitea.url)
     print("  CI host (in-process SSH)", config.hosts[0].address, config.hosts[0].port)
@@ -190,6 +236,12 @@ async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
     print()
     async with running_bot(config, outbox_base_delay_s=0.2) as bot, serving(bot) as url:
         print(f"bot listening on {url}; last week's sweep left red runs for {', '.join(SWEEP)}.\n")
+        if alice is not None and config.matrix is not None:
+            print(f"Matrix: {config.matrix.user_id} in {config.matrix.rooms[0]}")
+            for _ in range(300):  # its first sync only takes a token: wait for it
+                if bot.matrix is not None and bot.matrix.syncs:
+                    break
+                await asyncio.sleep(0.1)
         async with httpx.AsyncClient() as http:
             for i, scene in enumerate(SCENES, 1):
                 repo = f"{ORG}/{scene.recipe}"
@@ -221,6 +273,8 @@ async def _play(config: Config, gitea: GiteaSim, once: bool) -> int:
             await asyncio.gather(watcher, return_exceptions=True)
         _progress(gitea, seen)
         ok = _report(gitea)
+        if alice is not None and config.matrix is not None:
+            ok = await _room(alice, config.matrix.rooms[0]) and ok
         if once:
             return 0 if ok else 1
         print(
@@ -285,4 +339,29 @@ def _report(gitea: GiteaSim) -> bool:
             else f"demo INCOMPLETE: missing verdicts for {sorted(want - got)}"
         )
     )
+    return ok
+
+
+async def _room(alice: Person, room: str) -> bool:
+    """The room scenes: say each command, wait for its ✅ or ❌, print the transcript."""
+    print("\n=== in the Matrix room ===")
+    asked = []
+    for text in ROOM_SCENES:
+        asked.append(await alice.say(room, text))
+        print(f"{alice.user_id}: {text}")
+    finished: list[str] = []
+    for _ in range(600):
+        msgs = await alice.messages(room)
+        finished = [
+            m.event_id
+            for m in msgs
+            if m.event_id in asked and any(k in ("✅", "❌") for _, k in m.reactions)
+        ]
+        if len(finished) == len(asked):
+            break
+        await asyncio.sleep(0.2)
+    print("\n=== Matrix room transcript ===")
+    print(transcript(await alice.messages(room)))
+    ok = len(finished) == len(asked)
+    print("\n" + ("every room command answered." if ok else "room commands NOT all answered."))
     return ok

@@ -25,10 +25,17 @@ from bot.model import (
     OverridePlan,
     PullEvent,
     Reply,
+    Source,
     Usage,
 )
-from bot.ports import Forge, Say
-from bot.render import render_failure, render_override, render_refusal, render_usage
+from bot.ports import Forge, Rooms, Say
+from bot.render import (
+    GITEA_WHO_MAY,
+    render_failure,
+    render_override,
+    render_refusal,
+    render_usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +72,28 @@ class CommandLog(Protocol):
 
 @dataclass(frozen=True)
 class Access:
+    """Who may command: on Gitea, org members and people with write access to the repo; in a
+    Matrix room, the allowed users and anyone with at least `min_power_level` there."""
+
     allowed_orgs: Sequence[str]
+    matrix_users: Sequence[str] = ()
+    min_power_level: int | None = None
+
+    def who_may(self, source: Source) -> str:
+        """The rule, in words, for a refusal."""
+        if source is not Source.MATRIX:
+            return GITEA_WHO_MAY
+        power = (
+            f" and people with power level {self.min_power_level} or more in this room"
+            if self.min_power_level is not None
+            else ""
+        )
+        return f"the users its operator allowed{power}"
 
 
 class ForgeUnavailable(Exception):
-    """The forge could not answer now; the delivery stays pending and is tried again."""
+    """The forge (or the homeserver) could not answer now; the delivery stays pending and is
+    tried again."""
 
 
 class Dispatcher:
@@ -86,9 +110,11 @@ class Dispatcher:
         settings: HandlerSettings,
         access: Access,
         *,
+        rooms: Rooms | None = None,
         retry_delay_s: float = 5.0,
     ) -> None:
         self._store = store
+        self._rooms = rooms
         self._forge = forge
         self._say = say
         self._jobs = jobs
@@ -143,8 +169,7 @@ class Dispatcher:
             o.dedupe_key,
             delivery_id,
             name,
-            o.repo,
-            o.number,
+            *o.place.record(),
             o.author,
             outcome.text if isinstance(outcome, Command) else "",
         )
@@ -159,8 +184,7 @@ class Dispatcher:
         except Exception as e:  # a 4xx that will not heal (e.g. token scopes): say so, once
             log.error("delivery %s: permission check failed: %s", delivery_id, e)
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 f"cmd-{command_id}",
                 render_failure(
                     "redfix could not check your permissions, so nothing was started. The "
@@ -171,16 +195,19 @@ class Dispatcher:
             await self._store.set_command_state(command_id, "failed")
             return "failed", "permission check failed"
         if not allowed:
-            log.info("delivery %s: %s is not authorized on %s", delivery_id, o.author, o.repo)
-            await self._say.comment(o.repo, o.number, f"cmd-{command_id}", render_refusal(o.author))
+            log.info("delivery %s: %s is not authorized at %s", delivery_id, o.author, o.place)
+            await self._say.comment(
+                o.place,
+                f"cmd-{command_id}",
+                render_refusal(o.author, self._access.who_may(o.source)),
+            )
             await self._store.set_command_state(command_id, "refused")
             return "done", "refused"
-        await self._say.react(o.repo, o.number, o.comment_id, "eyes")
+        await self._say.react(o, "eyes")
         if isinstance(outcome, Usage):
-            await self._say.comment(
-                o.repo, o.number, f"cmd-{command_id}", render_usage(outcome.message)
-            )
+            await self._say.comment(o.place, f"cmd-{command_id}", render_usage(outcome.message))
             await self._store.set_command_state(command_id, "replied")
+            await self._say.done(o, False)
             return "done", "usage"
         decision = self._decide(outcome, self._settings)
         if isinstance(decision, Reply):
@@ -189,17 +216,19 @@ class Dispatcher:
                 if decision.ok
                 else render_failure(decision.markdown, f"cmd-{command_id}")
             )
-            await self._say.comment(o.repo, o.number, f"cmd-{command_id}", body_md)
+            await self._say.comment(o.place, f"cmd-{command_id}", body_md)
             await self._store.set_command_state(command_id, "replied")
+            await self._say.done(o, decision.ok)
             return "done", "replied"
         if isinstance(decision, OverridePlan):
             await self._store.add_override(
                 decision.recipe, decision.cause, decision.reason, o.author, command_id
             )
             await self._say.comment(
-                o.repo, o.number, f"cmd-{command_id}", render_override(decision, o.author)
+                o.place, f"cmd-{command_id}", render_override(decision, o.author)
             )
             await self._store.set_command_state(command_id, "done")
+            await self._say.done(o, True)
             return "done", "override recorded"
         log.info("delivery %s: starting %s for %s", delivery_id, outcome.name, o.author)
         self._jobs.start(command_id, outcome, decision)
@@ -219,7 +248,17 @@ class Dispatcher:
         return "done", f"pull event {cmd.text}"
 
     async def _authorized(self, o: Origin) -> bool:
+        if o.source is Source.MATRIX:
+            return await self._room_member_may(o)
         for org in self._access.allowed_orgs:
             if await self._forge.is_org_member(org, o.author):
                 return True
         return await self._forge.repo_permission(o.repo, o.author) in WRITE_PERMISSIONS
+
+    async def _room_member_may(self, o: Origin) -> bool:
+        if o.author in self._access.matrix_users:
+            return True
+        if self._access.min_power_level is None or self._rooms is None:
+            return False
+        level = await self._rooms.power_level(o.room_id, o.author)
+        return level >= self._access.min_power_level

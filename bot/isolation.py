@@ -37,6 +37,7 @@ from bot.model import (
     RunSpec,
     RunState,
     Verdict,
+    mention,
 )
 from bot.ports import HostRunner, Say
 from bot.render import render_failure, render_isolation_progress, render_verdict
@@ -288,8 +289,7 @@ class Isolation:
             done: list[RunResult], running: str | None, host: str = "", load: bool = False
         ) -> None:
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 key,
                 render_isolation_progress(
                     key, plan, done, running, reference, url, o.author, host, load
@@ -297,7 +297,7 @@ class Isolation:
             )
 
         reference: ResultsSummary | None = None
-        triage = await self._runs.start_triage(plan.recipe, command_id, o.repo, o.number)
+        triage = await self._runs.start_triage(plan.recipe, command_id, *o.place.record())
         await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
         await show([], None)
         reference, problem = await self._reference(plan)
@@ -312,8 +312,7 @@ class Isolation:
             )
         if plan.reference_run and reference is None:
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 key,
                 render_failure(
                     f"The reference run `{plan.reference_run}` could not be read ({problem}), "
@@ -361,7 +360,7 @@ class Isolation:
             h = humans[0]
             verdict = dataclasses.replace(
                 verdict,
-                human=f"cause {h['cause']} by @{h['author']}: {h['reason']}",
+                human=f"cause {h['cause']} by {mention(h['author'])}: {h['reason']}",
             )
         await self._runs.save_verdict(
             command_id,
@@ -379,7 +378,7 @@ class Isolation:
                 "confidence": verdict.confidence.text if verdict.confidence else None,
             },
         )
-        await self._say.comment(o.repo, o.number, key, render_verdict(key, verdict, url, o.author))
+        await self._say.comment(o.place, key, render_verdict(key, verdict, url, o.author))
         await self._runs.set_command_state(command_id, "done")
         log.info(
             "verdict %s: %s/%s (%d/%d green alone, rule %s)",

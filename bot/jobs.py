@@ -20,10 +20,11 @@ from bot.model import (
     LinkPlan,
     PullPlan,
     ReportPlan,
+    Source,
     TestmePlan,
 )
 from bot.ports import Say
-from bot.render import render_failure
+from bot.render import render_announcement, render_failure
 from bot.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ Plan = IsolationPlan | TestmePlan | LinkPlan | PullPlan | ReportPlan
 
 class CommandStates(Protocol):
     async def set_command_state(self, command_id: int, state: str) -> None: ...
+
+    async def command_ok(self, command_id: int) -> bool: ...
 
 
 class Jobs:
@@ -64,7 +67,15 @@ class Jobs:
             coro = self._verifier.pull_event(command_id, cmd, plan, trusted)
         else:
             coro = self._verifier.report(command_id, cmd, plan)
-        task = asyncio.create_task(self._guarded(command_id, cmd, coro), name=f"job-{command_id}")
+        # A run a person started on a PR is also announced in the operators' channel.
+        announce = (
+            cmd.origin.source is Source.GITEA
+            and cmd.origin.comment_id > 0
+            and isinstance(plan, IsolationPlan | TestmePlan | LinkPlan)
+        )
+        task = asyncio.create_task(
+            self._guarded(command_id, cmd, coro, announce), name=f"job-{command_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -77,20 +88,33 @@ class Jobs:
             t.cancel()
         await self.drain()
 
-    async def _guarded(self, command_id: int, cmd: Command, coro: Any) -> None:
+    async def _guarded(
+        self, command_id: int, cmd: Command, coro: Any, announce: bool = False
+    ) -> None:
+        o = cmd.origin
+        if announce:
+            await self._announce(command_id, cmd, "started")
         try:
             await coro
         except asyncio.CancelledError:
             raise
         except Exception:
             ref = f"job-{command_id}-{secrets.token_hex(3)}"
-            log.exception(
-                "job failed [%s] command=%s delivery=%s", ref, command_id, cmd.origin.delivery_id
-            )
+            log.exception("job failed [%s] command=%s delivery=%s", ref, command_id, o.delivery_id)
             await self._runs.set_command_state(command_id, "failed")
             await self._say.comment(
-                cmd.origin.repo,
-                cmd.origin.number,
+                o.place,
                 f"cmd-{command_id}",
                 render_failure("redfix hit an internal error while running this command.", ref),
             )
+        ok = await self._runs.command_ok(command_id)
+        await self._say.done(o, ok)
+        if announce:
+            await self._announce(command_id, cmd, "done" if ok else "failed")
+
+    async def _announce(self, command_id: int, cmd: Command, state: str) -> None:
+        o = cmd.origin
+        where = f"{o.repo}#{o.number}"
+        await self._say.announce(
+            f"run-{command_id}", render_announcement(cmd.text, o.author, where, o.html_url, state)
+        )

@@ -26,26 +26,82 @@ class Source(StrEnum):
     MATRIX = "matrix"
 
 
+_ROOM_RECORD = "matrix:"
+
+
+def mention(who: str) -> str:
+    """How a message names a person: `@login` on Gitea; a Matrix id already starts with @."""
+    return who if who.startswith("@") else f"@{who}"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the bot says something: a PR's comments on Gitea, or a room on Matrix (in the
+    thread under `thread`, or in the room itself when `thread` is "")."""
+
+    repo: str = ""  # Gitea "owner/name"
+    number: int = 0  # Gitea PR index
+    room_id: str = ""  # Matrix room id
+    thread: str = ""  # Matrix event id answers are threaded under
+
+    @property
+    def is_room(self) -> bool:
+        return bool(self.room_id)
+
+    def record(self) -> tuple[str, int]:
+        """(repo, number) as store rows keep a place; a room is ("matrix:<room> <thread>", 0).
+        Room and event ids never contain spaces."""
+        if self.is_room:
+            return f"{_ROOM_RECORD}{self.room_id} {self.thread}".rstrip(), 0
+        return self.repo, self.number
+
+    @classmethod
+    def from_record(cls, repo: str, number: int) -> Place:
+        if repo.startswith(_ROOM_RECORD):
+            room, _, thread = repo.removeprefix(_ROOM_RECORD).partition(" ")
+            return cls(room_id=room, thread=thread)
+        return cls(repo, number)
+
+    def __str__(self) -> str:
+        return f"{self.room_id}" if self.is_room else f"{self.repo}#{self.number}"
+
+
 @dataclass(frozen=True)
 class Origin:
-    """Who asked, and where the answer goes. Normalised at the edge from a platform payload."""
+    """Who asked, and where the answer goes. Normalised at the edge from a platform payload.
+
+    Gitea: a comment (`comment_id`) on PR `repo#number`. Matrix: a message (`event_id`) in
+    `room_id`, answered in the thread rooted at `thread`; `repo`/`number` are unused there.
+    """
 
     source: Source
     repo: str  # "owner/name"
     number: int  # PR (issue) index
     comment_id: int
-    author: str
-    html_url: str = ""
+    author: str  # Gitea login, or Matrix user id (@name:server)
+    html_url: str = ""  # a link to the command itself
     delivery_id: str = ""
     is_pull: bool = True
     event_key: str = ""  # for events that are not comments (e.g. "pull:synchronized:<sha>")
+    room_id: str = ""
+    event_id: str = ""
+    thread: str = ""  # the thread root: the command itself, or the thread it was sent in
 
     @property
     def dedupe_key(self) -> str:
         """Semantic key: Gitea's Replay re-sends under a new delivery id; the id is not enough."""
+        if self.source is Source.MATRIX:
+            return f"{self.source}:{self.room_id}:{self.event_id}"
         if self.event_key:
             return f"{self.source}:{self.repo}#{self.number}:{self.event_key}"
         return f"{self.source}:{self.repo}:{self.comment_id}:created"
+
+    @property
+    def place(self) -> Place:
+        """Where answers to this command go."""
+        if self.source is Source.MATRIX:
+            return Place(room_id=self.room_id, thread=self.thread or self.event_id)
+        return Place(self.repo, self.number)
 
 
 @dataclass(frozen=True)
@@ -58,13 +114,6 @@ class Isolate:
 
 
 @dataclass(frozen=True)
-class Testme:
-    __test__ = False  # not a pytest class, despite the name
-    quick: bool = False
-    repeat: int = 1  # green only if every repeat is green (the REPEAT=3 rule for flaky recipes)
-
-
-@dataclass(frozen=True)
 class PullRef:
     """A pull request named in a command: owner/repo#N or its URL."""
 
@@ -73,6 +122,14 @@ class PullRef:
 
     def __str__(self) -> str:
         return f"{self.repo}#{self.number}"
+
+
+@dataclass(frozen=True)
+class Testme:
+    __test__ = False  # not a pytest class, despite the name
+    quick: bool = False
+    repeat: int = 1  # green only if every repeat is green (the REPEAT=3 rule for flaky recipes)
+    target: PullRef | None = None  # the PR to verify; named in a chat room, which has none
 
 
 @dataclass(frozen=True)
@@ -213,6 +270,7 @@ class TestmePlan:
     quick: bool
     repeat: int = 1
     automatic: bool = False  # started by a push to a linked fix PR, not by a comment
+    pr: PullRef | None = None  # the PR to verify (None: the PR the command was written on)
 
 
 @dataclass(frozen=True)

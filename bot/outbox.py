@@ -1,8 +1,13 @@
-"""The outbox: everything the bot says to Gitea is stored first, then delivered and retried.
+"""The outbox: everything the bot says — to Gitea or Matrix — is stored first, then delivered
+and retried.
 
-Delivery keeps order per target (one PR), retries 5xx/timeouts/connection errors with
-exponential backoff and jitter, and gives up only on a 4xx that cannot succeed. Comments are
-upserts keyed by a hidden marker, so a retry after an ambiguous failure never posts twice.
+Delivery keeps order per target (one PR, one room), retries 5xx/timeouts/connection errors
+with exponential backoff and jitter, waits as long as a rate limit asks, and gives up only on
+an error that cannot heal (a 4xx). Gitea comments are upserts keyed by a hidden marker, Matrix
+sends carry a transaction id per item, so a retry after an ambiguous failure never posts twice.
+
+Matrix items (`matrix_message`: a sticky notice, created once then edited; `matrix_react`) are
+built here from the same Markdown the Gitea comments use and handed to a `Sender` (bot.matrix).
 """
 
 from __future__ import annotations
@@ -12,14 +17,37 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from bot.gitea import GiteaClient, GiteaError
+from bot.model import Origin, Place, Source
 from bot.redact import Redactor
 from bot.render import status_marker
+from bot.richtext import to_matrix
 from bot.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
+
+MATRIX_KINDS = frozenset({"matrix_message", "matrix_react"})
+# Gitea reaction names → the emoji a Matrix reaction carries.
+EMOJI = {"eyes": "👀", "+1": "👍", "-1": "👎", "heart": "❤️", "rocket": "🚀", "hooray": "🎉"}
+DONE, FAILED = "✅", "❌"
+
+
+class DeliveryError(Exception):
+    """A send that failed. `retryable`: trying again can help; `retry_after` (seconds): how
+    long the other side asked us to wait (a rate limit), instead of our own backoff."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    """Delivers one outbox item of another platform (Matrix); raises DeliveryError."""
+
+    async def send(self, kind: str, payload: dict[str, Any], item_id: int) -> None: ...
 
 
 class Outbox:
@@ -35,8 +63,12 @@ class Outbox:
         bot_login: str,
         base_delay_s: float = 1.0,
         max_delay_s: float = 120.0,
+        matrix: Sender | None = None,
+        notify_room: str = "",
     ) -> None:
         self._store = store
+        self._matrix = matrix
+        self._notify = notify_room
         self._gitea = gitea
         self._redact = redact
         self._context = status_context
@@ -49,17 +81,31 @@ class Outbox:
 
     # --- the Say port -------------------------------------------------------------------
 
-    async def react(self, repo: str, number: int, comment_id: int, content: str) -> None:
-        await self._put(
-            repo, number, "reaction", {"repo": repo, "comment_id": comment_id, "content": content}
-        )
+    async def react(self, origin: Origin, content: str) -> None:
+        if origin.source is Source.MATRIX:
+            await self._matrix_react(origin, EMOJI.get(content, content))
+            return
+        payload = {"repo": origin.repo, "comment_id": origin.comment_id, "content": content}
+        await self._put(origin.repo, origin.number, "reaction", payload)
 
-    async def comment(self, repo: str, number: int, key: str, body: str) -> None:
+    async def comment(self, where: Place, key: str, body: str) -> None:
         marker = status_marker(key)
         if marker not in body:
             body = f"{marker}\n{body}"
+        if where.is_room:
+            await self._matrix_message(where, key, body)
+            return
+        repo, number = where.repo, where.number
         payload = {"repo": repo, "number": number, "key": key, "body": self._redact(body)}
         await self._put(repo, number, "comment", payload, coalesce=f"comment:{key}")
+
+    async def done(self, origin: Origin, ok: bool) -> None:
+        if origin.source is Source.MATRIX:
+            await self._matrix_react(origin, DONE if ok else FAILED)
+
+    async def announce(self, key: str, body: str) -> None:
+        if self._matrix is not None and self._notify:
+            await self._matrix_message(Place(room_id=self._notify), key, body)
 
     async def status(
         self, repo: str, number: int, sha: str, state: str, description: str, target_url: str
@@ -82,6 +128,35 @@ class Outbox:
         coalesce: str | None = None,
     ) -> None:
         await self._store.enqueue(f"gitea:{repo}#{number}", kind, payload, coalesce)
+        self._wake.set()
+
+    async def _matrix_react(self, origin: Origin, emoji: str) -> None:
+        payload = {"room_id": origin.room_id, "event_id": origin.event_id, "key": emoji}
+        await self._store.enqueue(f"matrix:{origin.room_id}", "matrix_react", payload)
+        self._wake.set()
+
+    async def _matrix_message(self, where: Place, key: str, body: str) -> None:
+        """A sticky notice (or several, when long): each part is created once, then edited.
+        A still-pending edit of the same part is replaced, so progress never queues up."""
+        room, target = where.room_id, f"matrix:{where.room_id}"
+        parts = to_matrix(self._redact(body))
+        keys = [key] + [f"{key}#{i}" for i in range(2, len(parts) + 1)]
+        for part_key, part in zip(keys, parts, strict=True):
+            payload = {
+                "room_id": room,
+                "thread": where.thread,
+                "key": part_key,
+                "body": part.body,
+                "html": part.html,
+                "fields": part.fields,
+            }
+            await self._store.enqueue(target, "matrix_message", payload, f"{target}|{part_key}")
+        # An earlier, longer version left parts behind: empty them rather than leave stale text.
+        for i in range(len(parts) + 1, await self._store.matrix_parts(room, key) + 1):
+            part_key = f"{key}#{i}"
+            payload = {"room_id": room, "thread": where.thread, "key": part_key, "body": "…"}
+            payload["html"] = "<p>…</p>"
+            await self._store.enqueue(target, "matrix_message", payload, f"{target}|{part_key}")
         self._wake.set()
 
     # --- delivery ------------------------------------------------------------------------
@@ -122,10 +197,12 @@ class Outbox:
             log.error("outbox %s %s dropped: %s", item.kind, item.id, e)
             await self._store.outbox_dead(item.id, str(e))
             return False
-        except GiteaError as e:
+        except (GiteaError, DeliveryError) as e:
             if e.retryable:
                 delay = min(self._max, self._base * 2 ** min(item.attempts, 16))
                 delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter: many bots must not retry in step
+                if isinstance(e, DeliveryError) and e.retry_after is not None:
+                    delay = e.retry_after  # the server said how long: no sooner, no later
                 log.warning(
                     "outbox %s %s to %s failed (%s); retry %d in %.1fs",
                     item.kind,
@@ -146,7 +223,11 @@ class Outbox:
 
     async def _send(self, item: OutboxItem) -> None:
         p = item.payload
-        if item.kind == "reaction":
+        if item.kind in MATRIX_KINDS:
+            if self._matrix is None:
+                raise ValueError("a Matrix item, but no [matrix] is configured")
+            await self._matrix.send(item.kind, p, item.id)
+        elif item.kind == "reaction":
             await self._gitea.add_reaction(p["repo"], p["comment_id"], p["content"])
         elif item.kind == "status":
             await self._gitea.create_status(

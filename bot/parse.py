@@ -67,8 +67,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "testme",
-        "!testme [--quick] [--repeat N]",
-        "run the harness at this PR's head commit and report a commit status "
+        "!testme [owner/repo#N | PR URL] [--quick] [--repeat N]",
+        "run the harness at a PR's head commit and report a commit status: on a PR, that "
+        "PR (name none); in a chat room, the PR you name "
         f"(--quick: the fast lane, CCCI_QUICK=1; --repeat N, 1..{MAX_REPEAT}: green only if "
         "every repeat is green, for known-flaky recipes)",
     ),
@@ -238,15 +239,23 @@ def _parse_testme(args: list[str]) -> Testme | Usage:
     if isinstance(split, Usage):
         return split
     positional, values = split
+    if len(positional) > 1:
+        return _usage("testme", f"Unexpected {_quote(positional[1])}: name at most one PR.")
+    target = None
     if positional:
-        return _usage("testme", f"Unexpected {_quote(positional[0])}.")
+        target = parse_pull_ref(positional[0])
+        if target is None:
+            return _usage(
+                "testme",
+                f"Unexpected {_quote(positional[0])}: name a PR as `owner/repo#N` or its URL.",
+            )
     repeat = 1
     if "--repeat" in values:
         n = _bounded("testme", "--repeat", values["--repeat"], 1, MAX_REPEAT)
         if isinstance(n, Usage):
             return n
         repeat = n
-    return Testme(quick=quick, repeat=repeat)
+    return Testme(quick=quick, repeat=repeat, target=target)
 
 
 def parse_pull_ref(text: str) -> PullRef | None:

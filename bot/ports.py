@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from bot.model import ResultsSummary, RunResult, RunSpec
+from bot.model import Origin, Place, ResultsSummary, RunResult, RunSpec
 
 
 class Forge(Protocol):
@@ -42,13 +42,32 @@ class HostRunner(Protocol):
     def log_file(self, run_id: str) -> Path: ...
 
 
+class Rooms(Protocol):
+    """What the core asks of the chat (Matrix): a member's power level in a room."""
+
+    async def power_level(self, room_id: str, user_id: str) -> int: ...
+
+
 class Say(Protocol):
-    """Where the core puts what it has to say; delivery (and retries) happen elsewhere."""
+    """Where the core puts what it has to say; delivery (and retries) happen elsewhere.
 
-    async def react(self, repo: str, number: int, comment_id: int, content: str) -> None: ...
+    A `Place` is a PR on Gitea or a room thread on Matrix; each platform says it its own way.
+    """
 
-    async def comment(self, repo: str, number: int, key: str, body: str) -> None: ...
+    async def react(self, origin: Origin, content: str) -> None:
+        """Acknowledge the command itself (`content`: a Gitea reaction name, e.g. "eyes")."""
+
+    async def comment(self, where: Place, key: str, body: str) -> None:
+        """Post Markdown `body`, or edit what was posted before under the same `key`."""
 
     async def status(
         self, repo: str, number: int, sha: str, state: str, description: str, target_url: str
-    ) -> None: ...
+    ) -> None:
+        """A commit status on a PR head (Gitea, wherever the command came from)."""
+
+    async def done(self, origin: Origin, ok: bool) -> None:
+        """The command is finished (platforms that can, mark it: ✅ or ❌ on Matrix)."""
+
+    async def announce(self, key: str, body: str) -> None:
+        """Tell the operators' channel (Matrix `notify_room`), editing the last under `key`;
+        nothing when there is none."""

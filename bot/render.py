@@ -17,6 +17,7 @@ from bot.model import (
     TestmePlan,
     Verdict,
     exit_meaning,
+    mention,
 )
 from bot.parse import COMMANDS
 
@@ -60,7 +61,9 @@ def render_help() -> str:
     lines += [f"- `{c.usage}` — {c.summary}" for c in COMMANDS]
     lines += [
         "",
-        "Only members of the allowed organisations or people with write access may start runs.",
+        "On Gitea, members of the allowed organisations and people with write access may start "
+        "runs; in a Matrix room, the allowed users (and, if configured, members with a high "
+        "enough power level).",
     ]
     return "\n".join(lines)
 
@@ -69,17 +72,36 @@ def render_usage(message: str) -> str:
     return f"⚠️ {message}\n\nSee `!redfix help` for all commands."
 
 
-def render_refusal(author: str) -> str:
+GITEA_WHO_MAY = (
+    "members of its allowed organisations and people with write access to this repository"
+)
+
+
+def render_refusal(author: str, who_may: str = GITEA_WHO_MAY) -> str:
     return (
-        f"🚫 @{author}, you are not allowed to start runs here: redfix takes commands from "
-        "members of its allowed organisations and from people with write access to this "
-        "repository. Nothing was started."
+        f"🚫 {mention(author)}, you are not allowed to start runs here: redfix takes commands "
+        f"from {who_may}. Nothing was started."
     )
+
+
+def render_announcement(
+    text: str, author: str, where: str, url: str, state: str = "started"
+) -> str:
+    """The operators' channel: a run started on a PR (then how it ended), linking the comment."""
+    icon = {"started": "🏃", "done": "✅", "failed": "❌"}.get(state, "ℹ️")
+    said = f"[{md_cell(where)}]({url})" if url else md_cell(where)
+    tail = {
+        "started": "started",
+        "done": "finished; the answer is in the PR comment",
+        "failed": "ended red or failed; see the PR comment",
+    }.get(state, state)
+    return f"{icon} {_code(text)} by {mention(author)} on {said} — {tail}"
 
 
 def render_override(plan: OverridePlan, author: str) -> str:
     return (
-        f"📝 Human verdict recorded for `{plan.recipe}`: cause **{plan.cause}**, by @{author}.\n\n"
+        f"📝 Human verdict recorded for `{plan.recipe}`: cause **{plan.cause}**, by "
+        f"{mention(author)}.\n\n"
         f"> {md_cell(plan.reason)}\n\n"
         "It is shown beside the machine's verdict; in the results table the human's wins."
     )
@@ -169,7 +191,7 @@ def render_isolation_progress(
         head = f"⏳ {name} — {state}, waiting for a host to itself ({total} isolated runs{then})"
     else:
         head = f"🏃 {name} — running run {len(done) + 1}/{total} alone on `{host}`"
-    lines = [status_marker(key), head, "", f"Requested by @{requested_by}.", ""]
+    lines = [status_marker(key), head, "", f"Requested by {mention(requested_by)}.", ""]
     if done or reference is not None:
         lines += [*_reference_lines(reference, plan.test), ""]
     if done:
@@ -266,7 +288,8 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
         lines += [f"Decided by rule `{f.rule}`: {md_cell(f.explanation)}", ""]
     if v.human:
         lines += [f"📝 **Human verdict:** {md_cell(v.human)} — it wins in the results table.", ""]
-    lines += [f"Requested by @{requested_by}.", "", *_reference_lines(v.reference, v.test), ""]
+    lines += [f"Requested by {mention(requested_by)}.", ""]
+    lines += [*_reference_lines(v.reference, v.test), ""]
     lines += [
         "**Isolated runs** (each with a host to itself):",
         "",
@@ -283,7 +306,8 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
     lines += _service_logs(v)
     if v.notes:
         lines += ["**Notes:**", *[f"- {md_cell(n)}" for n in v.notes], ""]
-    lines += ["**Why:**", *[f"- {md_cell(r)}" for r in v.reasons], "", verdict_marker(v)]
+    lines += ["**Why:**", *[f"- {md_cell(r)}" for r in v.reasons], ""]
+    lines += [f"Results table: {public_url}/report", "", verdict_marker(v)]
     return _fit("\n".join(lines))
 
 
@@ -297,8 +321,10 @@ def render_testme(
     run_ids: Sequence[str],
     requested_by: str,
     note: str = "",
+    pr_link: str = "",
 ) -> str:
-    """The sticky comment for a `!testme` verification of one PR head."""
+    """The sticky comment for a `!testme` verification of one PR head (`pr_link`: a Markdown
+    link to the PR, shown when the comment is not on the PR itself)."""
     short = sha[:10]
     what = f"**!testme `{plan.recipe}`** at `{short}`"
     if plan.repeat > 1:
@@ -311,8 +337,15 @@ def render_testme(
         "error": f"⚠️ {what} — could not complete",
         "superseded": f"⏭️ {what} — {note or 'superseded'}",
     }
-    by = "started for the linked fix PR" if plan.automatic else f"requested by @{requested_by}"
-    lines = [status_marker(key), heads.get(state, f"{what} — {state}"), "", f"{by.capitalize()}."]
+    by = (
+        "started for the linked fix PR"
+        if plan.automatic
+        else f"requested by {mention(requested_by)}"
+    )
+    lines = [status_marker(key), heads.get(state, f"{what} — {state}"), ""]
+    if pr_link:
+        lines.append(f"PR: {pr_link}")
+    lines.append(f"{by[0].upper()}{by[1:]}.")
     if plan.quick:
         lines.append("Quick lane (`CCCI_QUICK=1`).")
     if plan.repeat > 1:

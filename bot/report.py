@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.model import mention
-
 from bot.markup import html_page, md_cell
+from bot.model import mention
 
 COLUMNS = (
     "recipe",

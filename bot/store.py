@@ -10,7 +10,9 @@ the store. Tables (schema version in `meta`):
 - comments:   sticky comment key → Gitea comment id, so edits land on the same comment;
 - overrides:  human verdicts (`!redfix classify`), shown beside the machine's;
 - verifications: `!testme` runs of a PR head (repeat N), their state and tally;
-- triages:    one per triaged failure of a sweep: verdict, evidence, fix PR (the results table).
+- triages:    one per triaged failure of a sweep: verdict, evidence, fix PR (the results table);
+- matrix_state:    the Matrix sync token and device (a restart never replays old commands);
+- matrix_messages: sticky message key → Matrix event id, per room, so edits land on it.
 The schema is versioned (meta.schema_version) and migrated forward at start-up.
 """
 
@@ -138,8 +140,20 @@ CREATE TABLE IF NOT EXISTS triages (
 );
 CREATE INDEX IF NOT EXISTS triages_recipe ON triages (recipe, id);
 """
+_V4 = """
+CREATE TABLE IF NOT EXISTS matrix_state (
+    key TEXT PRIMARY KEY,          -- user_id | device_id | next_batch
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matrix_messages (
+    room_id TEXT NOT NULL,
+    key TEXT NOT NULL,             -- the sticky key (as comments.key), "key#2" for a 2nd part
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, key)
+);
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -328,6 +342,20 @@ class Store:
             (state, time.time(), command_id),
         )
         await self._db.commit()
+
+    async def command_ok(self, command_id: int) -> bool:
+        """Did the command end well: not failed or refused, and its verification (if it
+        started one) not red, errored or superseded."""
+        async with self._db.execute("SELECT state FROM commands WHERE id = ?", (command_id,)) as c:
+            row = await c.fetchone()
+        if row is None or row[0] in ("failed", "refused"):
+            return False
+        async with self._db.execute(
+            "SELECT state FROM verifications WHERE command_id = ? ORDER BY id DESC LIMIT 1",
+            (command_id,),
+        ) as c:
+            ver = await c.fetchone()
+        return ver is None or ver[0] in ("success", "queued", "running")
 
     async def commands(self) -> list[CommandRow]:
         async with self._db.execute(
@@ -691,3 +719,46 @@ class Store:
             (key, repo, number, comment_id),
         )
         await self._db.commit()
+
+    # --- Matrix: sync state and sticky messages -------------------------------------------
+
+    async def matrix_state(self, key: str) -> str | None:
+        async with self._db.execute("SELECT value FROM matrix_state WHERE key = ?", (key,)) as c:
+            row = await c.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_matrix_state(self, **values: str | None) -> None:
+        """Set (or, with None, forget) keys in one transaction."""
+        for key, value in values.items():
+            if value is None:
+                await self._db.execute("DELETE FROM matrix_state WHERE key = ?", (key,))
+            else:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO matrix_state (key, value) VALUES (?, ?)", (key, value)
+                )
+        await self._db.commit()
+
+    async def matrix_message(self, room_id: str, key: str) -> str | None:
+        async with self._db.execute(
+            "SELECT event_id FROM matrix_messages WHERE room_id = ? AND key = ?", (room_id, key)
+        ) as c:
+            row = await c.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_matrix_message(self, room_id: str, key: str, event_id: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO matrix_messages (room_id, key, event_id) VALUES (?, ?, ?)",
+            (room_id, key, event_id),
+        )
+        await self._db.commit()
+
+    async def matrix_parts(self, room_id: str, key: str) -> int:
+        """How many parts of a split sticky message were posted (key, key#2, key#3 ...)."""
+        prefix = f"{key}#"
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM matrix_messages WHERE room_id = ? "
+            "AND (key = ? OR substr(key, 1, ?) = ?)",
+            (room_id, key, len(prefix), prefix),
+        ) as c:
+            row = await c.fetchone()
+        return int(row[0]) if row else 0

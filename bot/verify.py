@@ -21,12 +21,15 @@ from bot.isolation import new_run_id, result_record
 from bot.model import (
     Command,
     LinkPlan,
+    Place,
     PullPlan,
+    PullRef,
     ReportPlan,
     RunResult,
     RunSpec,
     RunState,
     TestmePlan,
+    mention,
 )
 from bot.ports import HostRunner, Say
 from bot.render import render_failure, render_status, render_testme
@@ -197,20 +200,22 @@ class Verifier:
 
     async def testme(self, command_id: int, cmd: Command, plan: TestmePlan) -> None:
         o = cmd.origin
-        sha = await self._forge.pull_head(o.repo, o.number)
-        active = await self._store.active_verification(o.repo, o.number, sha)
+        pr = plan.pr or PullRef(o.repo, o.number)
+        sha = await self._forge.pull_head(pr.repo, pr.number)
+        active = await self._store.active_verification(pr.repo, pr.number, sha)
         if active is not None:
-            where = await self._comment_link(o.repo, o.number, testme_key(o.repo, o.number, sha))
+            where = await self._comment_link(
+                pr.repo, pr.number, testme_key(pr.repo, pr.number, sha)
+            )
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 f"cmd-{command_id}",
                 f"⏳ `{sha[:10]}` is already being verified ({active['state']}); see {where}. "
                 "Not starting another.",
             )
             await self._store.set_command_state(command_id, "replied")
             return
-        await self._verify(command_id, o.repo, o.number, o.author, sha, plan)
+        await self._verify(command_id, pr.repo, pr.number, o.author, sha, plan, o.place)
         await self._store.set_command_state(command_id, "done")
 
     async def _comment_link(self, repo: str, number: int, key: str) -> str:
@@ -219,10 +224,19 @@ class Verifier:
         return f"{base}#issuecomment-{cid}" if cid else f"the redfix comment on {base}"
 
     async def _verify(
-        self, command_id: int, repo: str, number: int, who: str, sha: str, plan: TestmePlan
+        self,
+        command_id: int,
+        repo: str,
+        number: int,
+        who: str,
+        sha: str,
+        plan: TestmePlan,
+        where: Place | None = None,
     ) -> None:
+        """Verify `repo#number` at `sha`; the sticky comment goes to `where` (default: the PR)."""
         url = self._settings.public_url
         key = testme_key(repo, number, sha)
+        where = where or Place(repo, number)
         vid = await self._store.add_verification(
             repo, number, sha, plan.recipe, command_id, plan.quick, plan.repeat, plan.automatic
         )
@@ -235,7 +249,7 @@ class Verifier:
             await self._say.status(
                 repo, number, sha, "pending", "queued", f"{url}/runs/{run_ids[0]}"
             )
-            await self._comment(key, repo, number, plan, sha, "queued", runs, run_ids, who)
+            await self._comment(key, repo, number, plan, sha, "queued", runs, run_ids, who, where)
             for rid in run_ids:
                 if active.cancel.is_set():
                     break
@@ -254,14 +268,16 @@ class Verifier:
                         else f"running on {host}",
                         f"{url}/runs/{rid}",
                     )
-                    await self._comment(key, repo, number, plan, sha, "running", runs, run_ids, who)
+                    await self._comment(
+                        key, repo, number, plan, sha, "running", runs, run_ids, who, where
+                    )
 
                 runs.append(await self._run_one(spec, started, active.cancel))
                 if runs[-1].state is not RunState.GREEN:
                     break  # green only if every repeat is green: one red (or error) decides
         finally:
             self._active.pop(vid, None)
-        await self._conclude(vid, key, repo, number, who, sha, plan, runs, run_ids, active)
+        await self._conclude(vid, key, repo, number, who, sha, plan, runs, run_ids, active, where)
 
     async def _conclude(
         self,
@@ -275,6 +291,7 @@ class Verifier:
         runs: list[RunResult],
         run_ids: list[str],
         active: _Active,
+        where: Place,
     ) -> None:
         url = self._settings.public_url
         green = sum(1 for r in runs if r.state is RunState.GREEN)
@@ -293,7 +310,7 @@ class Verifier:
         target = f"{url}/runs/{runs[-1].run_id if runs else run_ids[0]}"
         await self._store.update_verification(vid, state, green, red, text)
         await self._say.status(repo, number, sha, status, text, target)
-        await self._comment(key, repo, number, plan, sha, state, runs, run_ids, who, text)
+        await self._comment(key, repo, number, plan, sha, state, runs, run_ids, who, where, text)
         log.info("verification %s#%d@%s: %s (%s)", repo, number, sha[:10], state, text)
         await self._fix_verified(repo, number, sha, state, green, plan.repeat, text)
 
@@ -308,12 +325,17 @@ class Verifier:
         runs: Sequence[RunResult],
         run_ids: Sequence[str],
         who: str,
+        where: Place,
         note: str = "",
     ) -> None:
-        body = render_testme(
-            key, plan, sha, state, self._settings.public_url, runs, run_ids, who, note
+        on_pr = where == Place(repo, number)
+        link = (
+            "" if on_pr else f"[{repo}#{number}]({self._settings.gitea_url}/{repo}/pulls/{number})"
         )
-        await self._say.comment(repo, number, key, body)
+        body = render_testme(
+            key, plan, sha, state, self._settings.public_url, runs, run_ids, who, note, link
+        )
+        await self._say.comment(where, key, body)
 
     # --- new commits, opened/reopened/closed ------------------------------------------------
 
@@ -340,11 +362,10 @@ class Verifier:
             return
         if not trusted:
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 f"untrusted-{plan.head_sha}",
                 f"ℹ️ The new head `{plan.head_sha[:10]}` was not verified automatically: "
-                f"@{o.author} may not start runs. A maintainer can comment `!testme`.",
+                f"{mention(o.author)} may not start runs. A maintainer can comment `!testme`.",
             )
             await self._store.set_command_state(command_id, "done")
             return
@@ -377,8 +398,7 @@ class Verifier:
             head = await self._forge.pull_head(pr.repo, pr.number)
         except Exception as e:  # a PR that cannot be read cannot be linked
             await self._say.comment(
-                o.repo,
-                o.number,
+                o.place,
                 f"cmd-{command_id}",
                 render_failure(
                     f"Could not read {pr} ({e}); nothing was linked.", f"cmd-{command_id}"
@@ -386,13 +406,12 @@ class Verifier:
             )
             await self._store.set_command_state(command_id, "failed")
             return
-        triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, o.repo, o.number)
+        triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, *o.place.record())
         triage = await self._store.triage(plan.recipe)
         verdict = ((triage or {}).get("detail") or {}).get("verdict") or {}
         state = f"{verdict['outcome']} / {verdict['cause']}" if verdict else "not isolated yet"
         await self._say.comment(
-            o.repo,
-            o.number,
+            o.place,
             f"cmd-{command_id}",
             f"🔗 Linked {pr} as the fix for `{plan.recipe}` (triage #{triage_id}, {state}). "
             f"Its verifications now count for the results table ({self._settings.public_url}"
@@ -419,8 +438,7 @@ class Verifier:
             return
         shown = ", ".join(f"`{f}`" for f in touched[:10])
         await self._say.comment(
-            repo,
-            number,
+            Place(repo, number),
             f"testedit:{repo}#{number}",
             f"⚠️ This PR is linked as the fix of a **recipe** defect in `{recipe}`, but it also "
             f"edits test files: {shown}. A test may be corrected in a paired test PR under "
@@ -449,8 +467,7 @@ class Verifier:
                 "superseded": "superseded",
             }.get(state, state)
             await self._say.comment(
-                t["repo"],
-                int(t["number"]),
+                Place.from_record(t["repo"], int(t["number"])),
                 f"fix-{t['id']}",
                 f"{icon} Fix {repo}#{number} for `{t['recipe']}` {words} at `{sha[:10]}` "
                 f"({text}). Results table: {self._settings.public_url}/report",
@@ -470,5 +487,5 @@ class Verifier:
         else:
             report = build_report(triages, overrides, self._settings.gitea_url)
             body = render_report_md(report, f"{self._settings.public_url}/report")
-        await self._say.comment(o.repo, o.number, f"cmd-{command_id}", body)
+        await self._say.comment(o.place, f"cmd-{command_id}", body)
         await self._store.set_command_state(command_id, "done")

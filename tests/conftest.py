@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,8 +19,10 @@ from bot.app import Bot, running_bot, serving
 from bot.config import Config, parse_config
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim, SimComment, SimRequest
+from bot.sim.matrix import Person, register
 from bot.sim.sweep import seed_sweep
 from tests.sshd import SSHD, Sshd, free_port
+from tests.synapse import Synapse, synapse_installed
 
 # --- real OpenSSH sshd (tests/sshd.py) -----------------------------------------------------
 
@@ -121,6 +125,7 @@ def bot_config(
     gitea: GiteaSim,
     runs_dir: Path,
     gitea_keys: dict[str, Any] | None = None,
+    matrix: dict[str, Any] | None = None,
     **harness: Any,
 ) -> Config:
     env = {"SIM_STAGE_SECONDS": "0.02", **harness.pop("env", {})}
@@ -145,6 +150,8 @@ def bot_config(
         ),
         "isolation": {"runs": 3},
     }
+    if matrix is not None:
+        data["matrix"] = matrix
     return parse_config(data, "<test>", env={})
 
 
@@ -182,6 +189,7 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         *,
         sweep: dict[str, str] | None = None,
         gitea_keys: dict[str, Any] | None = None,
+        matrix: dict[str, Any] | None = None,
         **harness: Any,
     ) -> AsyncIterator[Rig]:
         runs_dir = tmp_path / "runs"
@@ -192,9 +200,9 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         runs_dir.mkdir(exist_ok=True)
         async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
             seed_gitea(gitea)
-            config = bot_config(tmp_path, sshd, gitea, runs_dir, gitea_keys, **harness)
+            config = bot_config(tmp_path, sshd, gitea, runs_dir, gitea_keys, matrix, **harness)
             async with (
-                running_bot(config, outbox_base_delay_s=0.05) as bot,
+                running_bot(config, outbox_base_delay_s=0.05, matrix_retry_max_s=1.0) as bot,
                 serving(bot) as url,
                 httpx.AsyncClient(timeout=10) as http,
             ):
@@ -202,6 +210,64 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
             gitea.assert_clean()  # every request the bot made was valid Gitea 1.26.3 API
 
     return factory
+
+
+# --- a real Synapse homeserver (tests/synapse.py) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Homeserver:
+    """The session's Synapse and its accounts: the bot (logs in with its password), alice
+    (an allowed user), mallory (not allowed), admin (for rate-limit overrides)."""
+
+    server: Synapse
+    bot_user: str
+    bot_password: str
+    tokens: dict[str, tuple[str, str]]  # name → (user id, access token)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def person(self, name: str, http: httpx.AsyncClient) -> Person:
+        user_id, token = self.tokens[name]
+        return Person(http, self.url, user_id, token)
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
+    """One real Synapse for the whole session (SQLite, loopback, its own PID); marked slow."""
+    if not synapse_installed():
+        message = "Synapse not installed: pip install -e '.[test]' (matrix-synapse)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so a missing Synapse is a failure, not a skip)")
+        pytest.skip(message)
+    server = Synapse(tmp_path_factory.mktemp("synapse"))
+    server.start()
+
+    async def accounts() -> dict[str, tuple[str, str]]:
+        out = {}
+        async with httpx.AsyncClient(timeout=30) as http:
+            for name, admin in (("alice", False), ("mallory", False), ("admin", True)):
+                p = await register(
+                    http, server.url, server.shared_secret, name, f"pw-{name}", admin=admin
+                )
+                out[name] = (p.user_id, p.token)
+            await register(http, server.url, server.shared_secret, "redfix", MATRIX_BOT_PASSWORD)
+        return out
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            tokens = pool.submit(asyncio.run, accounts()).result()
+        yield Homeserver(server, "@redfix:localhost", MATRIX_BOT_PASSWORD, tokens)
+    finally:
+        server.stop()
+
+
+MATRIX_BOT_PASSWORD = "pw-redfix-bot"
+
+
+# --- end of the Synapse section --------------------------------------------------------------
 
 
 # --- the bot never merges: checked over the whole session ---------------------------------

@@ -117,7 +117,9 @@ class Person:
         return str((await self.call("POST", "/_matrix/client/v3/createRoom", body))["room_id"])
 
     async def invite(self, room_id: str, user_id: str) -> None:
-        await self.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite", {"user_id": user_id})
+        await self.call(
+            "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite", {"user_id": user_id}
+        )
 
     async def join(self, room_id: str) -> None:
         await self.call("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {})
