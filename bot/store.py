@@ -152,8 +152,12 @@ CREATE TABLE IF NOT EXISTS matrix_messages (
     PRIMARY KEY (room_id, key)
 );
 """
+_V5 = """
+-- The semantic dedupe looks deliveries up by key on every accepted webhook.
+CREATE INDEX IF NOT EXISTS deliveries_dedupe ON deliveries (dedupe_key);
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -271,27 +275,20 @@ class Store:
         The semantic key is claimed in the same transaction, so a Replay (new delivery id, same
         comment) and a racing duplicate can never both become work.
         """
-        now = time.time()
-        async with self._db.execute(
-            "SELECT 1 FROM deliveries WHERE delivery_id = ?", (delivery_id,)
-        ) as cur:
-            if await cur.fetchone():
-                return "duplicate_delivery"
-        state = "pending"
-        if dedupe_key is not None:
-            async with self._db.execute(
-                "SELECT 1 FROM deliveries WHERE dedupe_key = ? AND state != 'duplicate'",
-                (dedupe_key,),
-            ) as cur:
-                if await cur.fetchone():
-                    state = "duplicate"
-        await self._db.execute(
-            "INSERT INTO deliveries (delivery_id, event, received_at, dedupe_key, state, body) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (delivery_id, event, now, dedupe_key, state, body),
+        # One statement: the id check, the key check and the insert cannot interleave with
+        # another delivery's, and the webhook pays one round trip to the store's thread.
+        rows = await self._db.execute_fetchall(
+            "INSERT OR IGNORE INTO deliveries "
+            "(delivery_id, event, received_at, dedupe_key, state, body) "
+            "SELECT ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM deliveries WHERE dedupe_key = ? "
+            "AND state != 'duplicate') THEN 'duplicate' ELSE 'pending' END, ? RETURNING state",
+            (delivery_id, event, time.time(), dedupe_key, dedupe_key, body),
         )
         await self._db.commit()
-        return "new" if state == "pending" else "duplicate_command"
+        states = [r[0] for r in rows]
+        if not states:
+            return "duplicate_delivery"
+        return "new" if states[0] == "pending" else "duplicate_command"
 
     async def pending_deliveries(self) -> list[tuple[str, str, bytes]]:
         async with self._db.execute(
