@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ async def running_bot(
         )
 
     def health() -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "hosts": {
                 name: {
                     "reachable": None if r.last_checked is None else not r.last_error,
@@ -161,6 +162,13 @@ async def running_bot(
             },
             "queue": {"waiting": pool.waiting, "running": pool.running},
         }
+        if matrix is not None:
+            last = matrix.last_sync
+            out["matrix"] = {
+                "last_sync": last,
+                "sync_age_s": None if last is None else round(time.time() - last, 3),
+            }
+        return out
 
     forge = GiteaForge(gitea)
     host_runners: dict[str, HostRunner] = dict(runners)

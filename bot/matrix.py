@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -114,6 +115,7 @@ class MatrixBot:
         self.user_id = config.user_id
         self.device_id = ""
         self.syncs = 0  # completed syncs (tests wait on it)
+        self.last_sync: float | None = None  # when the last sync completed (/healthz)
         self.rate_limited = 0  # M_LIMIT_EXCEEDED answers seen
 
     @property
@@ -231,6 +233,7 @@ class MatrixBot:
         await self._store.set_matrix_state(next_batch=resp.next_batch)
         self._token = resp.next_batch
         self.syncs += 1
+        self.last_sync = time.time()
 
     async def _accept(self, room_id: str, event: Mapping[str, Any]) -> None:
         incoming = event_to_incoming(room_id, event, self.user_id)

@@ -159,6 +159,9 @@ async def test_isolate_in_a_room_acks_threads_and_edits_one_notice_to_the_verdic
                 assert rel["event_id"] == notice.event_id
         starts = [e for e in rig.host_events() if e["event"] == "start"]
         assert [e["recipe"] for e in starts] == ["mumble", "mumble"]
+        # /healthz tells how fresh the Matrix sync is.
+        health = (await rig.http.get(f"{rig.url}/healthz")).json()
+        assert 0 <= health["matrix"]["sync_age_s"] < 60
 
 
 async def test_others_are_refused_notices_ignored_power_levels_count(
