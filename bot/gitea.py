@@ -378,31 +378,16 @@ class GiteaClient:
             n for i in items if isinstance(i, dict) and isinstance(n := i.get("full_name"), str)
         ]
 
-    async def pull_files(self, repo: str, index: int, *, max_pages: int = 20) -> list[str]:
+    async def pull_files(self, repo: str, index: int) -> list[str]:
         """Paths a PR changes (new and previous names of renames), page by page."""
-        base = f"{_repo_path(repo)}/pulls/{_positive(index, 'index')}/files"
-        names: list[str] = []
-        for page in range(1, max_pages + 1):
-            path = f"{base}?page={page}&limit={PAGE_LIMIT}"
-            resp = await self._send("GET", path, (200,))
-            try:
-                data = resp.json()
-            except ValueError:
-                raise GiteaError(
-                    f"GET {base}: body is not JSON", status=200, retryable=False
-                ) from None
-            if not isinstance(data, list):
-                raise GiteaError(f"GET {base}: expected a list", status=200, retryable=False)
-            for item in data:
-                if isinstance(item, dict):
-                    names += [
-                        v
-                        for k in ("filename", "previous_filename")
-                        if isinstance(v := item.get(k), str) and v
-                    ]
-            if resp.headers.get("X-HasMore", "false").lower() != "true" or not data:
-                break
-        return names
+        items = await self._pages(f"{_repo_path(repo)}/pulls/{_positive(index, 'index')}/files")
+        return [
+            v
+            for item in items
+            if isinstance(item, dict)
+            for k in ("filename", "previous_filename")
+            if isinstance(v := item.get(k), str) and v
+        ]
 
     async def is_org_member(self, org: str, user: str) -> bool:
         """Whether `user` is a (public or private) member of `org`.
