@@ -133,6 +133,8 @@ class Isolation:
         self._runners = runners
         self._rules = rules
         self._settings = settings
+        self._stops: dict[int, asyncio.Event] = {}  # command id → its cancel switch
+        self._stop_reasons: dict[int, str] = {}
 
     # --- the reference ----------------------------------------------------------------
 
@@ -182,11 +184,13 @@ class Isolation:
                 )
             await asyncio.sleep(self._settings.busy_poll_s)
 
-    async def _execute(self, host: str, spec: RunSpec) -> RunResult:
+    async def _execute(
+        self, host: str, spec: RunSpec, cancel: asyncio.Event | None = None
+    ) -> RunResult:
         await self._runs.start_run(spec.run_id, host)
         started = time.monotonic()
         try:
-            return await self._runners[host].run(spec)
+            return await self._runners[host].run(spec, cancel=cancel)
         except Exception as e:  # could not start (connection, auth, host key)
             log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
             return RunResult(
@@ -223,9 +227,21 @@ class Isolation:
         )
 
     async def _alone(
-        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]]
+        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]], stop: asyncio.Event
     ) -> tuple[RunResult, RunEvidence]:
         async with self._pool.hold(recipe=spec.recipe, exclusive=True) as host:
+            if stop.is_set():  # cancelled while it waited for the host: nothing ran
+                result = RunResult(
+                    spec.run_id,
+                    spec.recipe,
+                    host,
+                    RunState.CANCELLED,
+                    None,
+                    0.0,
+                    problem="cancelled before it started",
+                )
+                await self._finish(result)
+                return result, RunEvidence(spec.run_id)
             await on_start(host)
             try:
                 alone = await self._wait_idle(self._runners[host])
@@ -242,13 +258,13 @@ class Isolation:
                 await self._finish(result)
                 return result, RunEvidence(spec.run_id, f"not alone: {e}")
             await self._runs.note_run(spec.run_id, alone)
-            result = await self._execute(host, spec)
+            result = await self._execute(host, spec, stop)
             evidence = await self._examine(host, spec, result, alone)
         await self._finish(result)
         return result, evidence
 
     async def _under_load(
-        self, command_id: int, plan: IsolationPlan, notes: list[str]
+        self, command_id: int, plan: IsolationPlan, notes: list[str], stop: asyncio.Event
     ) -> list[tuple[RunResult, RunEvidence]]:
         """One round: the recipe beside K other runs, all on one host held by us."""
         async with self._pool.hold(recipe=plan.recipe, exclusive=True) as host:
@@ -271,11 +287,22 @@ class Isolation:
             beside = ", ".join(f"`{f.recipe}`" for f in fillers)
             note = f"under load: beside {k} other run(s) ({beside}) on {host}"
             await self._runs.note_run(target.run_id, note)
-            results = await asyncio.gather(*(self._execute(host, s) for s in (target, *fillers)))
+            results = await asyncio.gather(
+                *(self._execute(host, s, stop) for s in (target, *fillers))
+            )
             for r in results:
                 await self._finish(r)
             evidence = await self._examine(host, target, results[0], note)
         return [(results[0], evidence)]
+
+    def cancel(self, command_id: int, reason: str) -> bool:
+        """Stop an isolation: a queued run never starts, a running one is torn down."""
+        stop = self._stops.get(command_id)
+        if stop is None or stop.is_set():
+            return False
+        self._stop_reasons[command_id] = reason
+        stop.set()
+        return True
 
     # --- the whole protocol ---------------------------------------------------------------
 
@@ -326,32 +353,13 @@ class Isolation:
         done: list[RunResult] = []
         evidence: list[RunEvidence] = []
         notes: list[str] = []
-        while len(done) < plan.runs:
-            spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
-            await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
-
-            async def started(host: str, rid: str = spec.run_id) -> None:
-                log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
-                await show(done, rid, host)
-
-            await show(done, None)
-            result, ev = await self._alone(spec, started)
-            done.append(result)
-            evidence.append(ev)
-            if plan.auto:
-                red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
-                green = sum(1 for r in done if r.state is RunState.GREEN)
-                go_on, why = should_continue(green, red, max_runs=plan.runs)
-                if not go_on:
-                    notes.append(f"auto: stopped after {len(done)} runs — {why}")
-                    break
-
-        load_pairs: list[tuple[RunResult, RunEvidence]] = []
-        if plan.load > 0:
-            await show(done, None, load=True)
-            for _ in range(self._settings.load_rounds):
-                load_pairs += await self._under_load(command_id, plan, notes)
-            evidence += [ev for _, ev in load_pairs]
+        stop = self._stops[command_id] = asyncio.Event()
+        try:
+            load_pairs = await self._runs_all(command_id, plan, show, done, evidence, notes, stop)
+        finally:
+            self._stops.pop(command_id, None)
+        if stop.is_set():
+            notes.append(f"cancelled {self._stop_reasons.pop(command_id, 'on request')}")
 
         verdict = self.judge(plan, done, reference, evidence, [r for r, _ in load_pairs], notes)
         await self._runs.update_triage(triage, isolating=False, verdict=triage_verdict(verdict))
@@ -389,6 +397,46 @@ class Isolation:
             verdict.total,
             verdict.finding.rule if verdict.finding else "-",
         )
+
+    async def _runs_all(
+        self,
+        command_id: int,
+        plan: IsolationPlan,
+        show: Callable[..., Awaitable[None]],
+        done: list[RunResult],
+        evidence: list[RunEvidence],
+        notes: list[str],
+        stop: asyncio.Event,
+    ) -> list[tuple[RunResult, RunEvidence]]:
+        """The isolated runs, then the rounds under load; stops early when cancelled."""
+        while len(done) < plan.runs and not stop.is_set():
+            spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
+            await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
+
+            async def started(host: str, rid: str = spec.run_id) -> None:
+                log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
+                await show(done, rid, host)
+
+            await show(done, None)
+            result, ev = await self._alone(spec, started, stop)
+            done.append(result)
+            evidence.append(ev)
+            if plan.auto:
+                red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
+                green = sum(1 for r in done if r.state is RunState.GREEN)
+                go_on, why = should_continue(green, red, max_runs=plan.runs)
+                if not go_on:
+                    notes.append(f"auto: stopped after {len(done)} runs — {why}")
+                    break
+        load_pairs: list[tuple[RunResult, RunEvidence]] = []
+        if plan.load > 0 and not stop.is_set():
+            await show(done, None, load=True)
+            for _ in range(self._settings.load_rounds):
+                if stop.is_set():
+                    break
+                load_pairs += await self._under_load(command_id, plan, notes, stop)
+            evidence += [ev for _, ev in load_pairs]
+        return load_pairs
 
     @staticmethod
     def judge(

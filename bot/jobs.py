@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 from bot.isolation import Isolation
 from bot.model import (
+    CancelPlan,
     Command,
     IsolationPlan,
     LinkPlan,
     PullPlan,
-    ReportPlan,
+    RunPlan,
     Source,
     TestmePlan,
 )
@@ -29,13 +30,15 @@ from bot.verify import Verifier
 
 log = logging.getLogger(__name__)
 
-Plan = IsolationPlan | TestmePlan | LinkPlan | PullPlan | ReportPlan
+Plan = RunPlan
 
 
 class CommandStates(Protocol):
     async def set_command_state(self, command_id: int, state: str) -> None: ...
 
     async def command_ok(self, command_id: int) -> bool: ...
+
+    async def run(self, run_id: str) -> dict[str, Any] | None: ...
 
 
 class Jobs:
@@ -65,6 +68,8 @@ class Jobs:
             coro = self._verifier.link(command_id, cmd, plan)
         elif isinstance(plan, PullPlan):
             coro = self._verifier.pull_event(command_id, cmd, plan, trusted)
+        elif isinstance(plan, CancelPlan):
+            coro = self._cancel(command_id, cmd, plan)
         else:
             coro = self._verifier.report(command_id, cmd, plan)
         # A run a person started on a PR is also announced in the operators' channel.
@@ -87,6 +92,31 @@ class Jobs:
         for t in list(self._tasks):
             t.cancel()
         await self.drain()
+
+    async def _cancel(self, command_id: int, cmd: Command, plan: CancelPlan) -> None:
+        """`!redfix cancel`: find the run's owner and pull its switch; say what happened."""
+        run = await self._runs.run(plan.run_id)
+        who = f"by {cmd.origin.author}"
+        if run is None:
+            text = f"There is no run `{plan.run_id}`."
+        elif run["state"] not in ("queued", "running"):
+            text = f"Run `{plan.run_id}` already ended ({run['state']}); nothing to cancel."
+        elif (
+            self._isolation.cancel(int(run["command_id"]), who)
+            if run["kind"] == "isolation"
+            else self._verifier.cancel_run(plan.run_id, f"cancelled {who}")
+        ):
+            text = (
+                f"✋ Cancelling `{plan.run_id}` ({run['recipe']}): a queued run will not start, "
+                "a running one is stopped and torn down; its comment will say so."
+            )
+        else:
+            text = (
+                f"Run `{plan.run_id}` is recorded as {run['state']}, but this redfix is not "
+                "running it (it was started before a restart); nothing to stop here."
+            )
+        await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
+        await self._runs.set_command_state(command_id, "done")
 
     async def _guarded(
         self, command_id: int, cmd: Command, coro: Any, announce: bool = False

@@ -151,6 +151,11 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    run_id: str
+
+
+@dataclass(frozen=True)
 class PullEvent:
     """Gitea told us a PR changed: a new head (synchronized), opened, reopened or closed."""
 
@@ -173,7 +178,7 @@ class Help:
     topic: str = ""
 
 
-Args = Isolate | Testme | Classify | Link | Report | Status | Help | PullEvent
+Args = Isolate | Testme | Classify | Link | Report | Status | Cancel | Help | PullEvent
 
 
 @dataclass(frozen=True)
@@ -294,7 +299,15 @@ class PullPlan:
     recipe: str
 
 
-Decision = Reply | IsolationPlan | TestmePlan | OverridePlan | LinkPlan | ReportPlan | PullPlan
+@dataclass(frozen=True)
+class CancelPlan:
+    """Stop a queued or running run; a running one is torn down."""
+
+    run_id: str
+
+
+RunPlan = IsolationPlan | TestmePlan | LinkPlan | ReportPlan | PullPlan | CancelPlan
+Decision = Reply | OverridePlan | RunPlan
 
 
 # --- runs and their outcome ----------------------------------------------------------------

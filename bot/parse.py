@@ -17,6 +17,7 @@ from bot.model import (
     RECIPE_RE,
     RUN_ID_RE,
     TEST_ID_RE,
+    Cancel,
     Cause,
     Classify,
     Command,
@@ -89,7 +90,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "!redfix report",
         "the sweep's results table with the M1/M2 milestone lines",
     ),
-    CommandSpec("status", "!redfix status [recipe]", "the current state of one recipe or all"),
+    CommandSpec(
+        "status",
+        "!redfix status [recipe]",
+        "the current state of one recipe or all, with the runs queued and running",
+    ),
+    CommandSpec(
+        "cancel",
+        "!redfix cancel <run-id>",
+        "cancel a queued or running run (a running one is torn down); its verdict or status "
+        "then says so",
+    ),
     CommandSpec(
         "classify",
         '!redfix classify <recipe> <cause> --reason "..."',
@@ -338,5 +349,10 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
         if isinstance(status, Usage):
             return status
         return Command("status", status, origin, line)
+    if sub == "cancel":
+        if len(args) != 1 or not RUN_ID_RE.match(args[0]):
+            shown = _quote(args[0]) if args else "nothing"
+            return _usage("cancel", f"Name one run id (as shown in the comments), not {shown}.")
+        return Command("cancel", Cancel(args[0]), origin, line)
     known = ", ".join(f"`{c.name}`" for c in COMMANDS)
     return Usage(f"Unknown command {_quote(sub)}. Known commands: {known}. Try `!redfix help`.")

@@ -361,11 +361,28 @@ def render_testme(
     return _fit("\n".join(lines))
 
 
-def render_status(triages: Sequence[Mapping[str, Any]], recipe: str, public_url: str) -> str:
-    """`!redfix status`: where each recipe's triage stands, one line each."""
+def render_status(
+    triages: Sequence[Mapping[str, Any]],
+    recipe: str,
+    public_url: str,
+    active: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """`!redfix status`: where each recipe's triage stands, and what is queued or running."""
+    work = [
+        f"- `{r['run_id']}` ({md_cell(r['recipe'])}, {r['kind']}): {r['state']}"
+        + (f" on `{r['host']}`" if r.get("host") else "")
+        for r in active
+    ]
+    work_lines = (
+        ["", "**Queued and running** (`!redfix cancel <run-id>` stops one):", *work]
+        if work
+        else ["", "Nothing queued or running."]
+    )
     if not triages:
         who = f"`{recipe}`" if recipe else "any recipe"
-        return f"No triage for {who} yet. Start one with `!redfix isolate <recipe>`."
+        return "\n".join(
+            [f"No triage for {who} yet. Start one with `!redfix isolate <recipe>`.", *work_lines]
+        )
     lines = ["**redfix status**", ""]
     for t in triages:
         d = t.get("detail") or {}
@@ -381,7 +398,7 @@ def render_status(triages: Sequence[Mapping[str, Any]], recipe: str, public_url:
         ver = d.get("verification") or {}
         verified = f", verification {ver['state']} at `{ver['sha'][:10]}`" if ver else ""
         lines.append(f"- `{t['recipe']}`: {md_cell(state)}; {fix}{verified}")
-    lines += ["", f"Full table: {public_url}/report"]
+    lines += [*work_lines, "", f"Full table: {public_url}/report"]
     return "\n".join(lines)
 
 

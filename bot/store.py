@@ -402,6 +402,14 @@ class Store:
             row = await cur.fetchone()
         return dict(row) if row else None
 
+    async def active_runs(self) -> list[dict[str, Any]]:
+        """Runs queued or running, oldest first."""
+        async with self._db.execute(
+            "SELECT run_id, command_id, recipe, kind, phase, host, state FROM runs "
+            "WHERE state IN ('queued', 'running') ORDER BY created_at"
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
     async def run_exists(self, run_id: str) -> bool:
         async with self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) as cur:
             return (await cur.fetchone()) is not None

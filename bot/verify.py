@@ -102,6 +102,8 @@ class VerifyLog(Protocol):
 
     async def comment_id(self, key: str) -> int | None: ...
 
+    async def active_runs(self) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True)
 class VerifySettings:
@@ -142,6 +144,7 @@ class Verifier:
         self._runners = runners
         self._settings = settings
         self._active: dict[int, _Active] = {}
+        self._by_run: dict[str, int] = {}  # run id → its verification, for `!redfix cancel`
 
     # --- one run, cancellable while queued or running -------------------------------------
 
@@ -246,6 +249,7 @@ class Verifier:
             run_ids = [new_run_id(plan.recipe) for _ in range(plan.repeat)]
             for rid in run_ids:
                 await self._store.add_run(rid, command_id, plan.recipe, "testme", "verify")
+                self._by_run[rid] = vid
             await self._say.status(
                 repo, number, sha, "pending", "queued", f"{url}/runs/{run_ids[0]}"
             )
@@ -375,6 +379,14 @@ class Verifier:
             await self._verify(command_id, o.repo, o.number, o.author, plan.head_sha, verify)
         await self._store.set_command_state(command_id, "done")
 
+    def cancel_run(self, run_id: str, reason: str) -> bool:
+        """Cancel the verification a run belongs to (the run is torn down if it started)."""
+        vid = self._by_run.get(run_id)
+        if vid is None or vid not in self._active or self._active[vid].cancel.is_set():
+            return False
+        self._cancel(vid, reason)
+        return True
+
     def _cancel(self, vid: int, reason: str) -> None:
         active = self._active.get(vid)
         if active is not None and not active.cancel.is_set():
@@ -483,7 +495,12 @@ class Verifier:
         overrides = await self._store.overrides()
         if plan.brief:
             rows = [t for t in triages if not plan.recipe or t["recipe"] == plan.recipe]
-            body = render_status(rows, plan.recipe, self._settings.public_url)
+            active = [
+                r
+                for r in await self._store.active_runs()
+                if not plan.recipe or r["recipe"] == plan.recipe
+            ]
+            body = render_status(rows, plan.recipe, self._settings.public_url, active)
         else:
             report = build_report(triages, overrides, self._settings.gitea_url)
             body = render_report_md(report, f"{self._settings.public_url}/report")

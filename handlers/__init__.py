@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.model import Command, Decision, HandlerSettings, Reply
-from handlers import classify, isolate, link, pull, report, testme
+from handlers import cancel, classify, isolate, link, pull, report, testme
 from handlers import help as help_
 
 Handler = Callable[[Command, HandlerSettings], Decision]
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     "report": report.decide,
     "status": report.decide,
     "pull": pull.decide,
+    "cancel": cancel.decide,
     "help": help_.decide,
 }
 
