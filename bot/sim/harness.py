@@ -316,6 +316,7 @@ def record_event(job: Job, event: str, **extra: object) -> None:
             "recipe": job.recipe,
             "run_id": job.run_id,
             "ref": job.ref,
+            "host": os.environ.get("REDFIX_SIM_HOST", ""),
             **extra,
         }
     )

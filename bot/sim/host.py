@@ -27,8 +27,11 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 class SimHost:
     """A loopback SSH server executing each exec request as `/bin/sh -c <command>` locally."""
 
-    def __init__(self, *, username: str | None = None) -> None:
+    def __init__(self, *, username: str | None = None, name: str = "") -> None:
         self.username = username or getpass.getuser()
+        # Set as REDFIX_SIM_HOST for every command, so a harness can say which host it ran on
+        # when several simulated hosts share this machine.
+        self.name = name
         self._home = str(Path.home())
         self._dir: Path | None = None
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -138,6 +141,8 @@ class SimHost:
         env.update(
             {"HOME": home, "USER": self.username, "LOGNAME": self.username, "SHELL": "/bin/sh"}
         )
+        if self.name:
+            env["REDFIX_SIM_HOST"] = self.name
         # Like sshd: the command leads a session of its own and starts in the home directory.
         child = await asyncio.create_subprocess_exec(
             "/bin/sh",
