@@ -77,7 +77,6 @@ class Outbox:
         self._max = max_delay_s
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one delivery pass at a time, or an item goes out twice
-        self.delivered = 0
 
     # --- the Say port -------------------------------------------------------------------
 
@@ -218,7 +217,6 @@ class Outbox:
                 await self._store.outbox_dead(item.id, str(e))
             return False
         await self._store.outbox_sent(item.id)
-        self.delivered += 1
         return True
 
     async def _send(self, item: OutboxItem) -> None:

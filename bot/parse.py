@@ -107,7 +107,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "record a human verdict beside the machine's (cause: "
         "load, recipe, test, harness, timeout or unknown); the human's wins in reports",
     ),
-    CommandSpec("help", "!redfix help", "show this help"),
+    CommandSpec("help", "!redfix help [command]", "show this help, or one command's"),
 )
 SPECS = {c.name: c for c in COMMANDS}
 

@@ -56,7 +56,6 @@ class Poller:
         self._login = bot_login.lower()
         self._on_accept = on_accept
         self._clock = clock
-        self.sweeps = 0
 
     async def run(self, interval_s: float) -> None:
         while True:
@@ -102,7 +101,6 @@ class Poller:
                         continue
                     found += await self._store_comment(repo, number, c.id, c.user_login, c.body)
         await self._store.set_meta(HIGH_WATER, str(max(now, float(mark))))
-        self.sweeps += 1
         if found:
             self._on_accept()
         return found

@@ -56,8 +56,14 @@ def _code(text: str) -> str:
     return "`" + md_cell(text).replace("`", "'") + "`"
 
 
-def render_help() -> str:
+def render_help(topic: str = "") -> str:
+    """All commands, or the one `topic` names (`!redfix help isolate`)."""
+    chosen = [c for c in COMMANDS if c.name == topic.lower().lstrip("!")]
+    if chosen:
+        return f"`{chosen[0].usage}` — {chosen[0].summary}"
     lines = ["**redfix** — CI failure triage. Commands:", ""]
+    if topic:
+        lines[1:1] = [f"(No command {md_cell(topic[:40])!r}; here are all of them.)", ""]
     lines += [f"- `{c.usage}` — {c.summary}" for c in COMMANDS]
     lines += [
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from xml.etree.ElementTree import Element
 
@@ -11,6 +12,8 @@ from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.model import FailingTest, ResultsSummary, StageResult
+
+log = logging.getLogger(__name__)
 
 MAX_RESULTS_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 300
@@ -107,7 +110,9 @@ def parse_results(raw: bytes, junit_files: Mapping[str, bytes] | None = None) ->
         raise ResultsError(f"results.json does not match schema 2 ({where})") from None
     if res.schema_ is not None and res.schema_ != 2:
         raise ResultsError(f"results.json has schema {res.schema_}; redfix reads schema 2")
-    junit, _problems = _junit_messages(junit_files or {})
+    junit, problems = _junit_messages(junit_files or {})
+    for problem in problems:  # the results still stand; only assertion texts are missing
+        log.warning("%s", problem)
     failing = tuple(
         FailingTest(
             test_id=t.name,

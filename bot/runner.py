@@ -40,6 +40,7 @@ TEARDOWN_TIMEOUT_S = 600.0
 # How long past the kill grace we wait for the remote side to report the exit after stdin EOF.
 STOP_SLACK_S = 5.0
 KEEPALIVE_S = 30.0
+CLOSE_WAIT_S = 5.0
 WRAPPER_EXIT = 125
 WRAPPER_TAG = "redfix-wrapper:"
 _WRAPPER_TAG_B = WRAPPER_TAG.encode()
@@ -309,7 +310,14 @@ class SshRunner:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-            await conn.wait_closed()
+            try:
+                # A peer that never answers the close must not hold up the bot's shutdown.
+                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
+            except TimeoutError:
+                log.warning(
+                    "%s: connection did not close in %gs; dropped", self._where, CLOSE_WAIT_S
+                )
+                conn.abort()
 
     # --- remote commands ------------------------------------------------------------------
 

@@ -55,9 +55,6 @@ class HostPool:
     def waiting(self) -> int:
         return len(self._queue)
 
-    def running_on(self, host: str) -> int:
-        return next(h.used for h in self._hosts if h.name == host)
-
     def capacity(self, host: str) -> int:
         return next(h.capacity for h in self._hosts if h.name == host)
 

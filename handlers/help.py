@@ -1,10 +1,11 @@
-"""`!redfix help`: the command list, generated from the grammar so it never drifts."""
+"""`!redfix help [command]`: the command list (or one command), generated from the grammar."""
 
 from __future__ import annotations
 
-from bot.model import Command, Decision, HandlerSettings, Reply
+from bot.model import Command, Decision, HandlerSettings, Help, Reply
 from bot.render import render_help
 
 
 def decide(cmd: Command, settings: HandlerSettings) -> Decision:
-    return Reply(render_help())
+    topic = cmd.args.topic if isinstance(cmd.args, Help) else ""
+    return Reply(render_help(topic))

@@ -150,3 +150,14 @@ def test_usage_never_echoes_unbounded_or_backticks() -> None:
     assert isinstance(out, Usage)
     assert "z" * 61 not in out.message
     assert "``" not in out.message
+
+
+def test_help_for_one_command_and_for_an_unknown_one() -> None:
+    from bot.render import render_help
+
+    one = render_help("isolate")
+    assert one.startswith("`!redfix isolate <recipe>")
+    assert "!testme" not in one
+    unknown = render_help("frobnicate")
+    assert "No command 'frobnicate'" in unknown
+    assert "!redfix cancel <run-id>" in unknown
