@@ -216,7 +216,10 @@ class Outbox:
                 log.error("outbox %s %s to %s given up: %s", item.kind, item.id, item.target, e)
                 await self._store.outbox_dead(item.id, str(e))
             return False
-        await self._store.outbox_sent(item.id)
+        if not await self._store.outbox_sent(item.id, item.raw or None):
+            log.debug(
+                "outbox %s %s changed while it was sent; sending the newer text", item.kind, item.id
+            )
         return True
 
     async def _send(self, item: OutboxItem) -> None:

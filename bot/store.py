@@ -9,7 +9,7 @@ the store. Tables (schema version in `meta`):
 - outbox:     what the bot has to say (reactions, comments, statuses), retried until delivered;
 - comments:   sticky comment key → Gitea comment id, so edits land on the same comment;
 - overrides:  human verdicts (`!redfix classify`), shown beside the machine's;
-- verifications: `!testme` runs of a PR head (repeat N), their state and tally;
+- verifications: `!testme` runs of a PR head (repeat N), their state, tally and run ids;
 - triages:    one per triaged failure of a sweep: verdict, evidence, fix PR (the results table);
 - matrix_state:    the Matrix sync token and device (a restart never replays old commands);
 - matrix_messages: sticky message key → Matrix event id, per room, so edits land on it.
@@ -156,8 +156,21 @@ _V5 = """
 -- The semantic dedupe looks deliveries up by key on every accepted webhook.
 CREATE INDEX IF NOT EXISTS deliveries_dedupe ON deliveries (dedupe_key);
 """
+_V6 = """
+-- The run ids a verification will use, fixed before the first starts: a restart resumes
+-- them (adopting the running one) instead of inventing new ones.
+ALTER TABLE verifications ADD COLUMN run_ids TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX IF NOT EXISTS runs_command ON runs (command_id);
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+    (5, _V5),
+    (6, _V6),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -204,6 +217,7 @@ class OutboxItem:
     kind: str
     payload: dict[str, Any]
     attempts: int
+    raw: str = ""  # the payload as stored, to tell whether it changed while being sent
 
 
 @dataclass(frozen=True)
@@ -324,14 +338,36 @@ class Store:
         await self._db.commit()
         if cur.rowcount == 1:
             return cur.lastrowid
-        # Taken: the same delivery coming back after a crash resumes its own command.
+        # Taken: the same delivery coming back after a restart resumes its own unfinished
+        # command (see requeue_unfinished); anything else with the key is a duplicate.
         async with self._db.execute(
             "SELECT id FROM commands WHERE dedupe_key = ? AND delivery_id = ? "
-            "AND state = 'accepted'",
+            "AND state IN ('accepted', 'running')",
             (dedupe_key, delivery_id),
         ) as c2:
             row = await c2.fetchone()
         return int(row[0]) if row else None
+
+    async def command_resumed(self, command_id: int) -> bool:
+        """Was this command started before (a restart resumes it rather than starting anew)?"""
+        async with self._db.execute(
+            "SELECT 1 FROM commands c JOIN deliveries d ON d.delivery_id = c.delivery_id "
+            "WHERE c.id = ? AND d.note LIKE 'resumed%'",
+            (command_id,),
+        ) as cur:
+            return (await cur.fetchone()) is not None
+
+    async def requeue_unfinished(self) -> int:
+        """At start-up: hand every command a previous process started but did not finish back
+        to the dispatcher, in arrival order. Its job finds its own runs in the store (finished
+        ones are kept, running ones adopted on their host), so nothing runs twice."""
+        cur = await self._db.execute(
+            "UPDATE deliveries SET state = 'pending', note = 'resumed after a restart' "
+            "WHERE state = 'done' AND delivery_id IN "
+            "(SELECT delivery_id FROM commands WHERE state IN ('accepted', 'running'))"
+        )
+        await self._db.commit()
+        return cur.rowcount
 
     async def set_command_state(self, command_id: int, state: str) -> None:
         await self._db.execute(
@@ -401,6 +437,18 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return dict(row) if row else None
+
+    async def command_runs(self, command_id: int) -> list[dict[str, Any]]:
+        """A command's runs in the order they were added, with their result records."""
+        async with self._db.execute(
+            "SELECT run_id, command_id, recipe, kind, phase, host, state, exit_code, note, "
+            "result FROM runs WHERE command_id = ? ORDER BY created_at, rowid",
+            (command_id,),
+        ) as cur:
+            rows = [dict(r) for r in await cur.fetchall()]
+        for r in rows:
+            r["result"] = json.loads(r["result"]) if r["result"] else None
+        return rows
 
     async def active_runs(self) -> list[dict[str, Any]]:
         """Runs queued or running, oldest first."""
@@ -509,6 +557,15 @@ class Store:
         repeat: int,
         automatic: bool,
     ) -> int:
+        """A new verification, or the command's own one for this head (resumed)."""
+        async with self._db.execute(
+            "SELECT id FROM verifications WHERE repo = ? AND number = ? AND sha = ? "
+            "AND command_id = ? ORDER BY id DESC LIMIT 1",
+            (repo, number, sha, command_id),
+        ) as c:
+            row = await c.fetchone()
+        if row is not None:
+            return int(row[0])
         cur = await self._db.execute(
             "INSERT INTO verifications (repo, number, sha, recipe, command_id, quick, repeat, "
             "automatic, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -527,6 +584,26 @@ class Store:
         await self._db.commit()
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    async def set_verification_runs(self, vid: int, run_ids: list[str]) -> None:
+        await self._db.execute(
+            "UPDATE verifications SET run_ids = ? WHERE id = ?", (json.dumps(run_ids), vid)
+        )
+        await self._db.commit()
+
+    async def verification_runs(self, vid: int) -> list[str]:
+        async with self._db.execute("SELECT run_ids FROM verifications WHERE id = ?", (vid,)) as c:
+            row = await c.fetchone()
+        return [str(r) for r in json.loads(row[0])] if row else []
+
+    async def command_verification(self, command_id: int) -> dict[str, Any] | None:
+        """The verification a command started (its newest), to resume it after a restart."""
+        async with self._db.execute(
+            "SELECT * FROM verifications WHERE command_id = ? ORDER BY id DESC LIMIT 1",
+            (command_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
 
     async def active_verification(self, repo: str, number: int, sha: str) -> dict[str, Any] | None:
         """A queued or running verification of this head, if any."""
@@ -568,6 +645,8 @@ class Store:
         """A new isolation starts a new triage of the recipe, keeping a fix PR linked before it."""
         now = time.time()
         latest = await self.triage(recipe)
+        if latest is not None and latest["command_id"] == command_id:
+            return int(latest["id"])  # the same isolation, resumed after a restart
         if latest is not None and latest["command_id"] is None:
             await self._db.execute(
                 "UPDATE triages SET command_id = ?, repo = ?, number = ?, updated_at = ? "
@@ -678,7 +757,9 @@ class Store:
             (limit,),
         ) as cur:
             rows = await cur.fetchall()
-        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows if r[5] <= now]
+        return [
+            OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[3]) for r in rows if r[5] <= now
+        ]
 
     async def next_outbox_time(self) -> float | None:
         async with self._db.execute(
@@ -687,9 +768,20 @@ class Store:
             row = await cur.fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    async def outbox_sent(self, item_id: int) -> None:
-        await self._db.execute("UPDATE outbox SET state = 'sent' WHERE id = ?", (item_id,))
+    async def outbox_sent(self, item_id: int, payload: str | None = None) -> bool:
+        """Mark an item delivered — unless `payload` (what was sent) is no longer its text: a
+        newer sticky text coalesced into it while it was on the wire, and it stays pending to
+        be sent again (as an edit). False in that case."""
+        if payload is None:
+            cur = await self._db.execute(
+                "UPDATE outbox SET state = 'sent' WHERE id = ?", (item_id,)
+            )
+        else:
+            cur = await self._db.execute(
+                "UPDATE outbox SET state = 'sent' WHERE id = ? AND payload = ?", (item_id, payload)
+            )
         await self._db.commit()
+        return cur.rowcount == 1
 
     async def outbox_retry(self, item_id: int, next_at: float, error: str) -> None:
         await self._db.execute(

@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sim.gitea import GiteaSim, GiteaSpec, SchemaChecker, SimFile, SimRequest
+from bot.sim.gitea import (
+    WRITE_METHODS,
+    GiteaSim,
+    GiteaSpec,
+    SchemaChecker,
+    SimFile,
+    SimRequest,
+)
 
 TOKEN = "sim-test-token-0123456789"
 BOT = "redfix-bot"
@@ -340,6 +347,65 @@ async def test_fail_until_answers_errors_until_the_deadline(
     await asyncio.sleep(0.35)
     assert (await http.get(f"/repos/{REPO}/pulls/42")).status_code == 200
     assert sim.comments(REPO, 42) == []
+
+
+async def test_fail_until_with_methods_breaks_only_writes_and_records_each_fault(
+    sim: GiteaSim, http: httpx.AsyncClient
+) -> None:
+    sim.fail_until(time.monotonic() + 0.3, methods=WRITE_METHODS)
+    assert (await http.get(f"/repos/{REPO}/pulls/42")).status_code == 200  # reads still work
+    assert (await http.post(comments_path(), json={"body": "x"})).status_code == 500
+    status = {"state": "pending", "context": "redfix/testme"}
+    assert (await http.post(f"/repos/{REPO}/statuses/{HEAD}", json=status)).status_code == 500
+    assert (await http.get(comments_path())).json() == []
+    assert [(f.method, f.path) for f in sim.faults] == [
+        ("POST", f"/api/v1{comments_path()}"),
+        ("POST", f"/api/v1/repos/{REPO}/statuses/{HEAD}"),
+    ]
+    assert sim.writes == []  # a fault changes nothing
+    await asyncio.sleep(0.35)
+    assert (await http.post(comments_path(), json={"body": "x"})).status_code == 201
+    assert len(sim.faults) == 2
+    sim.assert_clean()
+
+
+async def test_fail_next_with_methods_counts_only_the_matching_requests(
+    sim: GiteaSim, http: httpx.AsyncClient
+) -> None:
+    sim.fail_next(1, status=503, methods="patch")  # a lone method, any case
+    cid = sim.add_comment(REPO, 42, "mine", user=BOT)
+    assert (await http.post(comments_path(), json={"body": "x"})).status_code == 201
+    edit = f"/repos/{REPO}/issues/comments/{cid}"
+    assert (await http.patch(edit, json={"body": "y"})).status_code == 503
+    assert (await http.patch(edit, json={"body": "y"})).status_code == 200
+    assert [f.method for f in sim.faults] == ["PATCH"]
+
+
+async def test_writes_list_every_applied_change_in_order(
+    sim: GiteaSim, http: httpx.AsyncClient
+) -> None:
+    cid = sim.add_comment(REPO, 42, "!testme", user="bob")  # seeding is not a write
+    reactions = f"/repos/{REPO}/issues/comments/{cid}/reactions"
+    status = {"state": "pending", "context": "redfix/testme", "description": "queued"}
+    assert (await http.post(reactions, json={"content": "eyes"})).status_code == 201
+    assert (await http.post(reactions, json={"content": "eyes"})).status_code == 200  # no-op
+    mine = (await http.post(comments_path(), json={"body": "one"})).json()["id"]
+    sim.fail_next(1)
+    assert (await http.patch(f"/repos/{REPO}/issues/comments/{mine}", json={"body": "x"})).is_error
+    assert (await http.post(f"/repos/{REPO}/statuses/{HEAD}", json=status)).status_code == 201
+    await http.patch(f"/repos/{REPO}/issues/comments/{mine}", json={"body": "two"})
+    await http.request("DELETE", reactions, json={"content": "eyes"})
+    await http.request("DELETE", reactions, json={"content": "eyes"})  # gone already: no-op
+    got = [(w.kind, w.repo, w.user, w.comment_id, w.sha, w.value, w.note) for w in sim.writes]
+    assert got == [
+        ("reaction", REPO, BOT, cid, "", "eyes", ""),
+        ("comment", REPO, BOT, mine, "", "one", ""),
+        ("status", REPO, BOT, 0, HEAD, "pending", "queued"),
+        ("edit", REPO, BOT, mine, "", "two", ""),
+        ("unreaction", REPO, BOT, cid, "", "eyes", ""),
+    ]
+    assert [w.at for w in sim.writes] == sorted(w.at for w in sim.writes)
+    sim.assert_clean()
 
 
 # --- responses shaped like the spec ---------------------------------------------------------

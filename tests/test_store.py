@@ -27,7 +27,32 @@ async def test_command_runs_once_but_its_own_delivery_resumes(tmp_path: Path) ->
     assert await store.add_command("k", "d1", "isolate", "a/b", 1, "bob", "") == cid
     assert await store.add_command("k", "d2", "isolate", "a/b", 1, "bob", "") is None
     await store.set_command_state(cid, "running")
+    # Still unfinished: the same delivery handed back after a restart resumes it.
+    assert await store.add_command("k", "d1", "isolate", "a/b", 1, "bob", "") == cid
+    await store.set_command_state(cid, "done")
     assert await store.add_command("k", "d1", "isolate", "a/b", 1, "bob", "") is None
+    await store.close()
+
+
+async def test_requeue_hands_back_only_unfinished_started_commands(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "s.sqlite3")
+    ids = {}
+    for n, state in enumerate(("running", "accepted", "done", "replied", "failed")):
+        delivery = f"d{n}"
+        await store.accept_delivery(delivery, "issue_comment", b"{}", f"k{n}")
+        cid = await store.add_command(f"k{n}", delivery, "isolate", "a/b", 1, "bob", "")
+        assert cid is not None
+        await store.set_command_state(cid, state)
+        await store.finish_delivery(delivery, "done", "started isolate")
+        ids[state] = cid
+    await store.accept_delivery("d9", "issue_comment", b"{}", "k9")  # never processed
+
+    assert await store.requeue_unfinished() == 2
+    pending = [d for d, _, _ in await store.pending_deliveries()]
+    assert pending == ["d0", "d1", "d9"]
+    assert await store.command_resumed(ids["running"])
+    assert not await store.command_resumed(ids["done"])
+    assert await store.requeue_unfinished() == 0  # already pending: nothing more
     await store.close()
 
 
@@ -87,6 +112,38 @@ async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
     assert (run["run_id"], run["phase"], run["note"]) == ("r1", "alone", "")
     await store.add_override("mumble", "load", "db restarts", "alice", 1)
     assert (await store.overrides("mumble"))[0]["cause"] == "load"
+    await store.close()
+
+
+async def test_migration_from_the_previous_schema_keeps_verifications(tmp_path: Path) -> None:
+    import aiosqlite
+
+    from bot.store import MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "prev.sqlite3"
+    previous = SCHEMA_VERSION - 1
+    async with aiosqlite.connect(path) as db:
+        for _version, script in MIGRATIONS[:previous]:
+            await db.executescript(script)
+        await db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (previous,)
+        )
+        await db.execute(
+            "INSERT INTO verifications (repo, number, sha, recipe, command_id, state, created_at)"
+            " VALUES ('a/b', 4, 'abc', 'mumble', 7, 'running', 0)"
+        )
+        await db.commit()
+    store = await Store.open(path)
+    assert await store.schema_version() == SCHEMA_VERSION
+    found = await store.command_verification(7)
+    assert found is not None
+    assert (found["sha"], found["state"]) == ("abc", "running")
+    assert await store.verification_runs(found["id"]) == []
+    await store.set_verification_runs(found["id"], ["rf-1", "rf-2"])
+    assert await store.verification_runs(found["id"]) == ["rf-1", "rf-2"]
+    # Resuming the command's verification of that head finds the same row.
+    again = await store.add_verification("a/b", 4, "abc", "mumble", 7, False, 2, False)
+    assert again == found["id"]
     await store.close()
 
 

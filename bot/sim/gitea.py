@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,8 @@ _ALLOWED_REACTIONS = frozenset(
 _STATUS_STATES = ("pending", "success", "error", "failure", "warning", "skipped")
 _PERMS = ("none", "read", "write", "admin", "owner")
 _PAGE_DEFAULT, _PAGE_MAX = 30, 50
+# The methods that change something: `fail_next(..., methods=WRITE_METHODS)` breaks only those.
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 # Gitea's real User JSON carries `username` (User.MarshalJSON) though the spec does not list it.
 SPEC_EXTRA_KEYS: Mapping[str, frozenset[str]] = {"User": frozenset({"username"})}
@@ -453,6 +455,27 @@ class SimRequest(NamedTuple):
     body: Any
 
 
+class SimWrite(NamedTuple):
+    """One change the fake applied, in the order it applied them (`GiteaSim.writes`).
+
+    `kind`: "comment" (created), "edit" (a comment's body replaced), "reaction" (added),
+    "unreaction" (removed) or "status" (set). `comment_id`: the comment created, edited or
+    reacted to; `sha`: the commit a status was set on. `value`: the comment's body, the
+    reaction's content or the status's state; `note`: the status's description. `at`: when,
+    by time.monotonic(). A request that changed nothing (an error, an injected fault, a
+    reaction that was already there) is not a write.
+    """
+
+    kind: str
+    repo: str
+    user: str
+    comment_id: int = 0
+    sha: str = ""
+    value: str = ""
+    note: str = ""
+    at: float = 0.0
+
+
 @dataclass(frozen=True)
 class SimFile:
     """A changed file to seed on a PR."""
@@ -577,6 +600,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _method_set(methods: Iterable[str] | None) -> frozenset[str] | None:
+    if methods is None:
+        return None
+    if isinstance(methods, str):  # a lone "POST" would otherwise become {"P", "O", "S", "T"}
+        methods = (methods,)
+    return frozenset(m.upper() for m in methods)
+
+
 def _parse_time(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
@@ -612,9 +643,10 @@ class GiteaSim:
     """A small, strict stand-in for a Gitea server, for tests and the built-in demo.
 
     Seed it (`add_repo`, `add_pull`, ...), point a client at `url + "/api/v1"`, then inspect
-    what the client did (`comments`, `statuses`, `requests`) and what it did wrong
-    (`violations`). With `spec_path`, every request is checked against the swagger spec, and
-    so is every response the fake itself builds.
+    what the client did (`comments`, `statuses`, `requests`, and `writes`: every change, in
+    the order applied) and what it did wrong (`violations`). With `spec_path`, every request is
+    checked against the swagger spec, and so is every response the fake itself builds.
+    `fail_next`/`fail_until` inject errors (`faults` lists the requests they answered).
     """
 
     _routes: ClassVar[dict[tuple[str, str], _Handler]] = {}
@@ -637,6 +669,8 @@ class GiteaSim:
         self.bot_login = bot_login
         self.check_responses = check_responses
         self.requests: list[SimRequest] = []
+        self.writes: list[SimWrite] = []  # every change applied, in order
+        self.faults: list[SimRequest] = []  # every request answered with an injected fault
         self.violations: list[str] = []
         self._tokens: dict[str, str] = {token: bot_login}
         # Distinct ranges for distinct id kinds, so that mixing up an issue index, an issue id
@@ -656,8 +690,10 @@ class GiteaSim:
         self._perms: dict[tuple[str, str], str] = {}
         self._fail_count = 0
         self._fail_count_status = 500
+        self._fail_count_methods: frozenset[str] | None = None  # None: every method
         self._fail_deadline = 0.0
         self._fail_deadline_status = 500
+        self._fail_deadline_methods: frozenset[str] | None = None
         self._runner: web.AppRunner | None = None
         self._url = ""
         self.add_user(bot_login)
@@ -814,14 +850,20 @@ class GiteaSim:
 
     # --- fault injection ----------------------------------------------------------------
 
-    def fail_next(self, n: int, status: int = 500) -> None:
-        """Answer the next `n` valid, authorised requests with `status`, changing nothing."""
+    def fail_next(self, n: int, status: int = 500, *, methods: Iterable[str] | None = None) -> None:
+        """Answer the next `n` valid, authorised requests with `status`, changing nothing.
+        `methods` (e.g. WRITE_METHODS): only requests with these methods fail (and count)."""
         self._fail_count, self._fail_count_status = n, status
+        self._fail_count_methods = _method_set(methods)
 
-    def fail_until(self, monotonic_deadline: float, status: int = 500) -> None:
+    def fail_until(
+        self, monotonic_deadline: float, status: int = 500, *, methods: Iterable[str] | None = None
+    ) -> None:
         """Answer every valid, authorised request with `status` until time.monotonic() passes
-        `monotonic_deadline`, changing nothing."""
+        `monotonic_deadline`, changing nothing. `methods` (e.g. WRITE_METHODS): only requests
+        with these methods fail; the others are answered as usual."""
         self._fail_deadline, self._fail_deadline_status = monotonic_deadline, status
+        self._fail_deadline_methods = _method_set(methods)
 
     # --- inspection ---------------------------------------------------------------------
 
@@ -922,8 +964,9 @@ class GiteaSim:
         if handler is None:
             return self._violate(f"{what}: endpoint not implemented by the fake", 501)
 
-        injected = self._injected_fault()
+        injected = self._injected_fault(method)
         if injected is not None:
+            self.faults.append(SimRequest(method, request.path, body))
             return injected
         try:
             answer = handler(self, _Ctx(caller, what, api_path, params, request.query, body))
@@ -956,12 +999,15 @@ class GiteaSim:
             return self._error(401, "invalid username, password or token")
         return login
 
-    def _injected_fault(self) -> _Answer | None:
+    def _injected_fault(self, method: str) -> _Answer | None:
         status = None
-        if self._fail_count > 0:
+        count_methods, deadline_methods = self._fail_count_methods, self._fail_deadline_methods
+        if self._fail_count > 0 and (count_methods is None or method in count_methods):
             self._fail_count -= 1
             status = self._fail_count_status
-        elif time.monotonic() < self._fail_deadline:
+        elif time.monotonic() < self._fail_deadline and (
+            deadline_methods is None or method in deadline_methods
+        ):
             status = self._fail_deadline_status
         if status is None:
             return None
@@ -999,6 +1045,21 @@ class GiteaSim:
         if issue is None:
             raise ValueError(f"no issue or PR {repo}#{number}; add it first")
         return issue
+
+    def _wrote(
+        self,
+        kind: str,
+        repo: str,
+        user: str,
+        *,
+        comment_id: int = 0,
+        sha: str = "",
+        value: str = "",
+        note: str = "",
+    ) -> None:
+        self.writes.append(
+            SimWrite(kind, repo, user, comment_id, sha, value, note, time.monotonic())
+        )
 
     def _store_comment(
         self, repo: str, index: int, body: str, user: str, comment_id: int = 0
@@ -1392,6 +1453,7 @@ class GiteaSim:
         body = self._body_str(ctx, "body", required=True)
         cid = self._store_comment(repo.full_name, issue.number, body, ctx.caller)
         issue.updated = _now()
+        self._wrote("comment", repo.full_name, ctx.caller, comment_id=cid, value=body)
         return _Answer(201, self._comment_json(self._comments[cid]))
 
     def _get_comment(self, ctx: _Ctx) -> _Answer:
@@ -1407,6 +1469,7 @@ class GiteaSim:
         body = self._body_str(ctx, "body", required=True)
         edited = replace(comment, body=body, updated_at=_now())
         self._comments[comment.id] = edited
+        self._wrote("edit", repo.full_name, ctx.caller, comment_id=comment.id, value=body)
         return _Answer(200, self._comment_json(edited))
 
     def _list_reactions(self, ctx: _Ctx) -> _Answer:
@@ -1426,6 +1489,7 @@ class GiteaSim:
                 return _Answer(200, self._reaction_json(r))
         reaction = SimReaction(ctx.caller, content, _now())
         existing.append(reaction)
+        self._wrote("reaction", repo.full_name, ctx.caller, comment_id=comment.id, value=content)
         return _Answer(201, self._reaction_json(reaction))
 
     def _delete_reaction(self, ctx: _Ctx) -> _Answer:
@@ -1433,9 +1497,12 @@ class GiteaSim:
         comment = self._comment_for(ctx, repo)
         content = self._body_str(ctx, "content", required=False)
         existing = self._reactions.get(comment.id, [])
-        self._reactions[comment.id] = [
-            r for r in existing if (r.user, r.content) != (ctx.caller, content)
-        ]
+        kept = [r for r in existing if (r.user, r.content) != (ctx.caller, content)]
+        self._reactions[comment.id] = kept
+        if len(kept) < len(existing):
+            self._wrote(
+                "unreaction", repo.full_name, ctx.caller, comment_id=comment.id, value=content
+            )
         return _Answer(204)
 
     def _list_statuses(self, ctx: _Ctx) -> _Answer:
@@ -1469,6 +1536,9 @@ class GiteaSim:
             created_at=_now(),
         )
         existing.append(status)
+        self._wrote(
+            "status", repo.full_name, ctx.caller, sha=sha, value=state, note=status.description
+        )
         return _Answer(201, self._status_json(repo, sha, status))
 
     def _get_pull(self, ctx: _Ctx) -> _Answer:
