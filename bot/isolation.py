@@ -31,6 +31,7 @@ from bot.model import (
     Command,
     Finding,
     IsolationPlan,
+    QueueSpot,
     ResultsSummary,
     RunEvidence,
     RunResult,
@@ -227,9 +228,13 @@ class Isolation:
         )
 
     async def _alone(
-        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]], stop: asyncio.Event
+        self,
+        spec: RunSpec,
+        on_start: Callable[[str], Awaitable[None]],
+        stop: asyncio.Event,
+        on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
     ) -> tuple[RunResult, RunEvidence]:
-        async with self._pool.hold(recipe=spec.recipe, exclusive=True) as host:
+        async with self._pool.hold(recipe=spec.recipe, exclusive=True, on_queue=on_queue) as host:
             if stop.is_set():  # cancelled while it waited for the host: nothing ran
                 result = RunResult(
                     spec.run_id,
@@ -264,10 +269,15 @@ class Isolation:
         return result, evidence
 
     async def _under_load(
-        self, command_id: int, plan: IsolationPlan, notes: list[str], stop: asyncio.Event
+        self,
+        command_id: int,
+        plan: IsolationPlan,
+        notes: list[str],
+        stop: asyncio.Event,
+        on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
     ) -> list[tuple[RunResult, RunEvidence]]:
         """One round: the recipe beside K other runs, all on one host held by us."""
-        async with self._pool.hold(recipe=plan.recipe, exclusive=True) as host:
+        async with self._pool.hold(recipe=plan.recipe, exclusive=True, on_queue=on_queue) as host:
             k = min(plan.load, max(self._pool.capacity(host) - 1, 0))
             if k < plan.load:
                 notes.append(
@@ -313,13 +323,17 @@ class Isolation:
         await self._runs.set_command_state(command_id, "running")
 
         async def show(
-            done: list[RunResult], running: str | None, host: str = "", load: bool = False
+            done: list[RunResult],
+            running: str | None,
+            host: str = "",
+            load: bool = False,
+            queue: QueueSpot | None = None,
         ) -> None:
             await self._say.comment(
                 o.place,
                 key,
                 render_isolation_progress(
-                    key, plan, done, running, reference, url, o.author, host, load
+                    key, plan, done, running, reference, url, o.author, host, load, queue
                 ),
             )
 
@@ -417,8 +431,11 @@ class Isolation:
                 log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
                 await show(done, rid, host)
 
+            async def queued(spot: QueueSpot) -> None:
+                await show(done, None, queue=spot)
+
             await show(done, None)
-            result, ev = await self._alone(spec, started, stop)
+            result, ev = await self._alone(spec, started, stop, on_queue=queued)
             done.append(result)
             evidence.append(ev)
             if plan.auto:
@@ -431,10 +448,16 @@ class Isolation:
         load_pairs: list[tuple[RunResult, RunEvidence]] = []
         if plan.load > 0 and not stop.is_set():
             await show(done, None, load=True)
+
+            async def queued_load(spot: QueueSpot) -> None:
+                await show(done, None, load=True, queue=spot)
+
             for _ in range(self._settings.load_rounds):
                 if stop.is_set():
                     break
-                load_pairs += await self._under_load(command_id, plan, notes, stop)
+                load_pairs += await self._under_load(
+                    command_id, plan, notes, stop, on_queue=queued_load
+                )
             evidence += [ev for _, ev in load_pairs]
         return load_pairs
 

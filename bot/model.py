@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 # A recipe name doubles as a remote environment value and a path component on the CI host,
 # so it is held to the Co-op Cloud naming rule before it goes anywhere.
@@ -358,6 +361,16 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class QueueSpot:
+    """Where a run waiting for a host stands: 1-based `position` among `length` waiting, and
+    a rough estimate of the seconds until it starts (None until some run has finished)."""
+
+    position: int
+    length: int
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
 class FailingTest:
     test_id: str
     stage: str
@@ -410,10 +423,43 @@ class RunResult:
     results: ResultsSummary | None = None
     problem: str = ""  # why results are missing/unusable, or why the run could not complete
     log_tail: tuple[str, ...] = ()
+    teardown: str = ""  # for an abandoned run: how redfix's teardown ended ("ran, exit 0", ...)
 
     @property
     def completed(self) -> bool:
         return self.state in (RunState.GREEN, RunState.RED, RunState.DEADLINE)
+
+    def record(self) -> dict[str, Any]:
+        """As kept in the store (JSON-ready); `from_record` reads it back after a restart."""
+        return dataclasses.asdict(self) | {"state": self.state.value}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RunResult:
+        res = rec.get("results")
+        results = None
+        if res is not None:
+            results = ResultsSummary(
+                run_id=res["run_id"],
+                recipe=res["recipe"],
+                version=res["version"],
+                stages=tuple(StageResult(s["name"], s["status"]) for s in res["stages"]),
+                failing=tuple(
+                    FailingTest(t["test_id"], t["stage"], t["status"], t.get("message", ""))
+                    for t in res["failing"]
+                ),
+            )
+        return cls(
+            run_id=rec["run_id"],
+            recipe=rec["recipe"],
+            host=rec.get("host", ""),
+            state=RunState(rec["state"]),
+            exit_code=rec.get("exit_code"),
+            duration_s=float(rec.get("duration_s", 0.0)),
+            results=results,
+            problem=rec.get("problem", ""),
+            log_tail=tuple(rec.get("log_tail", ())),
+            teardown=rec.get("teardown", ""),
+        )
 
     def failure_keys(self) -> frozenset[str]:
         if self.state is RunState.DEADLINE and (self.results is None or not self.results.red):

@@ -11,6 +11,7 @@ from bot.model import (
     Finding,
     IsolationPlan,
     OverridePlan,
+    QueueSpot,
     ResultsSummary,
     RunResult,
     RunState,
@@ -117,6 +118,19 @@ def render_failure(msg: str, ref: str) -> str:
     return f"❌ {msg}\n\n(reference `{ref}` for the operator's logs)"
 
 
+def render_queue_spot(spot: QueueSpot) -> str:
+    """ "queued — position 3 of 5, ~4 min"; without an estimate until some run has finished."""
+    text = f"queued — position {spot.position} of {spot.length}"
+    if spot.eta_s is None:
+        return text
+    minutes = spot.eta_s / 60
+    if minutes < 1:
+        return f"{text}, ~<1 min"
+    if minutes < 90:
+        return f"{text}, ~{int(minutes + 0.5)} min"
+    return f"{text}, ~{minutes / 60:.1f} h"
+
+
 def _reference_lines(ref: ResultsSummary | None, test: str | None = None) -> list[str]:
     narrowed = [f"Compared on one test only: {_code(test)}."] if test else []
     if ref is None:
@@ -185,8 +199,10 @@ def render_isolation_progress(
     requested_by: str,
     host: str = "",
     under_load: bool = False,
+    queue: QueueSpot | None = None,
 ) -> str:
-    """The sticky comment while an isolation waits for a host or runs."""
+    """The sticky comment while an isolation waits for a host or runs (`queue`: where it
+    stands in the host queue while it waits)."""
     total = f"up to {plan.runs} (auto)" if plan.auto else str(plan.runs)
     name = f"**redfix isolate `{plan.recipe}`**"
     if under_load:
@@ -197,7 +213,10 @@ def render_isolation_progress(
         head = f"⏳ {name} — {state}, waiting for a host to itself ({total} isolated runs{then})"
     else:
         head = f"🏃 {name} — running run {len(done) + 1}/{total} alone on `{host}`"
-    lines = [status_marker(key), head, "", f"Requested by {mention(requested_by)}.", ""]
+    lines = [status_marker(key), head, ""]
+    if queue is not None and running is None:
+        lines += [f"⏳ {render_queue_spot(queue)}", ""]
+    lines += [f"Requested by {mention(requested_by)}.", ""]
     if done or reference is not None:
         lines += [*_reference_lines(reference, plan.test), ""]
     if done:
@@ -328,15 +347,17 @@ def render_testme(
     requested_by: str,
     note: str = "",
     pr_link: str = "",
+    queue: QueueSpot | None = None,
 ) -> str:
     """The sticky comment for a `!testme` verification of one PR head (`pr_link`: a Markdown
-    link to the PR, shown when the comment is not on the PR itself)."""
+    link to the PR, shown when the comment is not on the PR itself; `queue`: where a queued
+    run stands in the host queue)."""
     short = sha[:10]
     what = f"**!testme `{plan.recipe}`** at `{short}`"
     if plan.repeat > 1:
         what += f" ×{plan.repeat}"
     heads = {
-        "queued": f"⏳ {what} — queued",
+        "queued": f"⏳ {what} — {render_queue_spot(queue) if queue else 'queued'}",
         "running": f"🏃 {what} — running run {len(runs) + 1}/{plan.repeat}",
         "success": f"🟢 {what} — green",
         "failure": f"🔴 {what} — red",

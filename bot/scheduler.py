@@ -3,16 +3,38 @@
 Waiters are served strictly first-come first-served: the head of the queue is placed before
 anyone behind it, so an isolation waiting for a host to drain is never starved by later
 small runs slipping past it.
+
+A waiter may ask to hear where it stands (`hold(on_queue=...)`): whenever its position or the
+queue's length changes it is told its `QueueSpot`, with a rough estimate of when it starts.
+The pool never awaits those callbacks in its (synchronous) grant logic: each waiter gets at
+most one reporting task, owned by the pool, which delivers the newest spot only (a burst of
+changes collapses into one call), logs a failing callback and carries on, and is cancelled
+when the waiter gives up. Once the slot is granted no further call starts; one still in
+flight is given a moment to finish before the hold is entered, so a late "queued" text
+never lands after the caller's own "running" one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+
+from bot.model import QueueSpot
+
+log = logging.getLogger(__name__)
+
+QueueCallback = Callable[[QueueSpot], Awaitable[None]]
+
+# How long a granted hold waits for a queue report still in flight before cancelling it.
+REPORT_GRACE_S = 5.0
+# How many recent hold durations the start estimate averages over.
+RECENT_HOLDS = 50
 
 
 @dataclass
@@ -29,6 +51,10 @@ class _Waiter:
     recipe: str
     future: asyncio.Future[str] = field(repr=False)
     since: float = field(default_factory=time.monotonic)
+    on_queue: QueueCallback | None = field(default=None, repr=False)
+    shown: tuple[int, int] = (0, 0)  # (position, length) last handed to the reporter
+    pending: QueueSpot | None = None  # the newest spot not reported yet
+    reporter: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class HostPool:
@@ -43,6 +69,12 @@ class HostPool:
         self._max = max_concurrent  # across all hosts; 0 = only the hosts' capacities
         # Recent queue waits in seconds, for /metrics (bounded: the pool runs for months).
         self.waits: deque[float] = deque(maxlen=1000)
+        # Recent hold durations in seconds (grant to release), for the start estimate.
+        self.durations: deque[float] = deque(maxlen=RECENT_HOLDS)
+        total = sum(cap for _, cap in hosts)
+        self._slots = min(total, max_concurrent) if max_concurrent else total
+        # An isolation takes a whole host: an average host's worth of slots.
+        self._host_share = min(total / len(hosts), self._slots)
 
     def position(self, recipe: str) -> int:
         """1-based queue position of the first waiter for `recipe`, 0 if none is waiting."""
@@ -61,6 +93,18 @@ class HostPool:
     @property
     def running(self) -> int:
         return sum(h.used for h in self._hosts)
+
+    def eta(self, slots_ahead: float) -> float | None:
+        """Rough seconds until a waiter starts that needs `slots_ahead` slots to free up (the
+        slots of everyone up to and including it; an isolation counts a host's worth).
+
+        Assumes every slot is busy and the queue drains in waves, each as long as the mean of
+        the recent holds: ceil(slots_ahead / slots) × mean. None until a hold has ended.
+        """
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        return math.ceil(slots_ahead / self._slots) * mean
 
     def _place(self, w: _Waiter) -> _Host | None:
         if w.recipe in self._recipes:
@@ -84,13 +128,51 @@ class HostPool:
                 continue
             h = self._place(w)
             if h is None:
-                return
+                break
             self._queue.popleft()
+            w.pending = None  # granted: no further queue report starts
             h.used += 1
             h.exclusive = w.exclusive
             self._recipes.add(w.recipe)
             self.waits.append(time.monotonic() - w.since)
             w.future.set_result(h.name)
+        self._report()
+
+    def _report(self) -> None:
+        """Tell each listening waiter its new spot, if its position or the length changed."""
+        length = len(self._queue)
+        ahead = 0.0
+        for i, w in enumerate(self._queue, 1):
+            ahead += self._host_share if w.exclusive else 1
+            if w.on_queue is None or w.future.done() or w.shown == (i, length):
+                continue
+            w.shown = (i, length)
+            w.pending = QueueSpot(i, length, self.eta(ahead))
+            if w.reporter is None or w.reporter.done():
+                w.reporter = w.future.get_loop().create_task(
+                    self._deliver(w), name=f"queue-report-{w.recipe}"
+                )
+
+    @staticmethod
+    async def _deliver(w: _Waiter) -> None:
+        """The waiter's reporting task: hands over the newest spot until none is pending."""
+        while w.pending is not None and w.on_queue is not None:
+            spot, w.pending = w.pending, None
+            try:
+                await w.on_queue(spot)
+            except Exception:  # a broken callback must not break the queue
+                log.exception("queue report for %s failed", w.recipe)
+
+    @staticmethod
+    async def _settle(w: _Waiter) -> None:
+        """Let a report still in flight finish (briefly) once the slot is granted."""
+        task = w.reporter
+        if task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=REPORT_GRACE_S)
+        if not done:
+            log.warning("queue report for %s still running after the grant; cancelled", w.recipe)
+            task.cancel()
 
     def _release(self, host: str, recipe: str) -> None:
         h = next(h for h in self._hosts if h.name == host)
@@ -101,21 +183,39 @@ class HostPool:
         self._grant()
 
     @asynccontextmanager
-    async def hold(self, *, recipe: str, exclusive: bool) -> AsyncIterator[str]:
-        """Wait for a slot (a whole host if exclusive) and yield the host's name."""
+    async def hold(
+        self, *, recipe: str, exclusive: bool, on_queue: QueueCallback | None = None
+    ) -> AsyncIterator[str]:
+        """Wait for a slot (a whole host if exclusive) and yield the host's name.
+
+        `on_queue` hears the waiter's `QueueSpot` while it waits (see the module docstring);
+        it is never called when the slot is free at once, nor after the slot is granted.
+        """
         loop = asyncio.get_running_loop()
-        w = _Waiter(exclusive, recipe, loop.create_future())
+        w = _Waiter(exclusive, recipe, loop.create_future(), on_queue=on_queue)
         self._queue.append(w)
         self._grant()
         try:
             host = await w.future
         except asyncio.CancelledError:
+            w.pending = None
+            if w.reporter is not None:
+                w.reporter.cancel()
             if w.future.done() and not w.future.cancelled():
                 self._release(w.future.result(), recipe)
             else:
+                with suppress(ValueError):
+                    self._queue.remove(w)  # leave at once: the others move up now
                 self._grant()
             raise
+        entered: float | None = None
         try:
+            await self._settle(w)
+            entered = time.monotonic()
             yield host
         finally:
+            if w.reporter is not None:
+                w.reporter.cancel()  # done already, unless cancelled mid-settle
+            if entered is not None:
+                self.durations.append(time.monotonic() - entered)
             self._release(host, recipe)

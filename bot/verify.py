@@ -24,6 +24,7 @@ from bot.model import (
     Place,
     PullPlan,
     PullRef,
+    QueueSpot,
     ReportPlan,
     RunResult,
     RunSpec,
@@ -149,12 +150,18 @@ class Verifier:
     # --- one run, cancellable while queued or running -------------------------------------
 
     async def _run_one(
-        self, spec: RunSpec, on_start: Callable[[str], Awaitable[None]], cancel: asyncio.Event
+        self,
+        spec: RunSpec,
+        on_start: Callable[[str], Awaitable[None]],
+        cancel: asyncio.Event,
+        on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
     ) -> RunResult:
         started: list[str] = []
 
         async def body() -> RunResult:
-            async with self._pool.hold(recipe=spec.recipe, exclusive=False) as host:
+            async with self._pool.hold(
+                recipe=spec.recipe, exclusive=False, on_queue=on_queue
+            ) as host:
                 started.append(host)
                 await self._store.start_run(spec.run_id, host)
                 await on_start(host)
@@ -276,7 +283,22 @@ class Verifier:
                         key, repo, number, plan, sha, "running", runs, run_ids, who, where
                     )
 
-                runs.append(await self._run_one(spec, started, active.cancel))
+                async def queued(spot: QueueSpot) -> None:
+                    await self._comment(
+                        key,
+                        repo,
+                        number,
+                        plan,
+                        sha,
+                        "queued",
+                        runs,
+                        run_ids,
+                        who,
+                        where,
+                        queue=spot,
+                    )
+
+                runs.append(await self._run_one(spec, started, active.cancel, on_queue=queued))
                 if runs[-1].state is not RunState.GREEN:
                     break  # green only if every repeat is green: one red (or error) decides
         finally:
@@ -331,13 +353,14 @@ class Verifier:
         who: str,
         where: Place,
         note: str = "",
+        queue: QueueSpot | None = None,
     ) -> None:
         on_pr = where == Place(repo, number)
         link = (
             "" if on_pr else f"[{repo}#{number}]({self._settings.gitea_url}/{repo}/pulls/{number})"
         )
         body = render_testme(
-            key, plan, sha, state, self._settings.public_url, runs, run_ids, who, note, link
+            key, plan, sha, state, self._settings.public_url, runs, run_ids, who, note, link, queue
         )
         await self._say.comment(where, key, body)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -120,6 +121,17 @@ async def test_fifty_commands_on_two_hosts(
             for pr in PRS:
                 states = [s.state for s in gitea.statuses(f"recipe-maintainers/{r}", sha(r, pr))]
                 assert states[-1] == "success", (r, pr, states)
+        # The sticky comments showed the queue as it moved, with an estimate once runs ended.
+        bodies = [w.value for w in gitea.writes if w.kind in ("comment", "edit")]
+        spots = [
+            (int(m[1]), int(m[2]), m[3] or "")
+            for b in bodies
+            if (m := re.search(r"queued — position (\d+) of (\d+)(, ~[^\n]+ min)?", b))
+        ]
+        assert spots, "no sticky comment showed a queue position"
+        assert all(1 <= pos <= length <= 50 for pos, length, _ in spots)
+        assert len({pos for pos, _, _ in spots}) > 1  # the queue moved
+        assert any(eta for _, _, eta in spots)  # an estimate, once some run had finished
 
     events = [e for e in sim_harness_events(runs_dir) if e["event"] in ("start", "end")]
     starts = [e for e in events if e["event"] == "start"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bot.model import QueueSpot
 from bot.scheduler import HostPool
 
 
@@ -92,3 +94,213 @@ async def test_max_concurrent_across_hosts_and_waits_recorded() -> None:
     assert peak == 3
     assert len(pool.waits) == 10
     assert all(w >= 0 for w in pool.waits)
+
+
+# --- queue reports (`hold(on_queue=...)`) ----------------------------------------------------
+
+
+class Spots:
+    """Collects the spots one waiter is told, per recipe."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[tuple[int, int]]] = {}
+        self.etas: dict[str, list[float | None]] = {}
+
+    def for_(self, recipe: str) -> Callable[[QueueSpot], Awaitable[None]]:
+        async def report(spot: QueueSpot) -> None:
+            self.seen.setdefault(recipe, []).append((spot.position, spot.length))
+            self.etas.setdefault(recipe, []).append(spot.eta_s)
+
+        return report
+
+
+async def _settle() -> None:
+    """Let the pool's reporting tasks run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def _holder(
+    pool: HostPool,
+    recipe: str,
+    release: asyncio.Event,
+    order: list[str],
+    on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+    exclusive: bool = False,
+) -> None:
+    async with pool.hold(recipe=recipe, exclusive=exclusive, on_queue=on_queue):
+        order.append(recipe)
+        await release.wait()
+
+
+async def test_positions_are_reported_as_the_queue_moves_in_fifo_order() -> None:
+    pool = HostPool([("h1", 1)])
+    spots = Spots()
+    order: list[str] = []
+    gates = {r: asyncio.Event() for r in "abcd"}
+    tasks = []
+    for r in "abcd":
+        tasks.append(asyncio.create_task(_holder(pool, r, gates[r], order, spots.for_(r))))
+        await _settle()
+    assert order == ["a"]
+    assert "a" not in spots.seen  # a slot at once: never told it was queued
+    assert spots.seen == {"b": [(1, 1), (1, 2), (1, 3)], "c": [(2, 2), (2, 3)], "d": [(3, 3)]}
+    gates["a"].set()
+    await _settle()
+    assert order == ["a", "b"]
+    assert spots.seen["b"] == [(1, 1), (1, 2), (1, 3)]  # granted: no further report
+    assert spots.seen["c"][-1] == (1, 2)
+    assert spots.seen["d"][-1] == (2, 2)
+    gates["b"].set()
+    await _settle()
+    assert spots.seen["d"][-1] == (1, 1)
+    gates["c"].set()
+    gates["d"].set()
+    await asyncio.gather(*tasks)
+    assert order == ["a", "b", "c", "d"]
+    assert spots.seen["d"] == [(3, 3), (2, 2), (1, 1)]
+
+
+async def test_cancelled_waiter_leaves_at_once_and_hears_nothing_more() -> None:
+    pool = HostPool([("h1", 1)])
+    spots = Spots()
+    order: list[str] = []
+    gate = asyncio.Event()
+    a = asyncio.create_task(_holder(pool, "a", gate, order))
+    await _settle()
+    b = asyncio.create_task(_holder(pool, "b", gate, order, spots.for_("b")))
+    await _settle()
+    c = asyncio.create_task(_holder(pool, "c", gate, order, spots.for_("c")))
+    await _settle()
+    assert spots.seen["c"] == [(2, 2)]
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    await _settle()
+    assert pool.waiting == 1
+    assert spots.seen["c"][-1] == (1, 1)  # moved up without waiting for b to reach the head
+    seen_b = list(spots.seen["b"])
+    d = asyncio.create_task(_holder(pool, "d", gate, order, spots.for_("d")))
+    await _settle()
+    assert spots.seen["b"] == seen_b
+    gate.set()
+    await asyncio.gather(a, c, d)
+    assert order == ["a", "c", "d"]
+    assert spots.seen["b"] == seen_b
+
+
+async def test_a_report_in_flight_is_cancelled_with_its_waiter() -> None:
+    pool = HostPool([("h1", 1)])
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    outcome: list[str] = []
+
+    async def slow(spot: QueueSpot) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    a = asyncio.create_task(_holder(pool, "a", gate, []))
+    await _settle()
+    b = asyncio.create_task(_holder(pool, "b", gate, [], slow))
+    await started.wait()
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    await _settle()
+    assert outcome == ["cancelled"]
+    gate.set()
+    await a
+
+
+async def test_a_report_in_flight_finishes_before_the_hold_is_entered() -> None:
+    pool = HostPool([("h1", 1)])
+    gate, slow_gate = asyncio.Event(), asyncio.Event()
+    events: list[str] = []
+
+    async def slow(spot: QueueSpot) -> None:
+        events.append(f"report {spot.position}/{spot.length}")
+        await slow_gate.wait()
+        events.append("report done")
+
+    a = asyncio.create_task(_holder(pool, "a", gate, events))
+    await _settle()
+    b = asyncio.create_task(_holder(pool, "b", gate, events, slow))
+    await _settle()
+    gate.set()  # a ends while b's report is still being delivered
+    await _settle()
+    assert events == ["a", "report 1/1"]  # b holds the slot but has not entered yet
+    slow_gate.set()
+    await asyncio.gather(a, b)
+    assert events == ["a", "report 1/1", "report done", "b"]
+
+
+async def test_eta_is_unknown_until_a_hold_ended_then_estimated() -> None:
+    pool = HostPool([("h1", 1)])
+    spots = Spots()
+    order: list[str] = []
+    gates = {r: asyncio.Event() for r in "abc"}
+    tasks = [asyncio.create_task(_holder(pool, r, gates[r], order, spots.for_(r))) for r in "abc"]
+    await _settle()
+    assert spots.seen == {"b": [(1, 2)], "c": [(2, 2)]}  # changes in one tick: one report
+    assert spots.etas == {"b": [None], "c": [None]}
+    await asyncio.sleep(0.05)
+    gates["a"].set()
+    await _settle()
+    assert len(pool.durations) == 1
+    eta = spots.etas["c"][-1]
+    assert eta is not None
+    assert eta == pytest.approx(pool.durations[0])  # 1 wave × the mean
+    assert eta >= 0.04
+    gates["b"].set()
+    gates["c"].set()
+    await asyncio.gather(*tasks)
+
+
+async def test_eta_counts_waves_and_an_isolation_as_a_whole_host() -> None:
+    pool = HostPool([("h1", 2), ("h2", 2)])
+    pool.durations.extend([50.0, 70.0])  # mean 60 s
+    assert pool.eta(1) == 60.0
+    assert pool.eta(4) == 60.0
+    assert pool.eta(5) == 120.0
+    spots = Spots()
+    order: list[str] = []
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(_holder(pool, f"busy{i}", gate, order)) for i in range(4)]
+    await _settle()
+    for r, exclusive in (("iso1", True), ("iso2", True), ("small", False)):
+        tasks.append(asyncio.create_task(_holder(pool, r, gate, order, spots.for_(r), exclusive)))
+        await _settle()
+    # the slots needed up to each waiter: 2, 4, 5 of 4 — one wave, one wave, two waves
+    assert [spots.etas[r][-1] for r in ("iso1", "iso2", "small")] == [60.0, 60.0, 120.0]
+    gate.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_a_failing_report_is_logged_and_never_breaks_the_queue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = HostPool([("h1", 1)])
+    calls = 0
+
+    async def broken(spot: QueueSpot) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("render failed")
+
+    order: list[str] = []
+    gate = asyncio.Event()
+    tasks = []
+    for r in "abcd":
+        tasks.append(asyncio.create_task(_holder(pool, r, gate, order, broken)))
+        await _settle()
+    gate.set()
+    async with asyncio.timeout(1):
+        await asyncio.gather(*tasks)
+    assert order == ["a", "b", "c", "d"]
+    assert calls >= 3
+    assert "queue report for" in caplog.text
+    assert "render failed" in caplog.text
