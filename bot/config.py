@@ -136,6 +136,9 @@ class HarnessConfig(_Section):
     workdir: str = "/srv/cc-ci"
     command: str = "cc-ci-run runner/run_recipe_ci.py"
     runs_dir: str = "/var/lib/cc-ci-runs"
+    # Where redfix keeps each detached run's pid, exit code and output on the host
+    # (default: {runs_dir}/.redfix).
+    state_dir: str = ""
     results: str = "{runs_dir}/{run_id}/results.json"
     junit: str = "{runs_dir}/{run_id}"
     teardown: str = ""
@@ -185,6 +188,10 @@ class HarnessConfig(_Section):
         if reserved:
             raise ValueError(f"set by the bot per run, cannot be overridden: {', '.join(reserved)}")
         return v
+
+    @property
+    def state_root(self) -> str:
+        return self.state_dir.rstrip("/") or f"{self.runs_dir.rstrip('/')}/.redfix"
 
     def results_path(self, run_id: str) -> str:
         return self.results.format(runs_dir=self.runs_dir.rstrip("/"), run_id=run_id)

@@ -31,6 +31,15 @@ class HostRunner(Protocol):
         cancel: asyncio.Event | None = None,
     ) -> RunResult: ...
 
+    async def adopt(
+        self,
+        spec: RunSpec,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> RunResult | None:
+        """Follow a run started before a restart to its end; None if it never started."""
+
     async def find_reference(self, recipe: str, *, limit: int = 200) -> ResultsSummary | None: ...
 
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]: ...

@@ -13,11 +13,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import asyncssh
 
 from bot.config import HarnessConfig, HostConfig
+from bot.hostscripts import FINISH, FOLLOW, LAUNCH, STATUS, STOP, SUPERVISOR
 from bot.model import (
     RECIPE_RE,
     RUN_ID_RE,
@@ -35,6 +36,8 @@ MAX_JUNIT_BYTES = 1024 * 1024
 MAX_JUNIT_FILES = 20
 # A line longer than this is cut into pieces in memory (the log file keeps it whole).
 MAX_LINE_BYTES = 64 * 1024
+# How much of an existing log is read back to rebuild the tail when a run is adopted.
+PRIME_BYTES = 256 * 1024
 READ_CHUNK = 64 * 1024
 TEARDOWN_TIMEOUT_S = 600.0
 # How long past the kill grace we wait for the remote side to report the exit after stdin EOF.
@@ -46,10 +49,18 @@ WRAPPER_TAG = "redfix-wrapper:"
 _WRAPPER_TAG_B = WRAPPER_TAG.encode()
 NOTE_PREFIX = "[redfix] "
 POLL_S = 0.2
+# Reconnecting to a host that dropped us: first wait, doubling up to the cap.
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 30.0
+# A host unreachable for the run's whole budget plus this is given up on (the run is "lost").
+LOST_SLACK_S = 300.0
+# The bot stops a run itself only this long after the host's own timeout should have.
+BACKSTOP_SLACK_S = 60.0
 # Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
 SFTP_VERSION = 6
 
-# The fixed remote wrapper. Its only inputs are positional arguments ($1 workdir, $2 the
+# The fixed remote wrapper for short attached commands (the teardown); harness runs are
+# detached instead (bot.hostscripts). Its only inputs are positional arguments ($1 workdir, $2 the
 # configured command, $3 grace in POLL_S ticks) and the environment set by `env`; nothing is
 # ever formatted into this text.
 #
@@ -105,6 +116,42 @@ class RunnerError(Exception):
     """The CI host cannot be used (connection, authentication, host key) or a spec was refused."""
 
 
+@dataclass(frozen=True)
+class RemoteStatus:
+    """Where a detached run stands on its host (hostscripts.STATUS)."""
+
+    state: str  # none (never started) | running | exited | gone (supervisor died, no exit)
+    code: int | None = None
+    ending: str = ""  # cancelled | timeout, when redfix stopped it
+    elapsed_s: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RemoteStatus:
+        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        state = values.get("state", "")
+        if state not in ("none", "running", "exited", "gone"):
+            raise RunnerError(f"unexpected run status from the host: {text.strip()[:200]!r}")
+        code = values.get("code", "").strip()
+        elapsed = values.get("elapsed", "").strip()
+        return cls(
+            state,
+            int(code) if code.lstrip("-").isdigit() else None,
+            values.get("ending", "").strip(),
+            float(elapsed) if elapsed.lstrip("-").isdigit() else None,
+        )
+
+
+@dataclass
+class _Follow:
+    """What one supervision has done so far, across reconnects."""
+
+    cancel: asyncio.Event | None
+    launched: float | None = None  # monotonic, when this process launched it (finer than
+    # the host's whole seconds); None for an adopted run
+    stopping: str = ""  # "cancelled" | "timeout" once STOP was sent
+    gave_up: bool = False  # the run did not stop after STOP
+
+
 LineCallback = Callable[[str], None]
 
 
@@ -119,19 +166,51 @@ class _LogSink:
     FLUSH_S = 0.5
 
     def __init__(
-        self, path: Path, tail_lines: int, on_line: LineCallback | None, run_id: str
+        self,
+        path: Path,
+        tail_lines: int,
+        on_line: LineCallback | None,
+        run_id: str,
+        *,
+        resume: bool = False,
     ) -> None:
-        self._file: BinaryIO = path.open("ab")
         self._tail: deque[bytes] = deque(maxlen=tail_lines)
+        if resume:
+            self._prime(path)
+        self._file: BinaryIO = path.open("ab")
+        # While a run is followed, the local file is an exact copy of the host's out.log, so
+        # its size is the offset to resume from; our own notes wait in `_deferred` until then.
+        self.size = self._file.tell()
+        self._deferred: list[str] = []
         self._partial = b""
         self._on_line = on_line
         self._run_id = run_id
         self._flushed = time.monotonic()
         self.wrapper_message = ""
 
+    def _prime(self, path: Path) -> None:
+        """The tail of a log written before a restart, so the result still quotes it."""
+        try:
+            with path.open("rb") as f:
+                f.seek(0, 2)
+                f.seek(max(f.tell() - PRIME_BYTES, 0))
+                self._tail.extend(f.read().split(b"\n")[:-1])
+        except OSError:
+            pass
+
+    def defer(self, text: str) -> None:
+        """A note about the run written once the copy of the host's log is complete."""
+        self._deferred.append(f"{time.strftime('%H:%M:%S', time.gmtime())}Z {text}")
+
+    def flush_deferred(self) -> None:
+        for text in self._deferred:
+            self.note(text)
+        self._deferred.clear()
+
     def feed(self, data: bytes) -> None:
         # Local appends are small and fast; a thread hop per chunk would cost more than it saves.
         self._file.write(data)
+        self.size += len(data)
         now = time.monotonic()
         if now - self._flushed >= self.FLUSH_S:
             self._file.flush()  # the live log served to people lags by at most FLUSH_S
@@ -178,7 +257,7 @@ class _LogSink:
         return tuple(_text(raw) for raw in self._tail)
 
     def close(self) -> None:
-        self.end_partial()
+        self._file.flush()  # what reached the file is the resume offset after a restart
         self._file.close()
 
 
@@ -213,6 +292,8 @@ class SshRunner:
         self.last_checked: float | None = None
         self.last_error = ""
         self.connect_errors = 0
+        # Tests shorten how long a host may stay away before its runs count as lost.
+        self.lost_after_s: float | None = None
 
     # --- connection -----------------------------------------------------------------------
 
@@ -419,7 +500,13 @@ class SshRunner:
         on_line: LineCallback | None = None,
         cancel: asyncio.Event | None = None,
     ) -> RunResult:
-        """Run the harness once for `spec`; RunnerError if the host cannot be used at all."""
+        """Start the harness for `spec` detached on the host and follow it to its end.
+
+        RunnerError if the host cannot be used at all (nothing started). Once started, the run
+        belongs to the host: a dropped connection is retried with backoff and the output
+        resumes from where it stopped; if this task is cancelled (the bot shuts down), the run
+        keeps going and `adopt` picks it up again.
+        """
         self._check(spec.recipe, spec.run_id)
         if cancel is not None and cancel.is_set():
             return RunResult(
@@ -435,62 +522,352 @@ class SshRunner:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         sink = _LogSink(self.log_file(spec.run_id), self._tail_lines, on_line, spec.run_id)
         try:
-            return await self._run(conn, spec, sink, cancel)
+            problem = await self._launch(conn, spec)
+            if problem:
+                sink.note(problem)
+                return self._result(spec, RunState.INCOMPLETE, WRAPPER_EXIT, 0.0, sink, problem)
+            log.info("run %s: started %s on %s", spec.run_id, spec.recipe, self._where)
+            result = await self._supervise(
+                spec, sink, cancel, adopting=False, launched=time.monotonic()
+            )
+            assert result is not None  # only an adopted run can turn out never to have started
+            return result
         finally:
             sink.close()
 
-    async def _run(
+    async def adopt(
+        self,
+        spec: RunSpec,
+        *,
+        on_line: LineCallback | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> RunResult | None:
+        """Follow a run started earlier (before a restart) to its end; None if it never started.
+
+        Alive → followed from the byte offset the local log has; ended → its results read;
+        gone without an exit code or results → `interrupted`, torn down.
+        """
+        self._check(spec.recipe, spec.run_id)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        sink = _LogSink(
+            self.log_file(spec.run_id), self._tail_lines, on_line, spec.run_id, resume=True
+        )
+        try:
+            return await self._supervise(spec, sink, cancel, adopting=True)
+        finally:
+            sink.close()
+
+    def _state_dir(self, run_id: str) -> str:
+        return posixpath.join(self._harness.state_root, run_id)
+
+    async def _script(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        script: str,
+        *args: str,
+        limit_s: float = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[int | None, str]:
+        """Run one fixed script with quoted arguments; link trouble raises (the caller retries)."""
+        prefix = ""
+        if env:
+            prefix = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " "
+        quoted = " ".join(shlex.quote(a) for a in args)
+        command = f"{prefix}sh -c {shlex.quote(script)} redfix {quoted}"
+        done = await asyncio.wait_for(
+            conn.run(command, stdin=asyncssh.DEVNULL, encoding=None, check=False),
+            timeout=limit_s,
+        )
+        if done.exit_status is None and done.exit_signal is None:
+            raise ConnectionError("the channel closed without an exit status")
+        raw = done.stdout if isinstance(done.stdout, bytes) else b""
+        return done.exit_status, raw[-8192:].decode("utf-8", "replace")
+
+    async def _launch(self, conn: asyncssh.SSHClientConnection, spec: RunSpec) -> str:
+        """Start the run detached; '' once it runs, else why it could not start."""
+        args = (
+            self._harness.workdir,
+            self._harness.command,
+            self._state_dir(spec.run_id),
+            str(math.ceil(self._harness.timeout_s)),
+            str(self._ticks),
+            SUPERVISOR,
+        )
+        env = self._env(spec)
+        try:
+            code, out = await self._script(conn, LAUNCH, *args, env=env)
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            # The connection died between reuse and use. A launch that did get through is
+            # recognised by the retry (its pid file exists) and followed, never started twice.
+            self._forget(conn)
+            log.warning(
+                "run %s: launch on %s failed (%s); reconnecting", spec.run_id, self._where, e
+            )
+            conn = await self._connection()
+            try:
+                code, out = await self._script(conn, LAUNCH, *args, env=env)
+            except (OSError, asyncssh.Error, TimeoutError) as e2:
+                raise RunnerError(
+                    f"{self._where}: could not start the run: {_reason(e2)}"
+                ) from None
+        if code == 0:
+            return ""
+        for line in out.splitlines():
+            if line.startswith(WRAPPER_TAG):
+                return line.removeprefix(WRAPPER_TAG).strip()
+        return f"the launch on {self._host.name} exited {code}: {out.strip()[-300:]}"
+
+    async def _status(self, conn: asyncssh.SSHClientConnection, run_id: str) -> RemoteStatus:
+        code, out = await self._script(conn, STATUS, self._state_dir(run_id))
+        if code != 0:
+            raise RunnerError(f"{self._where}: run status check exited {code}: {out[-200:]}")
+        return RemoteStatus.parse(out)
+
+    @property
+    def _ticks(self) -> int:
+        return max(0, math.ceil(self._harness.kill_grace_s / POLL_S))
+
+    @property
+    def _lost_after_s(self) -> float:
+        """How long a host may stay unreachable before a run on it is given up as lost."""
+        if self.lost_after_s is not None:
+            return self.lost_after_s
+        return self._harness.timeout_s + self._harness.kill_grace_s + LOST_SLACK_S
+
+    async def _supervise(
+        self,
+        spec: RunSpec,
+        sink: _LogSink,
+        cancel: asyncio.Event | None,
+        *,
+        adopting: bool,
+        launched: float | None = None,
+    ) -> RunResult | None:
+        """Follow a started run to its end through dropped connections, then conclude it."""
+        down_since: float | None = None
+        backoff = RECONNECT_FIRST_S
+        follow = _Follow(cancel, launched)
+        while True:
+            conn: asyncssh.SSHClientConnection | None = None
+            try:
+                conn = await self._connection()
+                status = await self._status(conn, spec.run_id)
+                if status.state == "none":
+                    if adopting:
+                        return None
+                    problem = f"the run's state vanished from {self._host.name}"
+                    sink.note(problem)
+                    return self._result(spec, RunState.INCOMPLETE, None, 0.0, sink, problem)
+                adopting = False
+                # Followed whatever the state: an ended run's output is copied (the rest of it,
+                # after a restart) before it is judged.
+                await self._follow(conn, spec, sink, follow, status)
+                if status.state == "running":
+                    status = await self._status(conn, spec.run_id)
+                down_since, backoff = None, RECONNECT_FIRST_S
+                if status.state == "running" and not follow.gave_up:
+                    continue  # the copy ended early (e.g. the remote `tail` was killed)
+                return await self._conclude(spec, sink, status, follow)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncssh.Error, TimeoutError, RunnerError) as e:
+                if conn is not None:
+                    self._forget(conn)
+                now = time.monotonic()
+                down_since = down_since or now
+                reason = _reason(e)
+                if now - down_since > self._lost_after_s:
+                    problem = (
+                        f"connection to {self._host.name} lost for {now - down_since:.0f}s "
+                        f"({reason}); the run's end is unknown"
+                    )
+                    sink.note(problem)
+                    suffix, teardown = await self._teardown(spec, sink)
+                    return self._result(
+                        spec, RunState.INCOMPLETE, None, 0.0, sink, problem + suffix, None, teardown
+                    )
+                sink.defer(
+                    f"connection to {self._host.name} lost ({reason}); retrying in {backoff:g}s"
+                )
+                log.warning(
+                    "run %s: connection to %s lost (%s); retrying in %gs",
+                    spec.run_id,
+                    self._where,
+                    reason,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _follow(
         self,
         conn: asyncssh.SSHClientConnection,
         spec: RunSpec,
         sink: _LogSink,
-        cancel: asyncio.Event | None,
-    ) -> RunResult:
-        command = self._command(self._env(spec), self._harness.command)
-        started = time.monotonic()
-        log.info("run %s: starting %s on %s", spec.run_id, spec.recipe, self._where)
-        try:
-            ex = await self._execute(
-                conn, command, sink, limit_s=self._harness.timeout_s, cancel=cancel
-            )
-        except (OSError, asyncssh.Error) as e:
-            # The connection died between reuse and use: nothing started, so a fresh one may.
-            self._forget(conn)
-            log.warning(
-                "run %s: could not start on %s (%s); reconnecting", spec.run_id, self._where, e
-            )
-            conn = await self._connection()
-            started = time.monotonic()
-            ex = await self._execute(
-                conn, command, sink, limit_s=self._harness.timeout_s, cancel=cancel
-            )
-        duration = round(time.monotonic() - started, 3)
-        log.info("run %s: %s (exit %s) after %.1fs", spec.run_id, ex.ending, ex.code, duration)
+        follow: _Follow,
+        status: RemoteStatus,
+    ) -> None:
+        """Copy the run's output from where the local log ends until the run ends.
 
-        if ex.ending in ("timeout", "cancelled", "lost"):
-            if ex.ending == "lost":
-                self._forget(conn)
-                sink.note(f"connection lost during the run: {ex.detail}")
-                problem = f"connection to {self._host.name} lost during the run ({ex.detail})"
-            elif ex.ending == "timeout":
+        A cancel, or the bot's own backstop on the timeout (the supervisor on the host enforces
+        it first), sends STOP and keeps copying: the teardown lines come through the log too.
+        """
+        dir_ = self._state_dir(spec.run_id)
+        proc: asyncssh.SSHClientProcess[bytes] = await conn.create_process(
+            f"sh -c {shlex.quote(FOLLOW)} redfix {shlex.quote(dir_)} {sink.size}",
+            encoding=None,
+            stdin=asyncssh.DEVNULL,
+            stderr=asyncssh.DEVNULL,
+        )
+        pump = asyncio.create_task(self._pump(proc, sink))
+        # The backstop: past the run's budget by the host's clock, plus the grace and a margin.
+        budget = self._harness.timeout_s + self._harness.kill_grace_s + BACKSTOP_SLACK_S
+        deadline = time.monotonic() + max(budget - (status.elapsed_s or 0.0), 0.0)
+        try:
+            while True:
+                waiting: set[asyncio.Future[Any]] = {pump}
+                if follow.cancel is not None and not follow.stopping:
+                    stop_wait = asyncio.ensure_future(follow.cancel.wait())
+                    waiting.add(stop_wait)
+                if follow.stopping:
+                    limit = self._harness.kill_grace_s + STOP_SLACK_S + BACKSTOP_SLACK_S
+                else:
+                    limit = max(deadline - time.monotonic(), 0.0)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+                )
+                for w in waiting - {pump}:
+                    w.cancel()
+                if pump in done:
+                    pump.result()  # link errors propagate: the caller reconnects
+                    return
+                if follow.stopping:
+                    follow.gave_up = True
+                    sink.defer(f"the run did not stop within {limit:g}s of the stop signal")
+                    return
+                follow.stopping = (
+                    "cancelled"
+                    if follow.cancel is not None and follow.cancel.is_set()
+                    else "timeout"
+                )
+                log.info("run %s: %s; stopping its process group", spec.run_id, follow.stopping)
+                code, out = await self._script(
+                    conn,
+                    STOP,
+                    dir_,
+                    follow.stopping,
+                    str(self._ticks),
+                    limit_s=self._harness.kill_grace_s + STOP_SLACK_S + 30,
+                )
+                if code != 0:
+                    sink.defer(f"stop exited {code}: {out.strip()[-200:]}")
+        finally:
+            if not pump.done():
+                # Our task is cancelled (shutdown) or we gave up: close only our copy; the
+                # run itself goes on and is adopted again later.
+                proc.close()
+                pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+
+    async def _conclude(
+        self, spec: RunSpec, sink: _LogSink, status: RemoteStatus, follow: _Follow
+    ) -> RunResult:
+        """The run has ended (or will not stop): judge it, tear down if it was abandoned."""
+        sink.end_partial()
+        sink.flush_deferred()
+        if follow.launched is not None:
+            duration = round(time.monotonic() - follow.launched, 3)
+        else:
+            duration = float(status.elapsed_s or 0.0)
+        ending = status.ending or follow.stopping
+        log.info(
+            "run %s: %s%s (exit %s) after %.0fs",
+            spec.run_id,
+            status.state,
+            f", {ending}" if ending else "",
+            status.code,
+            duration,
+        )
+        result: RunResult
+        if follow.gave_up or ending in ("cancelled", "timeout"):
+            if follow.gave_up:
+                problem = f"{ending or 'stop'}: the run did not stop on {self._host.name}"
+            elif ending == "timeout":
                 problem = f"timed out after {self._harness.timeout_s:g}s"
             else:
                 problem = "cancelled"
-            problem += await self._teardown(spec, sink)
-            return self._result(spec, RunState.INCOMPLETE, ex.code, duration, sink, problem)
-
-        code = ex.code
-        assert code is not None  # an "exited" execution always has a code
-        if code == WRAPPER_EXIT and sink.wrapper_message:
-            return self._result(
-                spec, RunState.INCOMPLETE, code, duration, sink, sink.wrapper_message
+            suffix, teardown = await self._teardown(spec, sink)
+            result = self._result(
+                spec,
+                RunState.INCOMPLETE,
+                status.code,
+                duration,
+                sink,
+                problem + suffix,
+                None,
+                teardown,
             )
+        elif status.state == "exited" and status.code is not None:
+            try:
+                summary, missing = await self.read_results(spec.run_id)
+            except RunnerError as e:
+                summary, missing = None, f"results not read: {e}"
+            state, problem = _judge(status.code, summary, missing)
+            result = self._result(spec, state, status.code, duration, sink, problem, summary)
+        else:
+            # The supervisor is gone without an exit code (host rebooted, killed): results
+            # written before that still tell the run's outcome; without them it is interrupted.
+            try:
+                summary, missing = await self.read_results(spec.run_id)
+            except RunnerError as e:
+                summary, missing = None, f"results not read: {e}"
+            gone = f"the run's supervisor on {self._host.name} is gone without an exit code"
+            if summary is not None:
+                sink.note(f"{gone}; judged from results.json")
+                state = RunState.RED if summary.red else RunState.GREEN
+                result = self._result(
+                    spec, state, None, duration, sink, f"{gone}; judged from results.json", summary
+                )
+            else:
+                problem = f"interrupted: {gone} and no results ({missing})"
+                sink.note(problem)
+                suffix, teardown = await self._teardown(spec, sink)
+                result = self._result(
+                    spec,
+                    RunState.INCOMPLETE,
+                    None,
+                    duration,
+                    sink,
+                    problem + suffix,
+                    None,
+                    teardown,
+                )
+        await self._finish_remote(spec.run_id)
+        return result
+
+    async def _finish_remote(self, run_id: str) -> None:
+        """Drop the host's copy of the log (ours is complete); the small markers stay, so a
+        bot that dies before recording the result concludes the same way after a restart."""
         try:
-            summary, missing = await self.read_results(spec.run_id)
-        except RunnerError as e:
-            summary, missing = None, f"results not read: {e}"
-        state, problem = _judge(code, summary, missing)
-        return self._result(spec, state, code, duration, sink, problem, summary)
+            conn = await self._connection()
+            await self._script(conn, FINISH, self._state_dir(run_id))
+        except (OSError, asyncssh.Error, TimeoutError, RunnerError) as e:
+            log.info("run %s: remote log not truncated: %s", run_id, _reason(e))
+
+    async def stop_remote(self, run_id: str, why: str = "cancelled") -> bool:
+        """Signal a run this bot is not following (e.g. recorded before a restart); True if
+        a started run was there to stop."""
+        self._check(run_id=run_id)
+        conn = await self._connection()
+        code, _ = await self._script(
+            conn,
+            STOP,
+            self._state_dir(run_id),
+            why,
+            str(self._ticks),
+            limit_s=self._harness.kill_grace_s + STOP_SLACK_S + 30,
+        )
+        return code == 0
 
     def _result(
         self,
@@ -501,6 +878,7 @@ class SshRunner:
         sink: _LogSink,
         problem: str,
         results: ResultsSummary | None = None,
+        teardown: str = "",
     ) -> RunResult:
         return RunResult(
             run_id=spec.run_id,
@@ -512,30 +890,36 @@ class SshRunner:
             results=results,
             problem=problem,
             log_tail=sink.tail,
+            teardown=teardown,
         )
 
-    async def _teardown(self, spec: RunSpec, sink: _LogSink) -> str:
-        """Run the configured teardown for an abandoned run; '' or '; what went wrong'."""
+    async def _teardown(self, spec: RunSpec, sink: _LogSink) -> tuple[str, str]:
+        """Run the configured teardown for an abandoned run.
+
+        Returns ('' or '; what went wrong', how the teardown ended — kept in the run record)."""
         if not self._harness.teardown:
             sink.note("no teardown command configured; nothing more to do")
-            return ""
+            return "", "none configured"
         sink.note(f"running teardown for {spec.run_id}")
         try:
             conn = await self._connection()
         except RunnerError as e:
             sink.note(f"teardown not run: {e}")
-            return f"; teardown not run: {e}"
+            return f"; teardown not run: {e}", f"not run: {e}"
         command = self._command(self._env(spec), self._harness.teardown)
         try:
             ex = await self._execute(conn, command, sink, limit_s=TEARDOWN_TIMEOUT_S, cancel=None)
         except (OSError, asyncssh.Error) as e:
             self._forget(conn)
-            return f"; teardown could not start: {e}"
+            return f"; teardown could not start: {e}", f"could not start: {e}"
         if ex.ending != "exited":
-            return f"; teardown did not finish ({ex.ending} {ex.detail})".rstrip()
+            what = f"did not finish ({ex.ending} {ex.detail})".rstrip()
+            return f"; teardown {what}", what
         if ex.code != 0:
-            return f"; teardown exited {ex.code}"
-        return ""
+            sink.note(f"teardown exited {ex.code}")
+            return f"; teardown exited {ex.code}", f"exited {ex.code}"
+        sink.note("teardown done (exit 0)")
+        return "", "ran, exit 0"
 
     def log_file(self, run_id: str) -> Path:
         """Where a run's output is kept on the bot's side."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -362,34 +364,183 @@ async def test_missing_workdir_is_reported_plainly(sshd: Sshd, tmp_path: Path) -
     assert events(tmp_path) == []
 
 
+def harness_lines(log: Path) -> list[str]:
+    """The harness's own lines of a local log (redfix's `[redfix]` notes left out)."""
+    return [ln for ln in log.read_text().splitlines() if ln and not ln.startswith("[redfix]")]
+
+
+def assert_whole_log(log: Path, run_id: str, stages: int) -> None:
+    """Every stage once, in order, from the first line to the result: no gap, no repeat."""
+    lines = harness_lines(log)
+    assert lines[0].startswith(f"[cc-ci] run {run_id}:"), lines[:3]
+    assert lines[-1] == "[cc-ci] result: green", lines[-3:]
+    entered = [ln for ln in lines if ln.startswith("[cc-ci] ==> stage")]
+    assert [ln.rsplit("(", 1)[1] for ln in entered] == [
+        f"{i}/{stages})" for i in range(1, stages + 1)
+    ]
+
+
 @pytest.mark.slow
-async def test_lost_connection_stops_the_run_and_tears_down_after_reconnecting(
+async def test_a_dropped_connection_does_not_stop_the_run_it_is_followed_to_the_end(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "1"}) as runner:
+        task = asyncio.create_task(runner.run(RunSpec(run_id="l1", recipe="custom-html")))
+        await wait_for(sim(tmp_path) / "active" / "l1")
+        pid = harness_pid(tmp_path, "l1")
+        await asyncio.sleep(1.2)
+        sshd.drop_connections()
+        assert is_alive(pid), "the harness must not depend on the SSH session that started it"
+        result = await asyncio.wait_for(task, 30)
+
+    assert result.state is RunState.GREEN, result
+    assert result.teardown == ""
+    assert_whole_log(tmp_path / "logs" / "l1.log", "l1", 4)
+    log_text = (tmp_path / "logs" / "l1.log").read_text()
+    # The drop is on record, as redfix's own note.
+    assert any(ln.startswith("[redfix] ") and "lost" in ln for ln in log_text.splitlines())
+    assert not (sim(tmp_path) / "teardown" / "l1").exists()  # never signalled, never torn down
+    assert [e["event"] for e in events(tmp_path)] == ["start", "end"]
+
+
+@pytest.mark.slow
+async def test_sshd_stopped_and_started_mid_run_the_run_is_followed_to_the_end(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "1"}) as runner:
+        task = asyncio.create_task(runner.run(RunSpec(run_id="s1", recipe="custom-html")))
+        await wait_for(sim(tmp_path) / "active" / "s1")
+        await asyncio.sleep(0.5)
+        sshd.stop()  # the listener and every connection: the host is unreachable
+        try:
+            await asyncio.sleep(3)
+            assert not task.done(), "an unreachable host must not end the run's record"
+        finally:
+            sshd.start()
+        result = await asyncio.wait_for(task, 60)
+
+    assert result.state is RunState.GREEN, result
+    assert_whole_log(tmp_path / "logs" / "s1.log", "s1", 4)
+    assert [e["event"] for e in events(tmp_path)] == ["start", "end"]
+
+
+@pytest.mark.slow
+async def test_a_run_outlives_its_follower_and_is_adopted_from_the_byte_offset(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    spec = RunSpec(run_id="a1", recipe="custom-html")
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.7"}) as first:
+        task = asyncio.create_task(first.run(spec))
+        await wait_for(sim(tmp_path) / "active" / "a1")
+        await asyncio.sleep(1.0)
+        task.cancel()  # the bot shuts down (or dies): its follower goes, the run does not
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    part = (tmp_path / "logs" / "a1.log").read_bytes()
+    assert b"stage install" in part
+    assert b"result: green" not in part
+    pid = harness_pid(tmp_path, "a1")
+    assert is_alive(pid)
+
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.7"}) as second:
+        result = await asyncio.wait_for(second.adopt(spec), 30)
+        never = await second.adopt(RunSpec(run_id="a2", recipe="custom-html"))
+
+    assert result is not None
+    assert result.state is RunState.GREEN, result
+    assert result.results is not None
+    assert result.results.run_id == "a1"
+    whole = (tmp_path / "logs" / "a1.log").read_bytes()
+    assert whole.startswith(part)
+    assert_whole_log(tmp_path / "logs" / "a1.log", "a1", 4)
+    assert result.log_tail[-1] == "[cc-ci] result: green"
+    assert never is None  # a run that never started is not invented
+    assert [e["event"] for e in events(tmp_path)] == ["start", "end"]
+
+
+@pytest.mark.slow
+async def test_a_run_that_ended_unwatched_is_read_on_adoption(sshd: Sshd, tmp_path: Path) -> None:
+    path = scenarios(tmp_path, {"mumble": {"pattern": "R"}})
+    spec = RunSpec(run_id="u1", recipe="mumble")
+    async with open_runner(sshd, tmp_path, env={"SIM_SCENARIOS": path}) as runner:
+        task = asyncio.create_task(runner.run(spec))
+        await wait_for(sim(tmp_path) / "active" / "u1")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        deadline = time.monotonic() + 20
+        while not any(e["event"] == "end" for e in events(tmp_path)):
+            assert time.monotonic() < deadline, "the run should end on its own"
+            await asyncio.sleep(0.1)
+        result = await runner.adopt(spec)
+
+    assert result is not None
+    assert result.state is RunState.RED, result
+    assert result.exit_code == 1
+    assert result.results is not None
+    assert [f.test_id for f in result.results.failing] == [MUMBLE_TEST]
+    assert "[cc-ci] result: red (custom)" in harness_lines(tmp_path / "logs" / "u1.log")
+
+
+@pytest.mark.slow
+async def test_a_run_gone_without_exit_or_results_is_interrupted_and_torn_down(
     sshd: Sshd, tmp_path: Path
 ) -> None:
     path = scenarios(tmp_path, {"stuck": {"pattern": "H"}})
+    spec = RunSpec(run_id="i1", recipe="stuck")
     async with open_runner(sshd, tmp_path, env={"SIM_SCENARIOS": path}) as runner:
-        task = asyncio.create_task(runner.run(RunSpec(run_id="l1", recipe="stuck")))
-        await wait_for(sim(tmp_path) / "active" / "l1")
-        pid = harness_pid(tmp_path, "l1")
-        sshd.drop_connections()
-        result = await asyncio.wait_for(task, 20)
-        # The same runner reconnects for the next run.
-        after = await runner.run(RunSpec(run_id="l2", recipe="custom-html"))
+        task = asyncio.create_task(runner.run(spec))
+        await wait_for(sim(tmp_path) / "active" / "i1")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # The host "reboots": supervisor and harness die at once, nothing records an exit.
+        state = Path(runner._state_dir("i1"))
+        for name in ("supervisor", "pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((state / name).read_text()), signal.SIGKILL)
+        pid = harness_pid(tmp_path, "i1")
+        deadline = time.monotonic() + 5
+        while is_alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        result = await runner.adopt(spec)
 
+    assert result is not None
     assert result.state is RunState.INCOMPLETE, result
-    assert result.problem.startswith("connection to sshd-test lost during the run")
-    assert "teardown" in teardowns(tmp_path, "l1")
-    deadline = time.monotonic() + 5
-    while is_alive(pid) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not is_alive(pid), "stdin EOF from the dropped session must stop the harness"
-    assert "sigterm" in teardowns(tmp_path, "l1")
-    assert after.state is RunState.GREEN
+    assert result.problem.startswith("interrupted: the run's supervisor on sshd-test is gone")
+    assert result.teardown == "ran, exit 0"
+    assert teardowns(tmp_path, "i1") == ["teardown"]
+
+
+@pytest.mark.slow
+async def test_the_host_enforces_the_timeout_while_no_bot_watches(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    path = scenarios(tmp_path, {"stuck": {"pattern": "H"}})
+    spec = RunSpec(run_id="w1", recipe="stuck")
+    async with open_runner(
+        sshd, tmp_path, env={"SIM_SCENARIOS": path}, timeout_s=1.0, kill_grace_s=1.0
+    ) as runner:
+        task = asyncio.create_task(runner.run(spec))
+        await wait_for(sim(tmp_path) / "active" / "w1")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        pid = harness_pid(tmp_path, "w1")
+        deadline = time.monotonic() + 15
+        while is_alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not is_alive(pid), "the supervisor on the host must stop a run past its timeout"
+        result = await runner.adopt(spec)
+
+    assert result is not None
+    assert result.state is RunState.INCOMPLETE, result
+    assert result.problem == "timed out after 1s"
+    assert result.teardown == "ran, exit 0"
+    assert teardowns(tmp_path, "w1") == ["sigterm", "teardown"]
 
 
 @pytest.mark.slow
 async def test_concurrent_runs_share_one_connection(sshd: Sshd, tmp_path: Path) -> None:
-    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.2"}) as runner:
+    # Long enough stages that the two launches (each its own exec) surely overlap.
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "1"}) as runner:
         first, second = await asyncio.gather(
             runner.run(RunSpec(run_id="p1", recipe="custom-html")),
             runner.run(RunSpec(run_id="p2", recipe="ghost")),
