@@ -245,6 +245,21 @@ async def running_bot(
         public_url=config.server.public_url,
         gitea_url=config.gitea.url,
     )
+    # Work a previous process started and did not finish goes back to the dispatcher first,
+    # in arrival order; each job finds its runs in the store and adopts those still going.
+    resumed = await store.requeue_unfinished()
+    if resumed:
+        log.info("resuming %d unfinished command(s) from before the restart", resumed)
+    # Runs still going on their hosts keep their slots: nothing new is placed beside an
+    # isolation, or over a host's capacity, before the resumed job adopts its run.
+    for run in await store.active_runs():
+        if run["state"] == "running" and pool.reserve(
+            f"cmd-{run['command_id']}",
+            run["host"],
+            run["recipe"],
+            exclusive=run["kind"] == "isolation",
+        ):
+            log.info("run %s on %s: slot kept for its resumed job", run["run_id"], run["host"])
     tasks = [
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(outbox.run(), name="outbox"),
@@ -264,6 +279,14 @@ async def running_bot(
     try:
         yield bot
     finally:
+        # Remote runs are not stopped: they go on on their hosts and the next start adopts
+        # them. Jobs are cancelled where they wait; nothing is marked failed for it.
+        if jobs.active:
+            log.info(
+                "shutting down with %d job(s) in flight; their runs keep going on the hosts "
+                "and are resumed at the next start",
+                jobs.active,
+            )
         await jobs.cancel_all()
         for t in tasks:
             t.cancel()

@@ -65,6 +65,8 @@ class CommandLog(Protocol):
 
     async def set_command_state(self, command_id: int, state: str) -> None: ...
 
+    async def command_resumed(self, command_id: int) -> bool: ...
+
     async def add_override(
         self, recipe: str, cause: str, reason: str, author: str, command_id: int
     ) -> None: ...
@@ -203,7 +205,8 @@ class Dispatcher:
             )
             await self._store.set_command_state(command_id, "refused")
             return "done", "refused"
-        await self._say.react(o, "eyes")
+        if not await self._store.command_resumed(command_id):  # acknowledged the first time
+            await self._say.react(o, "eyes")
         if isinstance(outcome, Usage):
             await self._say.comment(o.place, f"cmd-{command_id}", render_usage(outcome.message))
             await self._store.set_command_state(command_id, "replied")

@@ -18,7 +18,8 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,10 @@ class RunLog(Protocol):
     async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
 
     async def start_triage(self, recipe: str, command_id: int, repo: str, number: int) -> int: ...
+
+    async def triage(self, recipe: str) -> dict[str, Any] | None: ...
+
+    async def command_runs(self, command_id: int) -> list[dict[str, Any]]: ...
 
     async def update_triage(self, triage_id: int, **detail: Any) -> None: ...
 
@@ -186,11 +191,20 @@ class Isolation:
             await asyncio.sleep(self._settings.busy_poll_s)
 
     async def _execute(
-        self, host: str, spec: RunSpec, cancel: asyncio.Event | None = None
+        self, host: str, spec: RunSpec, cancel: asyncio.Event | None = None, *, adopt: bool = False
     ) -> RunResult:
-        await self._runs.start_run(spec.run_id, host)
+        """Run `spec` on `host`; with `adopt`, follow the run a previous process started there
+        (starting it only if it never got going)."""
         started = time.monotonic()
         try:
+            if adopt:
+                found = await self._runners[host].adopt(spec, cancel=cancel)
+                if found is not None:
+                    return found
+                log.info(
+                    "run %s never started on %s before the restart; starting it", spec.run_id, host
+                )
+            await self._runs.start_run(spec.run_id, host)
             return await self._runners[host].run(spec, cancel=cancel)
         except Exception as e:  # could not start (connection, auth, host key)
             log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
@@ -215,17 +229,36 @@ class Isolation:
             except Exception as e:  # evidence is a bonus; a failing command must not lose the run
                 log.warning("evidence for %s failed: %s", spec.run_id, e)
                 service = [("evidence", f"could not collect evidence: {e}")]
+        return self._evidence(result, alone, tuple(service))
+
+    def _evidence(
+        self, result: RunResult, alone: str, service: tuple[tuple[str, str], ...]
+    ) -> RunEvidence:
+        """A run's finding, from its log and service output (pure but for reading the log)."""
         service_lines = [ln for _, out in service for ln in out.splitlines()][:MAX_SERVICE_LINES]
         finding: Finding | None = None
         if result.state is not RunState.GREEN:
-            with _lines(self._runners[host].log_file(spec.run_id)) as lines:
+            runner = self._runners.get(result.host) or next(iter(self._runners.values()))
+            with _lines(runner.log_file(result.run_id)) as lines:
                 finding = run_finding(result, lines, service_lines, self._rules)
-        return RunEvidence(spec.run_id, alone, finding, tuple(service))
+        return RunEvidence(result.run_id, alone, finding, service)
 
-    async def _finish(self, result: RunResult) -> None:
-        await self._runs.finish_run(
-            result.run_id, result.state.value, result.exit_code, result_record(result)
-        )
+    def _restored(self, row: Mapping[str, Any]) -> tuple[RunResult, RunEvidence]:
+        """A run finished before a restart, as recorded: its result, its evidence again."""
+        rec = row["result"]
+        result = RunResult.from_record(rec)
+        kept = rec.get("evidence") or {}
+        service = tuple((str(c), str(o)) for c, o in kept.get("service", ()))
+        return result, self._evidence(result, str(kept.get("alone", row.get("note", ""))), service)
+
+    async def _finish(self, result: RunResult, evidence: RunEvidence | None = None) -> None:
+        record = result_record(result)
+        if evidence is not None:  # kept so a restart can rebuild the verdict from the store
+            record["evidence"] = {
+                "alone": evidence.alone,
+                "service": [list(pair) for pair in evidence.service_logs],
+            }
+        await self._runs.finish_run(result.run_id, result.state.value, result.exit_code, record)
 
     async def _alone(
         self,
@@ -233,8 +266,23 @@ class Isolation:
         on_start: Callable[[str], Awaitable[None]],
         stop: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+        *,
+        resume: Mapping[str, Any] | None = None,
     ) -> tuple[RunResult, RunEvidence]:
-        async with self._pool.hold(recipe=spec.recipe, exclusive=True, on_queue=on_queue) as host:
+        """One isolated run. `resume`: its record from before a restart (running: adopted on
+        its host, whose slot was reserved at start-up)."""
+        running = resume is not None and resume["state"] == "running"
+        claim = f"cmd-{resume['command_id']}" if resume is not None and running else ""
+        async with self._pool.hold(
+            recipe=spec.recipe, exclusive=True, on_queue=on_queue, claim=claim
+        ) as host:
+            if running and resume is not None and resume["host"] == host:
+                await on_start(host)
+                alone = str(resume["note"]) or "checked before a restart"
+                result = await self._execute(host, spec, stop, adopt=True)
+                evidence = await self._examine(host, spec, result, alone)
+                await self._finish(result, evidence)
+                return result, evidence
             if stop.is_set():  # cancelled while it waited for the host: nothing ran
                 result = RunResult(
                     spec.run_id,
@@ -265,7 +313,7 @@ class Isolation:
             await self._runs.note_run(spec.run_id, alone)
             result = await self._execute(host, spec, stop)
             evidence = await self._examine(host, spec, result, alone)
-        await self._finish(result)
+        await self._finish(result, evidence)
         return result, evidence
 
     async def _under_load(
@@ -275,9 +323,19 @@ class Isolation:
         notes: list[str],
         stop: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+        prior: Sequence[Mapping[str, Any]] = (),
     ) -> list[tuple[RunResult, RunEvidence]]:
-        """One round: the recipe beside K other runs, all on one host held by us."""
-        async with self._pool.hold(recipe=plan.recipe, exclusive=True, on_queue=on_queue) as host:
+        """One round: the recipe beside K other runs, all on one host held by us. `prior`: the
+        round's run records from before a restart (finished ones kept, running ones adopted)."""
+        if prior and all(r["result"] is not None for r in prior):
+            return await self._resume_round("", plan, prior, stop)  # it ended before the restart
+        running = any(r["state"] == "running" for r in prior)
+        claim = f"cmd-{command_id}" if running else ""
+        async with self._pool.hold(
+            recipe=plan.recipe, exclusive=True, on_queue=on_queue, claim=claim
+        ) as host:
+            if prior:
+                return await self._resume_round(host, plan, prior, stop)
             k = min(plan.load, max(self._pool.capacity(host) - 1, 0))
             if k < plan.load:
                 notes.append(
@@ -300,10 +358,42 @@ class Isolation:
             results = await asyncio.gather(
                 *(self._execute(host, s, stop) for s in (target, *fillers))
             )
-            for r in results:
-                await self._finish(r)
             evidence = await self._examine(host, target, results[0], note)
+            await self._finish(results[0], evidence)
+            for r in results[1:]:
+                await self._finish(r)
         return [(results[0], evidence)]
+
+    async def _resume_round(
+        self,
+        host: str,
+        plan: IsolationPlan,
+        prior: Sequence[Mapping[str, Any]],
+        stop: asyncio.Event,
+    ) -> list[tuple[RunResult, RunEvidence]]:
+        """Finish a round under load a previous process started (on the host we now hold)."""
+        target_row = next((r for r in prior if r["phase"] == "load"), prior[0])
+
+        async def one(row: Mapping[str, Any]) -> tuple[RunResult, bool]:
+            if row["result"] is not None:
+                return RunResult.from_record(row["result"]), False
+            spec = RunSpec(row["run_id"], row["recipe"])
+            adopt = row["state"] == "running" and row["host"] == host
+            return await self._execute(host, spec, stop, adopt=adopt), True
+
+        outcomes = await asyncio.gather(*(one(r) for r in prior))
+        by_id = {r["run_id"]: (res, fresh) for r, (res, fresh) in zip(prior, outcomes, strict=True)}
+        target, fresh = by_id[target_row["run_id"]]
+        if fresh:
+            spec = RunSpec(target.run_id, plan.recipe)
+            evidence = await self._examine(host, spec, target, str(target_row["note"]))
+            await self._finish(target, evidence)
+        else:
+            evidence = self._restored(target_row)[1]
+        for res, again in by_id.values():
+            if again and res.run_id != target.run_id:
+                await self._finish(res)
+        return [(target, evidence)]
 
     def cancel(self, command_id: int, reason: str) -> bool:
         """Stop an isolation: a queued run never starts, a running one is torn down."""
@@ -338,6 +428,14 @@ class Isolation:
             )
 
         reference: ResultsSummary | None = None
+        # Runs recorded by a previous process for this command (a restart resumes them), and
+        # the reference it judged against (our own red runs are newer than the sweep's now).
+        prior = await self._runs.command_runs(command_id)
+        if prior and not plan.reference_run:
+            before = await self._runs.triage(plan.recipe)
+            failure = (before or {}).get("detail", {}).get("failure") or {}
+            if (before or {}).get("command_id") == command_id and failure.get("run_id"):
+                plan = dataclasses.replace(plan, reference_run=str(failure["run_id"]))
         triage = await self._runs.start_triage(plan.recipe, command_id, *o.place.record())
         await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
         await show([], None)
@@ -369,7 +467,9 @@ class Isolation:
         notes: list[str] = []
         stop = self._stops[command_id] = asyncio.Event()
         try:
-            load_pairs = await self._runs_all(command_id, plan, show, done, evidence, notes, stop)
+            load_pairs = await self._runs_all(
+                command_id, plan, show, done, evidence, notes, stop, prior
+            )
         finally:
             self._stops.pop(command_id, None)
         if stop.is_set():
@@ -421,11 +521,26 @@ class Isolation:
         evidence: list[RunEvidence],
         notes: list[str],
         stop: asyncio.Event,
+        prior: Sequence[Mapping[str, Any]] = (),
     ) -> list[tuple[RunResult, RunEvidence]]:
-        """The isolated runs, then the rounds under load; stops early when cancelled."""
+        """The isolated runs, then the rounds under load; stops early when cancelled.
+
+        `prior`: this command's runs recorded before a restart, reused in order."""
+        earlier = deque(r for r in prior if r["phase"] == "alone")
         while len(done) < plan.runs and not stop.is_set():
-            spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
-            await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
+            row = earlier.popleft() if earlier else None
+            if row is not None and row["result"] is not None:
+                result, ev = self._restored(row)
+                done.append(result)
+                evidence.append(ev)
+                if self._auto_stop(plan, done, notes):
+                    break
+                continue
+            if row is None:
+                spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
+                await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
+            else:
+                spec = RunSpec(row["run_id"], plan.recipe, exclusive=True)
 
             async def started(host: str, rid: str = spec.run_id) -> None:
                 log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
@@ -435,16 +550,11 @@ class Isolation:
                 await show(done, None, queue=spot)
 
             await show(done, None)
-            result, ev = await self._alone(spec, started, stop, on_queue=queued)
+            result, ev = await self._alone(spec, started, stop, on_queue=queued, resume=row)
             done.append(result)
             evidence.append(ev)
-            if plan.auto:
-                red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
-                green = sum(1 for r in done if r.state is RunState.GREEN)
-                go_on, why = should_continue(green, red, max_runs=plan.runs)
-                if not go_on:
-                    notes.append(f"auto: stopped after {len(done)} runs — {why}")
-                    break
+            if self._auto_stop(plan, done, notes):
+                break
         load_pairs: list[tuple[RunResult, RunEvidence]] = []
         if plan.load > 0 and not stop.is_set():
             await show(done, None, load=True)
@@ -452,14 +562,28 @@ class Isolation:
             async def queued_load(spot: QueueSpot) -> None:
                 await show(done, None, load=True, queue=spot)
 
+            load_prior = [r for r in prior if r["phase"] in ("load", "load-filler")]
             for _ in range(self._settings.load_rounds):
                 if stop.is_set():
                     break
                 load_pairs += await self._under_load(
-                    command_id, plan, notes, stop, on_queue=queued_load
+                    command_id, plan, notes, stop, on_queue=queued_load, prior=load_prior
                 )
+                load_prior = []
             evidence += [ev for _, ev in load_pairs]
         return load_pairs
+
+    @staticmethod
+    def _auto_stop(plan: IsolationPlan, done: list[RunResult], notes: list[str]) -> bool:
+        """With `--runs auto`: have the results told flaky from always-failing yet?"""
+        if not plan.auto:
+            return False
+        red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
+        green = sum(1 for r in done if r.state is RunState.GREEN)
+        go_on, why = should_continue(green, red, max_runs=plan.runs)
+        if not go_on:
+            notes.append(f"auto: stopped after {len(done)} runs — {why}")
+        return not go_on
 
     @staticmethod
     def judge(

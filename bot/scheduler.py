@@ -75,6 +75,32 @@ class HostPool:
         self._slots = min(total, max_concurrent) if max_concurrent else total
         # An isolation takes a whole host: an average host's worth of slots.
         self._host_share = min(total / len(hosts), self._slots)
+        # Slots of runs still going on their hosts from before a restart, kept for the job
+        # that resumes them (key → (host, recipe)); see reserve().
+        self._reserved: dict[str, tuple[str, str]] = {}
+
+    def reserve(
+        self, key: str, host: str, recipe: str, *, exclusive: bool, ttl_s: float = 900.0
+    ) -> bool:
+        """Take a slot on `host` for a run that is already running there (found in the store
+        at start-up), before any new work can be placed; the resumed job claims it with
+        `hold(claim=key)`. Unclaimed after `ttl_s`, it is given back (with a warning).
+        False if the host is not in the pool or the key is taken."""
+        h = next((h for h in self._hosts if h.name == host), None)
+        if h is None or key in self._reserved:
+            return False
+        h.used += 1
+        h.exclusive = h.exclusive or exclusive
+        self._recipes.add(recipe)
+        self._reserved[key] = (host, recipe)
+        asyncio.get_running_loop().call_later(ttl_s, self._expire, key)
+        return True
+
+    def _expire(self, key: str) -> None:
+        if key in self._reserved:
+            host, recipe = self._reserved.pop(key)
+            log.warning("slot reserved for %s on %s was never claimed; released", key, host)
+            self._release(host, recipe)
 
     def position(self, recipe: str) -> int:
         """1-based queue position of the first waiter for `recipe`, 0 if none is waiting."""
@@ -184,13 +210,27 @@ class HostPool:
 
     @asynccontextmanager
     async def hold(
-        self, *, recipe: str, exclusive: bool, on_queue: QueueCallback | None = None
+        self,
+        *,
+        recipe: str,
+        exclusive: bool,
+        on_queue: QueueCallback | None = None,
+        claim: str = "",
     ) -> AsyncIterator[str]:
         """Wait for a slot (a whole host if exclusive) and yield the host's name.
 
         `on_queue` hears the waiter's `QueueSpot` while it waits (see the module docstring);
         it is never called when the slot is free at once, nor after the slot is granted.
+        `claim`: the key of a slot reserved at start-up (a run adopted after a restart); it is
+        taken at once, on its host, without queueing.
         """
+        if claim in self._reserved:
+            host, held = self._reserved.pop(claim)
+            try:
+                yield host
+            finally:
+                self._release(host, held)
+            return
         loop = asyncio.get_running_loop()
         w = _Waiter(exclusive, recipe, loop.create_future(), on_queue=on_queue)
         self._queue.append(w)

@@ -105,6 +105,14 @@ class VerifyLog(Protocol):
 
     async def active_runs(self) -> list[dict[str, Any]]: ...
 
+    async def command_runs(self, command_id: int) -> list[dict[str, Any]]: ...
+
+    async def command_verification(self, command_id: int) -> dict[str, Any] | None: ...
+
+    async def set_verification_runs(self, vid: int, run_ids: list[str]) -> None: ...
+
+    async def verification_runs(self, vid: int) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class VerifySettings:
@@ -155,18 +163,27 @@ class Verifier:
         on_start: Callable[[str], Awaitable[None]],
         cancel: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+        *,
+        adopt_on: str = "",
+        claim: str = "",
     ) -> RunResult:
+        """One run; `adopt_on`: the host a previous process started it on (before a restart),
+        whose slot was reserved under `claim` at start-up."""
         started: list[str] = []
 
         async def body() -> RunResult:
             async with self._pool.hold(
-                recipe=spec.recipe, exclusive=False, on_queue=on_queue
+                recipe=spec.recipe, exclusive=False, on_queue=on_queue, claim=claim
             ) as host:
                 started.append(host)
-                await self._store.start_run(spec.run_id, host)
                 await on_start(host)
                 t0 = time.monotonic()
                 try:
+                    if adopt_on == host:
+                        found = await self._runners[host].adopt(spec, cancel=cancel)
+                        if found is not None:
+                            return found
+                    await self._store.start_run(spec.run_id, host)
                     return await self._runners[host].run(spec, cancel=cancel)
                 except Exception as e:  # could not start (connection, auth, host key)
                     log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
@@ -201,6 +218,9 @@ class Verifier:
                 result = await task  # the runner saw the cancel and tore the run down
         finally:
             waiter.cancel()
+            if not task.done():  # we are cancelled (shutdown): the run goes on on its host
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._store.finish_run(
             spec.run_id, result.state.value, result.exit_code, result_record(result)
         )
@@ -211,6 +231,15 @@ class Verifier:
     async def testme(self, command_id: int, cmd: Command, plan: TestmePlan) -> None:
         o = cmd.origin
         pr = plan.pr or PullRef(o.repo, o.number)
+        mine = await self._store.command_verification(command_id)
+        if mine is not None and mine["state"] in ("queued", "running"):
+            # Started before a restart: resume it at the head it was verifying.
+            await self._verify(command_id, pr.repo, pr.number, o.author, mine["sha"], plan, o.place)
+            await self._store.set_command_state(command_id, "done")
+            return
+        if mine is not None:  # it concluded; only the command's own record was left open
+            await self._store.set_command_state(command_id, "done")
+            return
         sha = await self._forge.pull_head(pr.repo, pr.number)
         active = await self._store.active_verification(pr.repo, pr.number, sha)
         if active is not None:
@@ -253,20 +282,43 @@ class Verifier:
         active = self._active[vid] = _Active()
         runs: list[RunResult] = []
         try:
-            run_ids = [new_run_id(plan.recipe) for _ in range(plan.repeat)]
-            for rid in run_ids:
-                await self._store.add_run(rid, command_id, plan.recipe, "testme", "verify")
-                self._by_run[rid] = vid
-            await self._say.status(
-                repo, number, sha, "pending", "queued", f"{url}/runs/{run_ids[0]}"
+            # Run ids are fixed (and stored) before the first starts, so a restart resumes
+            # these runs instead of inventing new ones.
+            run_ids = await self._store.verification_runs(vid)
+            earlier = (
+                {r["run_id"]: r for r in await self._store.command_runs(command_id)}
+                if run_ids
+                else {}
             )
-            await self._comment(key, repo, number, plan, sha, "queued", runs, run_ids, who, where)
+            if not run_ids:
+                run_ids = [new_run_id(plan.recipe) for _ in range(plan.repeat)]
+                for rid in run_ids:
+                    await self._store.add_run(rid, command_id, plan.recipe, "testme", "verify")
+                await self._store.set_verification_runs(vid, run_ids)
+            for rid in run_ids:
+                self._by_run[rid] = vid
+            if not earlier:  # a resumed verification already said so before the restart
+                await self._say.status(
+                    repo, number, sha, "pending", "queued", f"{url}/runs/{run_ids[0]}"
+                )
+                await self._comment(
+                    key, repo, number, plan, sha, "queued", runs, run_ids, who, where
+                )
             for rid in run_ids:
                 if active.cancel.is_set():
                     break
+                row = earlier.get(rid)
+                if row is not None and row["result"] is not None:  # ended before a restart
+                    runs.append(RunResult.from_record(row["result"]))
+                    if runs[-1].state is not RunState.GREEN:
+                        break
+                    continue
                 spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(number), quick=plan.quick)
+                adopt_on = row["host"] if row is not None and row["state"] == "running" else ""
 
-                async def started(host: str, rid: str = rid) -> None:
+                async def started(host: str, rid: str = rid, again: bool = bool(adopt_on)) -> None:
+                    if again and host == adopt_on:
+                        return  # adopted after a restart: "running" was said before it
                     n = len(runs) + 1
                     await self._store.update_verification(vid, "running", 0, 0, "")
                     await self._say.status(
@@ -298,7 +350,16 @@ class Verifier:
                         queue=spot,
                     )
 
-                runs.append(await self._run_one(spec, started, active.cancel, on_queue=queued))
+                runs.append(
+                    await self._run_one(
+                        spec,
+                        started,
+                        active.cancel,
+                        on_queue=queued,
+                        adopt_on=adopt_on,
+                        claim=f"cmd-{command_id}" if adopt_on else "",
+                    )
+                )
                 if runs[-1].state is not RunState.GREEN:
                     break  # green only if every repeat is green: one red (or error) decides
         finally:

@@ -1,0 +1,313 @@
+"""Fault injection with real processes: the bot is `redfix-bot serve` in a child process, killed
+with SIGKILL mid-isolation and started again; the CI host is the real sshd running the simulated
+harness, Gitea the spec-checked fake in this process (it outlives the bot, as Gitea would)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.sim import deliveries
+from bot.sim.gitea import GiteaSim
+from bot.sim.sweep import seed_sweep
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, fake_sha, seed_gitea
+from tests.sshd import Sshd, free_port
+
+pytestmark = pytest.mark.slow
+
+REPO, PR = "acme/widgets", 42
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML for {type(v).__name__}")
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Enough TOML for a redfix config: tables, arrays of tables, scalars, lists, inline maps."""
+    out: list[str] = []
+    for section, body in data.items():
+        tables = body if isinstance(body, list) else [body]
+        for table in tables:
+            out.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
+            out += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+            out.append("")
+    return "\n".join(out)
+
+
+class BotProcess:
+    """`python -m bot serve` as a child: started, probed until healthy, killed or stopped."""
+
+    def __init__(self, config: Path, url: str, log: Path) -> None:
+        self.config, self.url, self.log = config, url, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDFIX_")}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    async def healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                assert self.proc.poll() is None, self.log.read_text()
+                try:
+                    if (await http.get(f"{self.url}/healthz")).status_code in (200, 503):
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"bot not up within {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def ensure_dead(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@contextmanager
+def bot_process(config: Path, url: str, log: Path) -> Iterator[BotProcess]:
+    bot = BotProcess(config, url, log)
+    try:
+        yield bot
+    finally:
+        bot.ensure_dead()
+
+
+def host_events(runs_dir: Path) -> list[dict[str, Any]]:
+    path = runs_dir / ".sim" / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_config(
+    tmp_path: Path, sshd: Sshd, gitea: GiteaSim, runs_dir: Path, port: int, env: dict[str, str]
+) -> Path:
+    harness = sshd.harness_config(runs_dir=str(runs_dir), env=env).model_dump(mode="json")
+    data = {
+        "server": {
+            "listen": f"127.0.0.1:{port}",
+            "public_url": "https://redfix.example.org",
+            "data_dir": str(tmp_path / "data"),
+            "health_interval_s": 0,
+        },
+        "gitea": {
+            "url": gitea.url,
+            "token": GITEA_TOKEN,
+            "webhook_secret": WEBHOOK_SECRET,
+            "bot_login": BOT_LOGIN,
+            "allowed_orgs": ["recipe-maintainers"],
+            "poll_interval": 0,
+        },
+        "hosts": [sshd.host_config().model_dump(mode="json")],
+        "harness": harness,
+        "isolation": {"runs": 3},
+    }
+    path = tmp_path / "redfix.toml"
+    path.write_text(to_toml(data))
+    return path
+
+
+async def deliver(url: str, gitea: GiteaSim, author: str, text: str) -> None:
+    cid = gitea.add_comment(REPO, PR, text, user=author)
+    body = deliveries.issue_comment(REPO, PR, cid, author, text, root=gitea.url)
+    hdrs = deliveries.headers(body, WEBHOOK_SECRET)
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(f"{url}/webhooks/gitea", content=body, headers=hdrs)
+    assert resp.status_code == 202, resp.text
+
+
+async def until(what: str, check: Any, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{what} not within {timeout}s; bot log:\n{log.read_text()[-4000:]}"
+            )
+        await asyncio.sleep(0.1)
+
+
+def verdict_comments(gitea: GiteaSim) -> list[str]:
+    return [
+        c.body
+        for c in gitea.comments(REPO, PR)
+        if c.user == BOT_LOGIN and "<!-- redfix:verdict" in c.body
+    ]
+
+
+async def test_kill_9_mid_isolation_then_restart_posts_the_verdict_once(
+    sshd: Sshd, spec_path: Path, tmp_path: Path
+) -> None:
+    runs_dir = tmp_path / "runs"
+    seed_sweep(runs_dir, tmp_path / "scratch", {"mumble": "R"})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "bot.log"
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        shapes = tmp_path / "scenarios.json"
+        shapes.write_text(json.dumps({"mumble": {"pattern": "R"}}))
+        env = {"SIM_STAGE_SECONDS": "0.5", "SIM_SCENARIOS": str(shapes)}
+        config = write_config(tmp_path, sshd, gitea, runs_dir, port, env)
+        with bot_process(config, url, log) as bot:
+            bot.start()
+            await bot.healthy()
+            await deliver(url, gitea, "alice", "!redfix isolate mumble")
+
+            def second_run_started() -> bool:
+                starts = [e for e in host_events(runs_dir) if e["event"] == "start"]
+                return len(starts) >= 2
+
+            await until("the second isolated run", second_run_started, 60, log)
+            await asyncio.sleep(0.7)  # mid-run: a stage or so in
+            bot.kill9()
+            killed_at = time.time()
+            running = [e["run_id"] for e in host_events(runs_dir) if e["event"] == "start"][-1]
+
+            bot.start()
+            await bot.healthy()
+            await until("the verdict", lambda: bool(verdict_comments(gitea)), 120, log)
+            assert bot.terminate() == 0, log.read_text()[-3000:]
+
+    # The verdict: once, on one comment, judged on three isolated runs.
+    (verdict,) = verdict_comments(gitea)
+    mine = [c for c in gitea.comments(REPO, PR) if c.user == BOT_LOGIN]
+    assert len(mine) == 1, [c.body[:80] for c in mine]
+    assert "0/3 green alone" in verdict, verdict
+    # On the host: three runs, each started once and ended, never two at once; the one
+    # running at the kill went on (its end is after the kill) and was not started again.
+    events = host_events(runs_dir)
+    starts = [e for e in events if e["event"] == "start"]
+    ends = {e["run_id"]: e for e in events if e["event"] == "end"}
+    assert len(starts) == 3, events
+    assert len({e["run_id"] for e in starts}) == 3
+    assert set(ends) == {e["run_id"] for e in starts}
+    spans = sorted((s["time"], ends[s["run_id"]]["time"]) for s in starts)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    assert ends[running]["time"] > killed_at
+    assert ends[running]["exit"] == 1  # it ran to its own end (red), not signalled
+    assert not (runs_dir / ".sim" / "teardown" / running).exists()
+    # Every run's own teardown (the undeploy at its end) is in the log the bot kept.
+    for s in starts:
+        local = (tmp_path / "data" / "runs" / f"{s['run_id']}.log").read_text()
+        assert "[cc-ci] abra app undeploy" in local
+        assert local.count("[cc-ci] result: red") == 1, local
+    # The store agrees: one verdict, three finished runs, the command done.
+    db = sqlite3.connect(tmp_path / "data" / "redfix.sqlite3")
+    try:
+        assert db.execute("SELECT count(*) FROM verdicts").fetchone() == (1,)
+        states = [r[0] for r in db.execute("SELECT state FROM runs ORDER BY created_at")]
+        assert states == ["red", "red", "red"]
+        assert db.execute("SELECT state FROM commands").fetchall() == [("done",)]
+    finally:
+        db.close()
+    gitea.assert_clean()
+
+
+async def test_sigterm_mid_testme_leaves_the_run_going_and_the_next_start_finishes_it(
+    sshd: Sshd, spec_path: Path, tmp_path: Path
+) -> None:
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "bot.log"
+    repo, sha = "recipe-maintainers/custom-html", fake_sha("custom-html")
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        env = {"SIM_STAGE_SECONDS": "1"}
+        config = write_config(tmp_path, sshd, gitea, runs_dir, port, env)
+
+        def states() -> list[tuple[str, str]]:
+            return [(s.state, s.description) for s in gitea.statuses(repo, sha)]
+
+        with bot_process(config, url, log) as bot:
+            bot.start()
+            await bot.healthy()
+            cid = gitea.add_comment(repo, 4, "!testme", user="alice")
+            body = deliveries.issue_comment(repo, 4, cid, "alice", "!testme", root=gitea.url)
+            async with httpx.AsyncClient(timeout=10) as http:
+                resp = await http.post(
+                    f"{url}/webhooks/gitea",
+                    content=body,
+                    headers=deliveries.headers(body, WEBHOOK_SECRET),
+                )
+            assert resp.status_code == 202, resp.text
+            await until(
+                "the run on the host",
+                lambda: any(e["event"] == "start" for e in host_events(runs_dir)),
+                30,
+                log,
+            )
+            await until("the running status", lambda: len(states()) >= 2, 30, log)
+            t0 = time.monotonic()
+            assert bot.terminate() == 0, log.read_text()[-3000:]
+            stopped_in = time.monotonic() - t0
+            # The run was left to go on: no end yet, and nothing said it failed.
+            assert not any(e["event"] == "end" for e in host_events(runs_dir))
+            assert [s for s, _ in states()] == ["pending", "pending"], states()
+
+            bot.start()
+            await bot.healthy()
+            await until("the verdict status", lambda: states()[-1][0] != "pending", 60, log)
+            assert bot.terminate() == 0
+
+    assert stopped_in < 10, f"SIGTERM took {stopped_in:.1f}s"
+    assert states() == [
+        ("pending", "queued"),
+        ("pending", "running on sshd-test"),
+        ("success", "green"),
+    ]
+    events = host_events(runs_dir)
+    assert [e["event"] for e in events] == ["start", "end"]  # one run, adopted, not restarted
+    assert events[1]["exit"] == 0
+    mine = [c for c in gitea.comments(repo, 4) if c.user == BOT_LOGIN]
+    assert len(mine) == 1
+    assert "green" in mine[0].body
+    assert [r.content for r in gitea.reactions(cid)] == ["eyes"]  # acknowledged once
+    text = log.read_text()
+    assert "shutting down with 1 job(s) in flight" in text
+    assert "resuming 1 unfinished command(s)" in text
+    gitea.assert_clean()
