@@ -316,8 +316,8 @@ class Verifier:
                 spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(number), quick=plan.quick)
                 adopt_on = row["host"] if row is not None and row["state"] == "running" else ""
 
-                async def started(host: str, rid: str = rid, again: bool = bool(adopt_on)) -> None:
-                    if again and host == adopt_on:
+                async def started(host: str, rid: str = rid, adopted: str = adopt_on) -> None:
+                    if adopted and host == adopted:
                         return  # adopted after a restart: "running" was said before it
                     n = len(runs) + 1
                     await self._store.update_verification(vid, "running", 0, 0, "")

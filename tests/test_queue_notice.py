@@ -92,7 +92,7 @@ async def test_a_waiting_isolation_shows_its_queue_position() -> None:
     pool, said = HostPool([("h", 1)]), Said()
     say: Any = said
     runners: Any = {"h": GreenHost()}
-    store: Any = Records(start_triage=1, overrides=[])
+    store: Any = Records(start_triage=1, overrides=[], command_runs=[])
     iso = Isolation(store, say, pool, runners, RuleSet.empty(), IsolationSettings("https://r"))
     cmd = Command("isolate", Isolate("rec"), ORIGIN)
     await behind_another_run(pool, said, iso.run(7, cmd, IsolationPlan("rec", 1)))
@@ -107,7 +107,9 @@ async def test_a_waiting_testme_shows_its_queue_position() -> None:
     say: Any = said
     runners: Any = {"h": GreenHost()}
     forge: Any = Records(pull_head=SHA, pull_files=[])
-    store: Any = Records(add_verification=1, triages_fixed_by=[])
+    store: Any = Records(
+        add_verification=1, triages_fixed_by=[], command_runs=[], verification_runs=[]
+    )
     settings = VerifySettings("https://r", "https://g")
     verifier = Verifier(store, say, forge, pool, runners, settings)
     cmd = Command("testme", Testme(), ORIGIN)
