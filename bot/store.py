@@ -14,6 +14,15 @@ the store. Tables (schema version in `meta`):
 - matrix_state:    the Matrix sync token and device (a restart never replays old commands);
 - matrix_messages: sticky message key → Matrix event id, per room, so edits land on it.
 The schema is versioned (meta.schema_version) and migrated forward at start-up.
+
+The interface: the core never imports this module. Dispatch, jobs, isolation and the fix loop
+each declare the few methods they use as a Protocol (dispatch.CommandLog, jobs.CommandStates,
+isolation.RunLog, verify.VerifyLog); only adapters (web, outbox, poll, matrix) and the
+composition root name `Store`. A PostgreSQL store for several bot instances is a class with
+the same async methods; the SQL here is plain but for `INSERT OR IGNORE`/`OR REPLACE`
+(`ON CONFLICT` there) and the single-writer assumptions noted at `accept_delivery`,
+`requeue_unfinished` and `HostPool.reserve` (in memory, per process), which would need row
+locks or advisory locks across instances.
 """
 
 from __future__ import annotations
@@ -430,13 +439,21 @@ class Store:
         await self._db.commit()
 
     async def run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's record; once finished also why it did not complete (`problem`) and, for an
+        abandoned run, how its teardown ended (`teardown`)."""
         async with self._db.execute(
-            "SELECT run_id, command_id, recipe, kind, phase, host, state, exit_code, note "
-            "FROM runs WHERE run_id = ?",
+            "SELECT run_id, command_id, recipe, kind, phase, host, state, exit_code, note, "
+            "result FROM runs WHERE run_id = ?",
             (run_id,),
         ) as cur:
             row = await cur.fetchone()
-        return dict(row) if row else None
+        if row is None:
+            return None
+        out = dict(row)
+        result = json.loads(out.pop("result") or "{}")
+        out["problem"] = result.get("problem", "")
+        out["teardown"] = result.get("teardown", "")
+        return out
 
     async def command_runs(self, command_id: int) -> list[dict[str, Any]]:
         """A command's runs in the order they were added, with their result records."""

@@ -169,8 +169,11 @@ async def run_page(request: web.Request) -> web.Response:
     e = html.escape
     rows = "".join(
         f"<tr><th>{e(k)}</th><td>{e(str(run.get(k) if run.get(k) is not None else '—'))}</td></tr>"
-        for k in ("recipe", "kind", "phase", "host", "state", "exit_code", "note")
+        for k in ("recipe", "kind", "phase", "host", "state", "exit_code", "note", "problem")
+        if k != "problem" or run.get(k)
     )
+    if run.get("teardown"):
+        rows += f"<tr><th>teardown</th><td>{e(str(run['teardown']))}</td></tr>"
     page = html_page(
         f"redfix run {run_id}",
         f"<h1>run <code>{e(run_id)}</code></h1><table>{rows}</table>"

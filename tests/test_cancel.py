@@ -51,6 +51,10 @@ async def test_cancel_a_running_isolation_tears_it_down(
         assert (rig.runs_dir / ".sim" / "teardown" / run_id).is_file()  # torn down
         starts = [e for e in rig.host_events() if e["event"] == "start"]
         assert len(starts) == 1  # the other two runs never started
+        # The run's page (where its status links) says it was cancelled and how teardown ended.
+        page = (await rig.http.get(f"{rig.url}/runs/{run_id}")).text
+        assert "<th>problem</th><td>cancelled</td>" in page
+        assert "<th>teardown</th><td>ran, exit 0</td>" in page
 
 
 async def test_cancel_a_running_testme_sets_error_and_tears_down(
