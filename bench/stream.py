@@ -83,6 +83,7 @@ def private_sshd(base: Path, user: str) -> Iterator[Sshd]:
     for d in (base, *dirs.values()):
         d.mkdir(exist_ok=True)
         d.chmod(0o755)
+    dirs["runs"].chmod(0o1777)  # the login keeps each run's state (pid, output) under it
     server = Sshd(base=dirs["sshd"], workdir=dirs["work"], runs_dir=dirs["runs"])
     server.username = user
     public = Path(f"{server.client_key}.pub").read_text()
