@@ -31,7 +31,7 @@ from bot.config import Config, parse_config
 from bot.sim import harness as sim_harness
 from bot.sim.deliveries import headers, issue_comment
 from bot.sim.gitea import GiteaSim
-from bot.sim.host import SimHost
+from bot.sim.host import SimHost, stop_runs_under
 from bot.sim.matrix import Person, register, transcript
 from bot.sim.sweep import seed_sweep
 
@@ -221,6 +221,8 @@ async def run_demo(*, once: bool, port: int = 0, matrix: MatrixDemo | None = Non
         finally:
             await gitea.stop()
             await host.stop()
+            # Runs are detached from SSH; an interrupted demo must not leave any behind.
+            stop_runs_under(runs_dir)
 
 
 def _sha(recipe: str) -> str:

@@ -117,18 +117,18 @@ done
 """
 
 # $1 state dir, $2 byte offset. Streams out.log from the offset until the run has ended
-# (exit written, or the supervisor gone). The end is checked before the size is taken, so the
-# last copy holds everything written before the end.
+# (exit written, or the supervisor and the harness's process group both gone). The end is
+# checked before the size is taken, so the last copy holds everything written before it.
 FOLLOW = (
     r"""dir=$1 off=$2
 """
     + _PRELUDE
     + r"""
 [ -s "$dir/supervisor" ] || exit 3
-sup=$(cat "$dir/supervisor")
+sup=$(cat "$dir/supervisor") pid=$(cat "$dir/pid")
 while :; do
   last=0
-  { [ -e "$dir/exit" ] || ! alive "$sup"; } && last=1
+  { [ -e "$dir/exit" ] || { ! alive "$sup" && ! group_alive; }; } && last=1
   size=$(($(wc -c <"$dir/out.log")))
   if [ "$size" -gt "$off" ]; then
     tail -c +"$((off + 1))" "$dir/out.log" | head -c "$((size - off))" || exit 4
@@ -140,7 +140,8 @@ done
 """
 )
 
-# $1 state dir. key=value lines: state (none | running | exited | gone), code, ending,
+# $1 state dir. key=value lines: state (none | running | exited | gone: no supervisor, no
+# harness, no exit code), code, ending,
 # elapsed (whole seconds from launch to the end, or to now while running; the host's clock).
 STATUS = (
     r"""dir=$1
@@ -148,8 +149,9 @@ STATUS = (
     + _PRELUDE
     + r"""
 if [ ! -s "$dir/pid" ]; then echo state=none; exit 0; fi
+pid=$(cat "$dir/pid")
 if [ -e "$dir/exit" ]; then echo state=exited; echo "code=$(cat "$dir/exit")"
-elif alive "$(cat "$dir/supervisor" 2>/dev/null)"; then echo state=running
+elif alive "$(cat "$dir/supervisor" 2>/dev/null)" || group_alive; then echo state=running
 else echo state=gone; fi
 [ -e "$dir/ending" ] && echo "ending=$(cat "$dir/ending")"
 started=$(cat "$dir/started" 2>/dev/null)

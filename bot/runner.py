@@ -666,7 +666,8 @@ class SshRunner:
                     status = await self._status(conn, spec.run_id)
                 down_since, backoff = None, RECONNECT_FIRST_S
                 if status.state == "running" and not follow.gave_up:
-                    continue  # the copy ended early (e.g. the remote `tail` was killed)
+                    await asyncio.sleep(POLL_S)  # the copy ended early; never spin on it
+                    continue
                 return await self._conclude(spec, sink, status, follow)
             except asyncio.CancelledError:
                 raise
@@ -724,6 +725,12 @@ class SshRunner:
         budget = self._harness.timeout_s + self._harness.kill_grace_s + BACKSTOP_SLACK_S
         deadline = time.monotonic() + max(budget - (status.elapsed_s or 0.0), 0.0)
         try:
+            if status.state != "running":
+                # Ended already: copy the rest. No stop, no deadline (a run adopted long after
+                # it ended is past any budget, and is still judged on what it did).
+                await pump
+                self._followed(proc)
+                return
             while True:
                 waiting: set[asyncio.Future[Any]] = {pump}
                 if follow.cancel is not None and not follow.stopping:
@@ -740,6 +747,7 @@ class SshRunner:
                     w.cancel()
                 if pump in done:
                     pump.result()  # link errors propagate: the caller reconnects
+                    self._followed(proc)
                     return
                 if follow.stopping:
                     follow.gave_up = True
@@ -768,6 +776,17 @@ class SshRunner:
                 proc.close()
                 pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+
+    @staticmethod
+    def _followed(proc: asyncssh.SSHClientProcess[bytes]) -> None:
+        """The copy ended; anything but a clean exit is retried like a dropped link."""
+        if proc.returncode not in (0, None) or proc.exit_signal is not None:
+            raise RunnerError(
+                f"copying the run's output stopped (exit {proc.returncode}, "
+                f"signal {proc.exit_signal})"
+            )
+        if proc.returncode is None:
+            raise ConnectionError("the output channel closed without an exit status")
 
     async def _conclude(
         self, spec: RunSpec, sink: _LogSink, status: RemoteStatus, follow: _Follow

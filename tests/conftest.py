@@ -19,6 +19,7 @@ from bot.app import Bot, running_bot, serving
 from bot.config import Config, parse_config
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim, SimComment, SimRequest
+from bot.sim.host import stop_runs_under
 from bot.sim.matrix import Person, register
 from bot.sim.sweep import seed_sweep
 from tests.sshd import SSHD, Sshd, free_port
@@ -201,12 +202,16 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
             seed_gitea(gitea)
             config = bot_config(tmp_path, sshd, gitea, runs_dir, gitea_keys, matrix, **harness)
-            async with (
-                running_bot(config, outbox_base_delay_s=0.05, matrix_retry_max_s=1.0) as bot,
-                serving(bot) as url,
-                httpx.AsyncClient(timeout=10) as http,
-            ):
-                yield Rig(bot, url, gitea, http, runs_dir)
+            try:
+                async with (
+                    running_bot(config, outbox_base_delay_s=0.05, matrix_retry_max_s=1.0) as bot,
+                    serving(bot) as url,
+                    httpx.AsyncClient(timeout=10) as http,
+                ):
+                    yield Rig(bot, url, gitea, http, runs_dir)
+            finally:
+                # Runs outlive the bot by design; a test's must not outlive the test.
+                stop_runs_under(runs_dir)
             gitea.assert_clean()  # every request the bot made was valid Gitea 1.26.3 API
 
     return factory

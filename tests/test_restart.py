@@ -23,6 +23,7 @@ import pytest
 
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
+from bot.sim.host import stop_runs_under
 from bot.sim.sweep import seed_sweep
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, fake_sha, seed_gitea
 from tests.sshd import Sshd, free_port
@@ -107,12 +108,13 @@ class BotProcess:
 
 
 @contextmanager
-def bot_process(config: Path, url: str, log: Path) -> Iterator[BotProcess]:
+def bot_process(config: Path, url: str, log: Path, runs_dir: Path) -> Iterator[BotProcess]:
     bot = BotProcess(config, url, log)
     try:
         yield bot
     finally:
         bot.ensure_dead()
+        stop_runs_under(runs_dir)  # whatever the test left running on the "host"
 
 
 def host_events(runs_dir: Path) -> list[dict[str, Any]]:
@@ -191,7 +193,7 @@ async def test_kill_9_mid_isolation_then_restart_posts_the_verdict_once(
         shapes.write_text(json.dumps({"mumble": {"pattern": "R"}}))
         env = {"SIM_STAGE_SECONDS": "0.5", "SIM_SCENARIOS": str(shapes)}
         config = write_config(tmp_path, sshd, gitea, runs_dir, port, env)
-        with bot_process(config, url, log) as bot:
+        with bot_process(config, url, log, runs_dir) as bot:
             bot.start()
             await bot.healthy()
             await deliver(url, gitea, "alice", "!redfix isolate mumble")
@@ -263,7 +265,7 @@ async def test_sigterm_mid_testme_leaves_the_run_going_and_the_next_start_finish
         def states() -> list[tuple[str, str]]:
             return [(s.state, s.description) for s in gitea.statuses(repo, sha)]
 
-        with bot_process(config, url, log) as bot:
+        with bot_process(config, url, log, runs_dir) as bot:
             bot.start()
             await bot.healthy()
             cid = gitea.add_comment(repo, 4, "!testme", user="alice")

@@ -20,6 +20,7 @@ import pytest
 from bot.config import HarnessConfig, HostConfig
 from bot.model import RunSpec, RunState
 from bot.runner import RunnerError, SshRunner
+from bot.sim.host import stop_runs_under
 from tests.sshd import Sshd, is_alive, known_hosts_line, write_keypair
 
 MUMBLE_TEST = "custom/test_protocol_handshake.py::test_handshake_completes_with_channel_presence"
@@ -30,7 +31,7 @@ MUMBLE_ASSERTION = (
 
 @asynccontextmanager
 async def open_runner(
-    sshd: Sshd, tmp_path: Path, *, tail_lines: int = 200, **harness: Any
+    sshd: Sshd, tmp_path: Path, *, tail_lines: int = 200, keep_runs: bool = False, **harness: Any
 ) -> AsyncIterator[SshRunner]:
     """A runner on the shared sshd with a runs dir of this test's own (pattern counts reset)."""
     runs = tmp_path / "runs"
@@ -43,6 +44,8 @@ async def open_runner(
         yield runner
     finally:
         await runner.close()
+        if not keep_runs:
+            stop_runs_under(runs)  # a test's detached runs end with the test
 
 
 def scenarios(tmp_path: Path, doc: dict[str, Any]) -> str:
@@ -429,7 +432,9 @@ async def test_a_run_outlives_its_follower_and_is_adopted_from_the_byte_offset(
     sshd: Sshd, tmp_path: Path
 ) -> None:
     spec = RunSpec(run_id="a1", recipe="custom-html")
-    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.7"}) as first:
+    async with open_runner(
+        sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.7"}, keep_runs=True
+    ) as first:
         task = asyncio.create_task(first.run(spec))
         await wait_for(sim(tmp_path) / "active" / "a1")
         await asyncio.sleep(1.0)
@@ -492,11 +497,12 @@ async def test_a_run_gone_without_exit_or_results_is_interrupted_and_torn_down(
         await wait_for(sim(tmp_path) / "active" / "i1")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        # The host "reboots": supervisor and harness die at once, nothing records an exit.
+        # The host "reboots": supervisor (with its timer) and the harness's whole process
+        # group die at once, nothing records an exit.
         state = Path(runner._state_dir("i1"))
         for name in ("supervisor", "pid"):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int((state / name).read_text()), signal.SIGKILL)
+                os.killpg(int((state / name).read_text()), signal.SIGKILL)
         pid = harness_pid(tmp_path, "i1")
         deadline = time.monotonic() + 5
         while is_alive(pid) and time.monotonic() < deadline:
@@ -508,6 +514,30 @@ async def test_a_run_gone_without_exit_or_results_is_interrupted_and_torn_down(
     assert result.problem.startswith("interrupted: the run's supervisor on sshd-test is gone")
     assert result.teardown == "ran, exit 0"
     assert teardowns(tmp_path, "i1") == ["teardown"]
+
+
+@pytest.mark.slow
+async def test_a_run_whose_supervisor_died_is_followed_and_judged_from_its_results(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    spec = RunSpec(run_id="o1", recipe="custom-html")
+    async with open_runner(sshd, tmp_path, env={"SIM_STAGE_SECONDS": "0.5"}) as runner:
+        task = asyncio.create_task(runner.run(spec))
+        await wait_for(sim(tmp_path) / "active" / "o1")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # Only the supervisor dies: the harness, in a session of its own, goes on to its end.
+        state = Path(runner._state_dir("o1"))
+        os.kill(int((state / "supervisor").read_text()), signal.SIGKILL)
+        result = await asyncio.wait_for(runner.adopt(spec), 30)
+
+    assert result is not None
+    assert result.state is RunState.GREEN, result
+    assert result.exit_code is None
+    assert result.problem.endswith("is gone without an exit code; judged from results.json")
+    assert result.results is not None
+    assert_whole_log(tmp_path / "logs" / "o1.log", "o1", 4)
+    assert not (sim(tmp_path) / "teardown" / "o1").exists()  # a finished run is not torn down
 
 
 @pytest.mark.slow

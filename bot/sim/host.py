@@ -24,6 +24,28 @@ STOP_GRACE_S = 10.0
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
+def stop_runs_under(runs_dir: Path) -> int:
+    """Kill (SIGKILL, whole process groups) every detached run whose CCCI_RUNS_DIR lies under
+    `runs_dir`: its supervisor, timer and harness. Runs outlive the SSH session by design, so
+    a simulated host that goes away (the demo, a test) must end them itself. Returns how many
+    process groups were killed."""
+    marker = f"CCCI_RUNS_DIR={runs_dir}".encode()
+    mine = os.getpgid(0)
+    groups: set[int] = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker not in environ.read_bytes():
+                continue
+            groups.add(os.getpgid(int(environ.parent.name)))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    groups.discard(mine)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return len(groups)
+
+
 class SimHost:
     """A loopback SSH server executing each exec request as `/bin/sh -c <command>` locally."""
 
