@@ -268,13 +268,14 @@ class Isolation:
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
         *,
         resume: Mapping[str, Any] | None = None,
+        who: str = "",
     ) -> tuple[RunResult, RunEvidence]:
         """One isolated run. `resume`: its record from before a restart (running: adopted on
         its host, whose slot was reserved at start-up)."""
         running = resume is not None and resume["state"] == "running"
         claim = f"cmd-{resume['command_id']}" if resume is not None and running else ""
         async with self._pool.hold(
-            recipe=spec.recipe, exclusive=True, on_queue=on_queue, claim=claim
+            recipe=spec.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
         ) as host:
             if running and resume is not None and resume["host"] == host:
                 await on_start(host)
@@ -324,6 +325,7 @@ class Isolation:
         stop: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
         prior: Sequence[Mapping[str, Any]] = (),
+        who: str = "",
     ) -> list[tuple[RunResult, RunEvidence]]:
         """One round: the recipe beside K other runs, all on one host held by us. `prior`: the
         round's run records from before a restart (finished ones kept, running ones adopted)."""
@@ -332,7 +334,7 @@ class Isolation:
         running = any(r["state"] == "running" for r in prior)
         claim = f"cmd-{command_id}" if running else ""
         async with self._pool.hold(
-            recipe=plan.recipe, exclusive=True, on_queue=on_queue, claim=claim
+            recipe=plan.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
         ) as host:
             if prior:
                 return await self._resume_round(host, plan, prior, stop)
@@ -468,7 +470,7 @@ class Isolation:
         stop = self._stops[command_id] = asyncio.Event()
         try:
             load_pairs = await self._runs_all(
-                command_id, plan, show, done, evidence, notes, stop, prior
+                command_id, plan, show, done, evidence, notes, stop, prior, o.author
             )
         finally:
             self._stops.pop(command_id, None)
@@ -522,6 +524,7 @@ class Isolation:
         notes: list[str],
         stop: asyncio.Event,
         prior: Sequence[Mapping[str, Any]] = (),
+        who: str = "",
     ) -> list[tuple[RunResult, RunEvidence]]:
         """The isolated runs, then the rounds under load; stops early when cancelled.
 
@@ -550,7 +553,9 @@ class Isolation:
                 await show(done, None, queue=spot)
 
             await show(done, None)
-            result, ev = await self._alone(spec, started, stop, on_queue=queued, resume=row)
+            result, ev = await self._alone(
+                spec, started, stop, on_queue=queued, resume=row, who=who
+            )
             done.append(result)
             evidence.append(ev)
             if self._auto_stop(plan, done, notes):
@@ -567,7 +572,13 @@ class Isolation:
                 if stop.is_set():
                     break
                 load_pairs += await self._under_load(
-                    command_id, plan, notes, stop, on_queue=queued_load, prior=load_prior
+                    command_id,
+                    plan,
+                    notes,
+                    stop,
+                    on_queue=queued_load,
+                    prior=load_prior,
+                    who=who,
                 )
                 load_prior = []
             evidence += [ev for _, ev in load_pairs]

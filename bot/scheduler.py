@@ -1,8 +1,11 @@
 """Host slots: capacity per host, a whole host for isolation, one run per recipe at a time.
 
-Waiters are served strictly first-come first-served: the head of the queue is placed before
-anyone behind it, so an isolation waiting for a host to drain is never starved by later
-small runs slipping past it.
+Waiters are served in queue order, strictly: the head of the queue is placed before anyone
+behind it, so an isolation waiting for a host to drain is never starved by later small runs
+slipping past it. The order is first-come first-served *per requester* and round-robin across
+requesters: a waiter is queued behind everyone else's waiters of the same round (its rank =
+how many runs its requester already has running or queued), so one person's burst of fifty
+commands does not put another person's single command fiftieth.
 
 A waiter may ask to hear where it stands (`hold(on_queue=...)`): whenever its position or the
 queue's length changes it is told its `QueueSpot`, with a rough estimate of when it starts.
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -50,6 +53,8 @@ class _Waiter:
     exclusive: bool
     recipe: str
     future: asyncio.Future[str] = field(repr=False)
+    who: str = ""  # the requester, for round-robin fairness ("" : all one requester)
+    rank: int = 0  # how many of `who`'s waiters were queued ahead when it arrived
     since: float = field(default_factory=time.monotonic)
     on_queue: QueueCallback | None = field(default=None, repr=False)
     shown: tuple[int, int] = (0, 0)  # (position, length) last handed to the reporter
@@ -75,6 +80,8 @@ class HostPool:
         self._slots = min(total, max_concurrent) if max_concurrent else total
         # An isolation takes a whole host: an average host's worth of slots.
         self._host_share = min(total / len(hosts), self._slots)
+        # Slots held now per requester: a requester's running work counts toward its rank.
+        self._holding: Counter[str] = Counter()
         # Slots of runs still going on their hosts from before a restart, kept for the job
         # that resumes them (key → (host, recipe)); see reserve().
         self._reserved: dict[str, tuple[str, str]] = {}
@@ -160,9 +167,20 @@ class HostPool:
             h.used += 1
             h.exclusive = w.exclusive
             self._recipes.add(w.recipe)
+            self._holding[w.who] += 1
             self.waits.append(time.monotonic() - w.since)
             w.future.set_result(h.name)
         self._report()
+
+    def _enqueue(self, w: _Waiter) -> None:
+        """Queue `w` after every waiter of its round or an earlier one (see the docstring)."""
+        w.rank = self._holding[w.who] + sum(1 for other in self._queue if other.who == w.who)
+        at = len(self._queue)
+        for i, other in enumerate(self._queue):
+            if other.rank > w.rank:
+                at = i
+                break
+        self._queue.insert(at, w)
 
     def _report(self) -> None:
         """Tell each listening waiter its new spot, if its position or the length changed."""
@@ -200,7 +218,11 @@ class HostPool:
             log.warning("queue report for %s still running after the grant; cancelled", w.recipe)
             task.cancel()
 
-    def _release(self, host: str, recipe: str) -> None:
+    def _release(self, host: str, recipe: str, who: str | None = None) -> None:
+        if who is not None:
+            self._holding[who] -= 1
+            if self._holding[who] <= 0:
+                del self._holding[who]
         h = next(h for h in self._hosts if h.name == host)
         h.used -= 1
         if h.used == 0:
@@ -216,13 +238,14 @@ class HostPool:
         exclusive: bool,
         on_queue: QueueCallback | None = None,
         claim: str = "",
+        who: str = "",
     ) -> AsyncIterator[str]:
         """Wait for a slot (a whole host if exclusive) and yield the host's name.
 
         `on_queue` hears the waiter's `QueueSpot` while it waits (see the module docstring);
         it is never called when the slot is free at once, nor after the slot is granted.
         `claim`: the key of a slot reserved at start-up (a run adopted after a restart); it is
-        taken at once, on its host, without queueing.
+        taken at once, on its host, without queueing. `who`: the requester, for fairness.
         """
         if claim in self._reserved:
             host, held = self._reserved.pop(claim)
@@ -232,8 +255,8 @@ class HostPool:
                 self._release(host, held)
             return
         loop = asyncio.get_running_loop()
-        w = _Waiter(exclusive, recipe, loop.create_future(), on_queue=on_queue)
-        self._queue.append(w)
+        w = _Waiter(exclusive, recipe, loop.create_future(), who=who, on_queue=on_queue)
+        self._enqueue(w)
         self._grant()
         try:
             host = await w.future
@@ -242,7 +265,7 @@ class HostPool:
             if w.reporter is not None:
                 w.reporter.cancel()
             if w.future.done() and not w.future.cancelled():
-                self._release(w.future.result(), recipe)
+                self._release(w.future.result(), recipe, who)
             else:
                 with suppress(ValueError):
                     self._queue.remove(w)  # leave at once: the others move up now
@@ -258,4 +281,4 @@ class HostPool:
                 w.reporter.cancel()  # done already, unless cancelled mid-settle
             if entered is not None:
                 self.durations.append(time.monotonic() - entered)
-            self._release(host, recipe)
+            self._release(host, recipe, who)

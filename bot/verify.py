@@ -166,6 +166,7 @@ class Verifier:
         *,
         adopt_on: str = "",
         claim: str = "",
+        who: str = "",
     ) -> RunResult:
         """One run; `adopt_on`: the host a previous process started it on (before a restart),
         whose slot was reserved under `claim` at start-up."""
@@ -173,7 +174,7 @@ class Verifier:
 
         async def body() -> RunResult:
             async with self._pool.hold(
-                recipe=spec.recipe, exclusive=False, on_queue=on_queue, claim=claim
+                recipe=spec.recipe, exclusive=False, on_queue=on_queue, claim=claim, who=who
             ) as host:
                 started.append(host)
                 await on_start(host)
@@ -358,6 +359,7 @@ class Verifier:
                         on_queue=queued,
                         adopt_on=adopt_on,
                         claim=f"cmd-{command_id}" if adopt_on else "",
+                        who=who,
                     )
                 )
                 if runs[-1].state is not RunState.GREEN:

@@ -304,3 +304,66 @@ async def test_a_failing_report_is_logged_and_never_breaks_the_queue(
     assert calls >= 3
     assert "queue report for" in caplog.text
     assert "render failed" in caplog.text
+
+
+async def test_one_requesters_burst_does_not_push_anothers_command_to_the_back() -> None:
+    pool = HostPool([("h1", 1)])
+    order: list[str] = []
+    spots: dict[str, QueueSpot] = {}
+    blocker = asyncio.Event()
+
+    async def job(name: str, who: str) -> None:
+        async def heard(spot: QueueSpot) -> None:
+            spots[name] = spot
+
+        async with pool.hold(recipe=name, exclusive=False, who=who, on_queue=heard):
+            order.append(name)
+            if name == "first":
+                await blocker.wait()
+
+    tasks = [asyncio.create_task(job("first", "alice"))]
+    await asyncio.sleep(0)
+    for i in range(1, 4):  # alice's burst, queued behind her running one
+        tasks.append(asyncio.create_task(job(f"a{i}", "alice")))
+        await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(job("b1", "bob")))  # bob's one command, arriving last
+    await asyncio.sleep(0.01)
+    assert pool.position("b1") == 1  # bob's first turn comes before alice's second
+    assert spots["b1"] == QueueSpot(1, 4, None)
+    assert spots["a1"].position == 2
+    blocker.set()
+    await asyncio.gather(*tasks)
+    assert order == ["first", "b1", "a1", "a2", "a3"]
+
+
+async def test_a_reserved_slot_is_claimed_at_once_and_counts_against_capacity() -> None:
+    pool = HostPool([("h1", 1), ("h2", 1)])
+    assert pool.reserve("cmd-7", "h2", "mumble", exclusive=True)
+    assert not pool.reserve("cmd-7", "h2", "mumble", exclusive=True)  # once per key
+    assert not pool.reserve("cmd-8", "nope", "x", exclusive=False)  # unknown host
+    placed: list[str] = []
+
+    async def newcomer() -> None:
+        async with pool.hold(recipe="other", exclusive=False) as host:
+            placed.append(host)
+
+    async def mumble_again() -> None:
+        async with pool.hold(recipe="mumble", exclusive=False) as host:
+            placed.append(f"mumble@{host}")
+
+    await newcomer()  # h2 is taken by the reservation: the newcomer goes to h1
+    waiting = asyncio.create_task(mumble_again())  # the recipe is running: it must wait
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    async with pool.hold(recipe="mumble", exclusive=True, claim="cmd-7") as host:
+        assert host == "h2"  # the adopted run's own host, without queueing
+    await asyncio.wait_for(waiting, 1)
+    assert placed == ["h1", "mumble@h1"]
+    assert pool.running == 0
+
+
+async def test_an_unclaimed_reservation_is_given_back() -> None:
+    pool = HostPool([("h1", 1)])
+    assert pool.reserve("cmd-9", "h1", "mumble", exclusive=True, ttl_s=0.05)
+    async with asyncio.timeout(2), pool.hold(recipe="other", exclusive=False) as host:
+        assert host == "h1"
