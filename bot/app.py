@@ -36,6 +36,9 @@ from bot.web import make_web_app
 
 log = logging.getLogger(__name__)
 
+# At shutdown, how long the outbox may take to finish the delivery pass it is in.
+OUTBOX_STOP_S = 10.0
+
 
 def load_rules(config: Config) -> RuleSet:
     """The packaged signature rules plus the operator's file; a rule in the file replaces a
@@ -260,10 +263,8 @@ async def running_bot(
             exclusive=run["kind"] == "isolation",
         ):
             log.info("run %s on %s: slot kept for its resumed job", run["run_id"], run["host"])
-    tasks = [
-        asyncio.create_task(dispatcher.run(), name="dispatcher"),
-        asyncio.create_task(outbox.run(), name="outbox"),
-    ]
+    outbox_task = asyncio.create_task(outbox.run(), name="outbox")
+    tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), outbox_task]
     if config.gitea.repos and config.gitea.poll_interval > 0:
         poller = Poller(gitea, store, config.gitea.repos, bot_login, dispatcher.wake)
         tasks.append(asyncio.create_task(poller.run(config.gitea.poll_interval), name="poll"))
@@ -288,8 +289,17 @@ async def running_bot(
                 jobs.active,
             )
         await jobs.cancel_all()
+        # The outbox finishes the pass in flight (a request is not cut mid-way), then stops;
+        # the other tasks only wait or read, and are cancelled.
+        outbox.stop()
         for t in tasks:
-            t.cancel()
+            if t is not outbox_task:
+                t.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(outbox_task), OUTBOX_STOP_S)
+        except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
+            log.info("outbox did not stop within %gs (%s); cancelled", OUTBOX_STOP_S, e)
+            outbox_task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Last chance for what is already due (e.g. a final verdict) before we go.
         try:

@@ -77,6 +77,7 @@ class Outbox:
         self._max = max_delay_s
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one delivery pass at a time, or an item goes out twice
+        self._stopping = False
 
     # --- the Say port -------------------------------------------------------------------
 
@@ -160,11 +161,21 @@ class Outbox:
 
     # --- delivery ------------------------------------------------------------------------
 
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Shutdown: `run` returns after the pass in flight, so no request is cut mid-way."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver forever; owned by the app and cancelled on shutdown."""
+        """Deliver until `stop()`; owned by the app."""
         while True:
             self._wake.clear()
             await self.flush_due()
+            if self._stop_requested():
+                return
             nxt = await self._store.next_outbox_time()
             delay = 30.0 if nxt is None else max(0.0, nxt - time.time())
             with contextlib.suppress(TimeoutError):

@@ -191,3 +191,35 @@ async def test_a_comment_update_queued_while_the_first_text_is_on_the_wire_is_no
             await client.aclose()
             await store.close()
         gitea.assert_clean()
+
+
+async def test_stop_lets_the_delivery_on_the_wire_finish(spec_path: Path, tmp_path: Path) -> None:
+    """SIGTERM's outbox step: `stop()` ends the loop after the pass in flight, request whole."""
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        store = await Store.open(tmp_path / "s.sqlite3")
+        client = _SlowCreate(gitea.api_url, GITEA_TOKEN)
+        box = Outbox(
+            store,
+            client,
+            Redactor([]),
+            status_context="redfix/testme",
+            bot_login=BOT_LOGIN,
+            base_delay_s=0.01,
+        )
+        try:
+            await box.comment(Place(REPO, 4), "k", "🟢 green")
+            loop_task = asyncio.create_task(box.run())
+            await asyncio.wait_for(client.on_wire.wait(), 5)
+            box.stop()
+            await asyncio.sleep(0.05)
+            assert not loop_task.done()  # it waits for the answer rather than cutting it off
+            client.answer.set()
+            await asyncio.wait_for(loop_task, 5)  # ...and then returns by itself
+            assert await store.outbox_backlog() == 0
+            (sticky,) = gitea.comments(REPO, 4)
+            assert "🟢 green" in sticky.body
+        finally:
+            await client.aclose()
+            await store.close()
+        gitea.assert_clean()
