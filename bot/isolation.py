@@ -397,6 +397,33 @@ class Isolation:
                 await self._finish(res)
         return [(target, evidence)]
 
+    async def abandon(self, run: Mapping[str, Any], reason: str) -> str:
+        """Cancel a run recorded as queued or running that no job here owns (its job failed,
+        or could not be resumed): stop it on its host and tear it down if it is running;
+        record it cancelled either way. Returns what happened, for the user."""
+        runner = self._runners.get(str(run["host"]))
+        spec = RunSpec(str(run["run_id"]), str(run["recipe"]))
+        if run["state"] != "running":
+            what = "it never started and now will not"
+        elif runner is None:
+            what = f"its host {run['host'] or '(none)'} is not configured here; nothing to stop"
+        else:
+            try:
+                what = await runner.abandon(spec, reason)
+            except Exception as e:  # unreachable host: say so, keep the record as it is
+                return f"it could not be stopped: {e}"
+        result = RunResult(
+            spec.run_id,
+            spec.recipe,
+            str(run["host"]),
+            RunState.CANCELLED,
+            None,
+            0.0,
+            problem=f"{reason} ({what})",
+        )
+        await self._finish(result)
+        return what
+
     def cancel(self, command_id: int, reason: str) -> bool:
         """Stop an isolation: a queued run never starts, a running one is torn down."""
         stop = self._stops.get(command_id)

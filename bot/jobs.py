@@ -111,10 +111,9 @@ class Jobs:
                 "a running one is stopped and torn down; its comment will say so."
             )
         else:
-            text = (
-                f"Run `{plan.run_id}` is recorded as {run['state']}, but this redfix is not "
-                "running it (it was started before a restart); nothing to stop here."
-            )
+            # No job here holds it (its job failed): stop it on its host all the same.
+            what = await self._isolation.abandon(run, f"cancelled {who}")
+            text = f"✋ Run `{plan.run_id}` ({run['recipe']}) had no job following it: {what}."
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
         await self._runs.set_command_state(command_id, "done")
 

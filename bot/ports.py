@@ -40,6 +40,9 @@ class HostRunner(Protocol):
     ) -> RunResult | None:
         """Follow a run started before a restart to its end; None if it never started."""
 
+    async def abandon(self, spec: RunSpec, why: str) -> str:
+        """Stop and tear down a run no job follows; what happened, for the user."""
+
     async def find_reference(self, recipe: str, *, limit: int = 200) -> ResultsSummary | None: ...
 
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]: ...

@@ -873,20 +873,34 @@ class SshRunner:
         except (OSError, asyncssh.Error, TimeoutError, RunnerError) as e:
             log.info("run %s: remote log not truncated: %s", run_id, _reason(e))
 
-    async def stop_remote(self, run_id: str, why: str = "cancelled") -> bool:
-        """Signal a run this bot is not following (e.g. recorded before a restart); True if
-        a started run was there to stop."""
-        self._check(run_id=run_id)
+    async def abandon(self, spec: RunSpec, why: str) -> str:
+        """Stop a run no job of this process follows (its job failed): signal its process
+        group, run the teardown, note both in its log; returns what happened, for the user.
+        RunnerError if the host cannot be reached."""
+        self._check(spec.recipe, spec.run_id)
         conn = await self._connection()
-        code, _ = await self._script(
-            conn,
-            STOP,
-            self._state_dir(run_id),
-            why,
-            str(self._ticks),
-            limit_s=self._harness.kill_grace_s + STOP_SLACK_S + 30,
-        )
-        return code == 0
+        try:
+            code, _ = await self._script(
+                conn,
+                STOP,
+                self._state_dir(spec.run_id),
+                "cancelled",
+                str(self._ticks),
+                limit_s=self._harness.kill_grace_s + STOP_SLACK_S + 30,
+            )
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            raise RunnerError(
+                f"{self._where}: could not stop {spec.run_id}: {_reason(e)}"
+            ) from None
+        stopped = "its process group was stopped" if code == 0 else "nothing of it was running"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        sink = _LogSink(self.log_file(spec.run_id), self._tail_lines, None, spec.run_id)
+        try:
+            sink.note(f"{why}: {stopped}")
+            _, teardown = await self._teardown(spec, sink)
+        finally:
+            sink.close()
+        return f"{stopped}; teardown {teardown}"
 
     def _result(
         self,
