@@ -1,6 +1,8 @@
-"""Fault injection with real processes: the bot is `redfix-bot serve` in a child process, killed
-with SIGKILL mid-isolation and started again; the CI host is the real sshd running the simulated
-harness, Gitea the spec-checked fake in this process (it outlives the bot, as Gitea would)."""
+"""Fault injection with real processes. The bot is `redfix-bot serve` in a child process,
+killed with SIGKILL mid-isolation (or stopped with SIGTERM mid-`!testme`) and started again; or
+the CI host's sshd goes away mid-run and comes back. The host is the real sshd running the
+simulated harness, Gitea the spec-checked fake in this process (it outlives the bot, as Gitea
+would)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,14 @@ from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import stop_runs_under
 from bot.sim.sweep import seed_sweep
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, fake_sha, seed_gitea
+from tests.conftest import (
+    BOT_LOGIN,
+    GITEA_TOKEN,
+    WEBHOOK_SECRET,
+    RigFactory,
+    fake_sha,
+    seed_gitea,
+)
 from tests.sshd import Sshd, free_port
 
 pytestmark = pytest.mark.slow
@@ -313,3 +322,34 @@ async def test_sigterm_mid_testme_leaves_the_run_going_and_the_next_start_finish
     assert "shutting down with 1 job(s) in flight" in text
     assert "resuming 1 unfinished command(s)" in text
     gitea.assert_clean()
+
+
+async def test_sshd_stopped_mid_testme_then_started_the_verification_completes(
+    make_rig: RigFactory, sshd: Sshd
+) -> None:
+    repo, sha = "recipe-maintainers/custom-html", fake_sha("custom-html")
+    async with make_rig(env={"SIM_STAGE_SECONDS": "1"}) as rig:
+        await rig.comment(repo, 4, "alice", "!testme")
+        for _ in range(200):
+            if any(e["event"] == "start" for e in rig.host_events()):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the run never started")
+        sshd.stop()  # the CI host's sshd goes away mid-run, every connection with it
+        try:
+            await asyncio.sleep(3)
+            assert [s.state for s in rig.gitea.statuses(repo, sha)][-1] == "pending"
+        finally:
+            sshd.start()
+        await asyncio.wait_for(rig.bot.idle(), 90)
+        states = [(s.state, s.description) for s in rig.gitea.statuses(repo, sha)]
+        events = rig.host_events()
+
+    assert states == [
+        ("pending", "queued"),
+        ("pending", "running on sshd-test"),
+        ("success", "green"),
+    ]
+    assert [e["event"] for e in events] == ["start", "end"]  # followed, not restarted
+    assert events[1]["exit"] == 0
