@@ -18,7 +18,8 @@ session of its own, enforces the timeout itself (so a run never outlives its bud
 the bot is gone), and records the exit code. FOLLOW copies out.log from a byte offset until
 the run has ended, so a dropped connection or a restarted bot resumes where it stopped.
 STATUS says where a run stands; STOP signals the whole process group (TERM, then KILL after
-the grace); FINISH truncates the remote copy of the log once the bot has its own.
+the grace); FINISH truncates the remote copy of the log once the bot has its own. ATTACHED
+wraps the short commands that stay on their channel (the teardown).
 
 Liveness is read from /proc because zombies linger on some hosts and `kill -0` counts them.
 """
@@ -179,3 +180,32 @@ exit 0
 
 # $1 state dir. The bot holds the whole log now; keep the small markers, drop the big copy.
 FINISH = r""": >"$1/out.log" 2>/dev/null; touch "$1/finished" 2>/dev/null; exit 0"""
+
+# The wrapper for short *attached* commands (the teardown): $1 workdir, $2 the configured
+# command, $3 grace ticks. As root, sshd ignores signal requests, and without a pty nothing is
+# signalled when the channel closes or the connection drops; so the command runs in its own
+# session and a watcher stops that whole group as soon as the wrapper's stdin - the SSH
+# channel - reaches EOF. The runner closes stdin to stop it; a dropped connection closes it too.
+ATTACHED = (
+    r"""exec 2>&1
+workdir=$1 cmd=$2 ticks=$3
+cd -- "$workdir" 2>/dev/null || {
+  echo "redfix-wrapper: harness workdir $workdir is missing or not accessible"; exit 125; }
+command -v setsid >/dev/null 2>&1 || {
+  echo "redfix-wrapper: setsid is not installed on the CI host"; exit 125; }
+"""
+    + _PRELUDE
+    + r"""
+exec 3<&0
+setsid sh -c 'trap : TERM; eval "$1"' redfix-harness "$cmd" </dev/null 3<&- &
+pid=$!
+{ while read -r _; do :; done; stop_group; } <&3 >/dev/null 2>&1 &
+watcher=$!
+exec 3<&-
+wait "$pid"
+code=$?
+kill "$watcher" 2>/dev/null
+stop_group
+exit "$code"
+"""
+)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import asyncssh
 
 from bot.config import HarnessConfig, HostConfig
-from bot.hostscripts import FINISH, FOLLOW, LAUNCH, STATUS, STOP, SUPERVISOR
+from bot.hostscripts import ATTACHED, FINISH, FOLLOW, LAUNCH, STATUS, STOP, SUPERVISOR
 from bot.model import (
     RECIPE_RE,
     RUN_ID_RE,
@@ -58,58 +58,6 @@ LOST_SLACK_S = 300.0
 BACKSTOP_SLACK_S = 60.0
 # Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
 SFTP_VERSION = 6
-
-# The fixed remote wrapper for short attached commands (the teardown); harness runs are
-# detached instead (bot.hostscripts). Its only inputs are positional arguments ($1 workdir, $2 the
-# configured command, $3 grace in POLL_S ticks) and the environment set by `env`; nothing is
-# ever formatted into this text.
-#
-# Why it exists: as root, sshd ignores signal requests, and without a pty nothing is signalled
-# when the channel closes or the connection drops. So the command runs in its own session
-# (setsid, so its pgid is its pid) and a watcher kills that whole group (TERM, then KILL after
-# the grace) as soon as the wrapper's stdin - the SSH channel - reaches EOF. The runner closes
-# stdin to stop a run; a dropped connection closes it too.
-#
-# The shell that runs the configured command traps TERM (dash does not exec a lone command), so
-# the exit code reported is the harness's own, not that of a shell killed by the group TERM.
-# Liveness is read from /proc because zombies linger on some hosts and `kill -0` counts them.
-WRAPPER = r"""exec 2>&1
-workdir=$1 cmd=$2 ticks=$3
-cd -- "$workdir" 2>/dev/null || {
-  echo "redfix-wrapper: harness workdir $workdir is missing or not accessible"; exit 125; }
-command -v setsid >/dev/null 2>&1 || {
-  echo "redfix-wrapper: setsid is not installed on the CI host"; exit 125; }
-group_alive() {
-  kill -s 0 -- "-$pid" 2>/dev/null || return 1
-  [ -r /proc/self/stat ] || return 0
-  for f in /proc/[0-9]*/stat; do
-    read -r st 2>/dev/null <"$f" || continue
-    set -f; set -- ${st##*") "}; set +f
-    [ "$1" != Z ] && [ "$3" = "$pid" ] && return 0
-  done
-  return 1
-}
-stop_group() {
-  group_alive || return 0
-  kill -s TERM -- "-$pid" 2>/dev/null
-  n=0
-  while group_alive; do
-    if [ "$n" -ge "$ticks" ]; then kill -s KILL -- "-$pid" 2>/dev/null; return 0; fi
-    sleep 0.2; n=$((n + 1))
-  done
-}
-exec 3<&0
-setsid sh -c 'trap : TERM; eval "$1"' redfix-harness "$cmd" </dev/null 3<&- &
-pid=$!
-{ while read -r _; do :; done; stop_group; } <&3 >/dev/null 2>&1 &
-watcher=$!
-exec 3<&-
-wait "$pid"
-code=$?
-kill "$watcher" 2>/dev/null
-stop_group
-exit "$code"
-"""
 
 
 class RunnerError(Exception):
@@ -414,11 +362,11 @@ class SshRunner:
         }
 
     def _command(self, env: Mapping[str, str], command: str) -> str:
-        """`env K=V... sh -c WRAPPER`, every variable part a single shell-quoted word."""
+        """`env K=V... sh -c ATTACHED`, every variable part a single shell-quoted word."""
         ticks = max(0, math.ceil(self._harness.kill_grace_s / POLL_S))
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
         args = " ".join(shlex.quote(a) for a in (self._harness.workdir, command, str(ticks)))
-        return f"env {assignments} sh -c {shlex.quote(WRAPPER)} redfix-wrapper {args}"
+        return f"env {assignments} sh -c {shlex.quote(ATTACHED)} redfix-wrapper {args}"
 
     async def _pump(self, proc: asyncssh.SSHClientProcess[bytes], sink: _LogSink) -> None:
         while data := await proc.stdout.read(READ_CHUNK):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -161,9 +163,11 @@ class _SlowCreate(GiteaClient):
         return await super().create_comment(repo, index, body)
 
 
-async def test_a_comment_update_queued_while_the_first_text_is_on_the_wire_is_not_lost(
+@asynccontextmanager
+async def slow_outbox(
     spec_path: Path, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[GiteaSim, Store, _SlowCreate, Outbox]]:
+    """An outbox whose comment creation waits on the wire, over a fresh store and fake Gitea."""
     async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
         seed_gitea(gitea)
         store = await Store.open(tmp_path / "s.sqlite3")
@@ -177,49 +181,40 @@ async def test_a_comment_update_queued_while_the_first_text_is_on_the_wire_is_no
             base_delay_s=0.01,
         )
         try:
-            await box.comment(Place(REPO, 4), "k", "⏳ queued")
-            sending = asyncio.create_task(box.flush_due())
-            await asyncio.wait_for(client.on_wire.wait(), 5)
-            await box.comment(Place(REPO, 4), "k", "🟢 green")  # the job goes on meanwhile
-            client.answer.set()
-            await asyncio.wait_for(sending, 5)
-            await asyncio.wait_for(box.flush_due(), 5)
-            assert await store.outbox_backlog() == 0
-            (sticky,) = gitea.comments(REPO, 4)
-            assert "🟢 green" in sticky.body, [w.value for w in gitea.writes]
+            yield gitea, store, client, box
         finally:
             await client.aclose()
             await store.close()
         gitea.assert_clean()
+
+
+async def test_a_comment_update_queued_while_the_first_text_is_on_the_wire_is_not_lost(
+    spec_path: Path, tmp_path: Path
+) -> None:
+    async with slow_outbox(spec_path, tmp_path) as (gitea, store, client, box):
+        await box.comment(Place(REPO, 4), "k", "⏳ queued")
+        sending = asyncio.create_task(box.flush_due())
+        await asyncio.wait_for(client.on_wire.wait(), 5)
+        await box.comment(Place(REPO, 4), "k", "🟢 green")  # the job goes on meanwhile
+        client.answer.set()
+        await asyncio.wait_for(sending, 5)
+        await asyncio.wait_for(box.flush_due(), 5)
+        assert await store.outbox_backlog() == 0
+        (sticky,) = gitea.comments(REPO, 4)
+        assert "🟢 green" in sticky.body, [w.value for w in gitea.writes]
 
 
 async def test_stop_lets_the_delivery_on_the_wire_finish(spec_path: Path, tmp_path: Path) -> None:
     """SIGTERM's outbox step: `stop()` ends the loop after the pass in flight, request whole."""
-    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
-        seed_gitea(gitea)
-        store = await Store.open(tmp_path / "s.sqlite3")
-        client = _SlowCreate(gitea.api_url, GITEA_TOKEN)
-        box = Outbox(
-            store,
-            client,
-            Redactor([]),
-            status_context="redfix/testme",
-            bot_login=BOT_LOGIN,
-            base_delay_s=0.01,
-        )
-        try:
-            await box.comment(Place(REPO, 4), "k", "🟢 green")
-            loop_task = asyncio.create_task(box.run())
-            await asyncio.wait_for(client.on_wire.wait(), 5)
-            box.stop()
-            await asyncio.sleep(0.05)
-            assert not loop_task.done()  # it waits for the answer rather than cutting it off
-            client.answer.set()
-            await asyncio.wait_for(loop_task, 5)  # ...and then returns by itself
-            assert await store.outbox_backlog() == 0
-            (sticky,) = gitea.comments(REPO, 4)
-            assert "🟢 green" in sticky.body
-        finally:
-            await client.aclose()
-            await store.close()
-        gitea.assert_clean()
+    async with slow_outbox(spec_path, tmp_path) as (gitea, store, client, box):
+        await box.comment(Place(REPO, 4), "k", "🟢 green")
+        loop_task = asyncio.create_task(box.run())
+        await asyncio.wait_for(client.on_wire.wait(), 5)
+        box.stop()
+        await asyncio.sleep(0.05)
+        assert not loop_task.done()  # it waits for the answer rather than cutting it off
+        client.answer.set()
+        await asyncio.wait_for(loop_task, 5)  # ...and then returns by itself
+        assert await store.outbox_backlog() == 0
+        (sticky,) = gitea.comments(REPO, 4)
+        assert "🟢 green" in sticky.body
