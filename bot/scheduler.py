@@ -82,6 +82,8 @@ class HostPool:
         self._host_share = min(total / len(hosts), self._slots)
         # Slots held now per requester: a requester's running work counts toward its rank.
         self._holding: Counter[str] = Counter()
+        self._queued: Counter[str] = Counter()  # waiters per requester, for their rank
+        self._listening = 0  # waiters with an on_queue callback
         # Slots of runs still going on their hosts from before a restart, kept for the job
         # that resumes them (key → (host, recipe)); see reserve().
         self._reserved: dict[str, tuple[str, str]] = {}
@@ -157,12 +159,12 @@ class HostPool:
         while self._queue:
             w = self._queue[0]
             if w.future.done():  # cancelled while waiting
-                self._queue.popleft()
+                self._dequeue_head()
                 continue
             h = self._place(w)
             if h is None:
                 break
-            self._queue.popleft()
+            self._dequeue_head()
             w.pending = None  # granted: no further queue report starts
             h.used += 1
             h.exclusive = w.exclusive
@@ -173,17 +175,32 @@ class HostPool:
         self._report()
 
     def _enqueue(self, w: _Waiter) -> None:
-        """Queue `w` after every waiter of its round or an earlier one (see the docstring)."""
-        w.rank = self._holding[w.who] + sum(1 for other in self._queue if other.who == w.who)
+        """Queue `w` after every waiter of its round or an earlier one (see the docstring).
+
+        Searched from the back: a burst from one requester appends in O(1)."""
+        w.rank = self._holding[w.who] + self._queued[w.who]
+        self._queued[w.who] += 1
+        if w.on_queue is not None:
+            self._listening += 1
         at = len(self._queue)
-        for i, other in enumerate(self._queue):
-            if other.rank > w.rank:
-                at = i
-                break
+        while at > 0 and self._queue[at - 1].rank > w.rank:
+            at -= 1
         self._queue.insert(at, w)
+
+    def _dequeued(self, w: _Waiter) -> None:
+        self._queued[w.who] -= 1
+        if self._queued[w.who] <= 0:
+            del self._queued[w.who]
+        if w.on_queue is not None:
+            self._listening -= 1
+
+    def _dequeue_head(self) -> None:
+        self._dequeued(self._queue.popleft())
 
     def _report(self) -> None:
         """Tell each listening waiter its new spot, if its position or the length changed."""
+        if not self._listening:
+            return  # nobody asked: a long queue costs nothing per grant
         length = len(self._queue)
         ahead = 0.0
         for i, w in enumerate(self._queue, 1):
@@ -269,6 +286,7 @@ class HostPool:
             else:
                 with suppress(ValueError):
                     self._queue.remove(w)  # leave at once: the others move up now
+                    self._dequeued(w)
                 self._grant()
             raise
         entered: float | None = None
