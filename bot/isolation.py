@@ -105,10 +105,6 @@ def new_run_id(recipe: str) -> str:
     return f"rf-{recipe[:40]}-{stamp}-{secrets.token_hex(3)}"
 
 
-def result_record(r: RunResult) -> dict[str, Any]:
-    return dataclasses.asdict(r) | {"state": r.state.value}
-
-
 @contextmanager
 def _lines(path: Path) -> Iterator[Iterator[str]]:
     """The run's log as lines, streamed from disk (logs can be gigabytes)."""
@@ -252,7 +248,7 @@ class Isolation:
         return result, self._evidence(result, str(kept.get("alone", row.get("note", ""))), service)
 
     async def _finish(self, result: RunResult, evidence: RunEvidence | None = None) -> None:
-        record = result_record(result)
+        record = result.record()
         if evidence is not None:  # kept so a restart can rebuild the verdict from the store
             record["evidence"] = {
                 "alone": evidence.alone,

@@ -46,7 +46,6 @@ KEEPALIVE_S = 30.0
 CLOSE_WAIT_S = 5.0
 WRAPPER_EXIT = 125
 WRAPPER_TAG = "redfix-wrapper:"
-_WRAPPER_TAG_B = WRAPPER_TAG.encode()
 NOTE_PREFIX = "[redfix] "
 POLL_S = 0.2
 # Reconnecting to a host that dropped us: first wait, doubling up to the cap.
@@ -134,7 +133,6 @@ class _LogSink:
         self._on_line = on_line
         self._run_id = run_id
         self._flushed = time.monotonic()
-        self.wrapper_message = ""
 
     def _prime(self, path: Path) -> None:
         """The tail of a log written before a restart, so the result still quotes it."""
@@ -169,7 +167,7 @@ class _LogSink:
             lines.append(self._partial[:MAX_LINE_BYTES])
             self._partial = self._partial[MAX_LINE_BYTES:]
         if lines:
-            self._emit(lines, _WRAPPER_TAG_B in buf)
+            self._emit(lines)
 
     def note(self, text: str) -> None:
         """A line of the runner's own, marked so nobody mistakes it for harness output."""
@@ -180,15 +178,11 @@ class _LogSink:
     def end_partial(self) -> None:
         if self._partial:
             self._file.write(b"\n")
-            self._emit([self._partial], _WRAPPER_TAG_B in self._partial)
+            self._emit([self._partial])
             self._partial = b""
 
-    def _emit(self, lines: list[bytes], tagged: bool) -> None:
+    def _emit(self, lines: list[bytes]) -> None:
         self._tail.extend(lines[-(self._tail.maxlen or 1) :])
-        if tagged:  # one search per chunk; the per-line look only when the wrapper spoke
-            for raw in lines:
-                if raw.startswith(_WRAPPER_TAG_B):
-                    self.wrapper_message = _text(raw).removeprefix(WRAPPER_TAG).strip()
         if self._on_line is None:
             return
         for raw in lines:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.isolation import new_run_id, result_record
+from bot.isolation import new_run_id
 from bot.model import (
     Command,
     LinkPlan,
@@ -223,7 +223,7 @@ class Verifier:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self._store.finish_run(
-            spec.run_id, result.state.value, result.exit_code, result_record(result)
+            spec.run_id, result.state.value, result.exit_code, result.record()
         )
         return result
 
