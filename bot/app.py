@@ -31,6 +31,7 @@ from bot.runner import SshRunner
 from bot.scheduler import HostPool
 from bot.signatures import RuleSet
 from bot.store import Store
+from bot.tasks import stop_tasks
 from bot.verify import Verifier, VerifySettings
 from bot.web import make_web_app
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # At shutdown, how long the outbox may take to finish the delivery pass it is in.
 OUTBOX_STOP_S = 10.0
+TASK_STOP_S = 5.0  # the loops other than the outbox only wait or read
 
 
 def load_rules(config: Config) -> RuleSet:
@@ -290,20 +292,22 @@ async def running_bot(
             )
         await jobs.cancel_all()
         # The outbox finishes the pass in flight (a request is not cut mid-way), then stops;
-        # the other tasks only wait or read, and are cancelled.
+        # the other tasks only wait or read, and are cancelled. Every wait here is bounded:
+        # shutdown finishes even if a task ignores its cancellation (see bot/tasks.py).
         outbox.stop()
-        for t in tasks:
-            if t is not outbox_task:
-                t.cancel()
+        await stop_tasks(
+            [t for t in tasks if t is not outbox_task], within_s=TASK_STOP_S, what="shutdown"
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(outbox_task), OUTBOX_STOP_S)
+            async with asyncio.timeout(OUTBOX_STOP_S):
+                await asyncio.shield(outbox_task)
         except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
             log.info("outbox did not stop within %gs (%s); cancelled", OUTBOX_STOP_S, e)
-            outbox_task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks([outbox_task], within_s=TASK_STOP_S, what="shutdown")
         # Last chance for what is already due (e.g. a final verdict) before we go.
         try:
-            await asyncio.wait_for(outbox.flush_due(), timeout=5)
+            async with asyncio.timeout(5):
+                await outbox.flush_due()
         except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
             log.info("outbox flush at shutdown incomplete: %s", e)
         for r in runners.values():

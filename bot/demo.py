@@ -269,7 +269,8 @@ async def _play(config: Config, gitea: GiteaSim, once: bool, alice: Person | Non
         seen: dict[int, str] = {}
         watcher = asyncio.create_task(_watch(gitea, seen))
         try:
-            await asyncio.wait_for(bot.idle(), timeout=300)
+            async with asyncio.timeout(300):
+                await bot.idle()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

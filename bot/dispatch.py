@@ -137,8 +137,10 @@ class Dispatcher:
             self._wake.clear()
             retry = await self.process_pending()
             timeout = self._retry if retry else None
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancel (bot/tasks.py)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def process_pending(self) -> bool:
         """Handle every pending delivery once; True if some must be retried later."""

@@ -26,11 +26,15 @@ from bot.model import (
 )
 from bot.ports import Say
 from bot.render import render_announcement, render_failure
+from bot.tasks import stop_tasks
 from bot.verify import Verifier
 
 log = logging.getLogger(__name__)
 
 Plan = RunPlan
+
+# At shutdown a job only has to stop waiting (its run goes on on its host), so this is ample.
+JOB_STOP_S = 10.0
 
 
 class CommandStates(Protocol):
@@ -88,10 +92,9 @@ class Jobs:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def cancel_all(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await self.drain()
+    async def cancel_all(self, within_s: float = JOB_STOP_S) -> None:
+        """Cancel every job (shutdown); a job that will not stop is left behind, logged."""
+        await stop_tasks(list(self._tasks), within_s=within_s, what="jobs")
 
     async def _cancel(self, command_id: int, cmd: Command, plan: CancelPlan) -> None:
         """`!redfix cancel`: find the run's owner and pull its switch; say what happened."""

@@ -179,7 +179,8 @@ class Outbox:
             nxt = await self._store.next_outbox_time()
             delay = 30.0 if nxt is None else max(0.0, nxt - time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 30.0))
+                async with asyncio.timeout(min(delay, 30.0)):
+                    await self._wake.wait()
 
     async def flush_due(self) -> int:
         """Deliver every item that is due now; returns how many were delivered."""

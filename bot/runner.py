@@ -311,7 +311,8 @@ class SshRunner:
         """Is the host reachable now? Opens (or reuses) the connection and runs `true`."""
         try:
             conn = await self._connection()
-            done = await asyncio.wait_for(conn.run("true", check=False), timeout=30)
+            async with asyncio.timeout(30):
+                done = await conn.run("true", check=False)
         except (RunnerError, OSError, asyncssh.Error, TimeoutError) as e:
             if not isinstance(e, RunnerError):
                 self.connect_errors += 1
@@ -335,7 +336,8 @@ class SshRunner:
             conn.close()
             try:
                 # A peer that never answers the close must not hold up the bot's shutdown.
-                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await conn.wait_closed()
             except TimeoutError:
                 log.warning(
                     "%s: connection did not close in %gs; dropped", self._where, CLOSE_WAIT_S
@@ -516,10 +518,8 @@ class SshRunner:
             prefix = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " "
         quoted = " ".join(shlex.quote(a) for a in args)
         command = f"{prefix}sh -c {shlex.quote(script)} redfix {quoted}"
-        done = await asyncio.wait_for(
-            conn.run(command, stdin=asyncssh.DEVNULL, encoding=None, check=False),
-            timeout=limit_s,
-        )
+        async with asyncio.timeout(limit_s):
+            done = await conn.run(command, stdin=asyncssh.DEVNULL, encoding=None, check=False)
         if done.exit_status is None and done.exit_signal is None:
             raise ConnectionError("the channel closed without an exit status")
         raw = done.stdout if isinstance(done.stdout, bytes) else b""
@@ -912,10 +912,8 @@ class SshRunner:
             f"exec timeout -k 5 {math.ceil(limit_s)} sh -c {shlex.quote(command)} 2>&1"
         )
         try:
-            done = await asyncio.wait_for(
-                conn.run(script, stdin=asyncssh.DEVNULL, encoding=None, check=False),
-                timeout=limit_s + 10,
-            )
+            async with asyncio.timeout(limit_s + 10):
+                done = await conn.run(script, stdin=asyncssh.DEVNULL, encoding=None, check=False)
         except (OSError, asyncssh.Error, TimeoutError) as e:
             if conn.is_closed():
                 self._forget(conn)

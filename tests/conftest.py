@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import json
 import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -284,3 +287,36 @@ def never_merges() -> Iterator[None]:
     close (the fake also fails the single test; this catches what a test forgot to check)."""
     yield
     assert GiteaSim.forbidden_seen == [], f"redfix tried to merge: {GiteaSim.forbidden_seen}"
+
+
+# --- a hung test says which coroutine it hung in ------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Shortly before pytest-timeout ends the run, print every pending asyncio task's stack:
+    its thread dump shows only the event loop waiting in select(), not the coroutine that
+    never finished, which is what a hang in async code needs to be found."""
+    limit = float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
+    timer = None
+    if limit > 0:
+        timer = threading.Timer(max(limit - 10, limit * 0.9), _dump_tasks, (item.nodeid,))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _dump_tasks(nodeid: str) -> None:
+    out = io.StringIO()
+    out.write(f"\n=== {nodeid} is about to time out; pending asyncio tasks:\n")
+    # Private, but this is a last-gasp diagnostic from another thread; all loops' tasks.
+    for task in list(getattr(asyncio.tasks, "_all_tasks", ())):
+        if not task.done():
+            out.write(f"--- {task.get_name()}\n")
+            task.print_stack(limit=12, file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
