@@ -6,10 +6,13 @@ import asyncio
 import gc
 import logging
 import sys
+import time
 
 import pytest
 
+from bot.runner import SshRunner
 from bot.tasks import stop_tasks
+from tests.conftest import RigFactory
 
 
 def _loop_on_wait_for(event: asyncio.Event, rounds: list[int]) -> asyncio.Task[None]:
@@ -110,3 +113,32 @@ async def test_failed_and_finished_tasks_are_consumed_without_warnings(
         del failed, finished
         gc.collect()  # an unread task exception is reported when the task is collected
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.mark.slow
+async def test_the_bot_shuts_down_when_its_host_check_drops_the_cancel(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CI hang, at the bot's level: shutdown cancels the host-check loop while asyncssh's
+    connect (a wait_for inside) finishes, the cancel is lost and the loop goes on. The seam
+    is the check itself, made to drop one cancel the way that race does."""
+    dropped: list[int] = []
+    checking = asyncio.Event()
+
+    async def check_that_loses_a_cancel(self: SshRunner) -> bool:
+        checking.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            dropped.append(1)  # the race: the connect "finished", the cancel is gone
+        return True
+
+    monkeypatch.setattr(SshRunner, "check", check_that_loses_a_cancel)
+    rig = make_rig()
+    await rig.__aenter__()  # entered by hand: the exit is what is timed
+    await asyncio.wait_for(checking.wait(), 10)
+    t0 = time.monotonic()
+    async with asyncio.timeout(30):  # before the fix: forever (the loop sleeps, then checks)
+        await rig.__aexit__(None, None, None)
+    assert dropped == [1]
+    assert time.monotonic() - t0 < 10
