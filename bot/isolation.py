@@ -463,7 +463,8 @@ class Isolation:
                 plan = dataclasses.replace(plan, reference_run=str(failure["run_id"]))
         triage = await self._runs.start_triage(plan.recipe, command_id, *o.place.record())
         await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
-        await show([], None)
+        if not prior:  # a resumed job shows its restored runs first, not a reset to zero
+            await show([], None)
         reference, problem = await self._reference(plan)
         if reference is not None:
             await self._runs.update_triage(

@@ -217,11 +217,21 @@ async def test_kill_9_mid_isolation_then_restart_posts_the_verdict_once(
             killed_at = time.time()
             running = [e["run_id"] for e in host_events(runs_dir) if e["event"] == "start"][-1]
 
+            said_before = len(gitea.requests)
             bot.start()
             await bot.healthy()
             await until("the verdict", lambda: bool(verdict_comments(gitea)), 120, log)
             assert bot.terminate() == 0, log.read_text()[-3000:]
 
+    # After the restart the sticky comment goes on from the runs already done, never back
+    # to "queued" with none done.
+    edits = [
+        r.body["body"]
+        for r in gitea.requests[said_before:]
+        if r.method == "PATCH" and "/issues/comments/" in r.path
+    ]
+    assert edits
+    assert not [e for e in edits if "— queued, waiting" in e], edits
     # The verdict: once, on one comment, judged on three isolated runs.
     (verdict,) = verdict_comments(gitea)
     mine = [c for c in gitea.comments(REPO, PR) if c.user == BOT_LOGIN]
