@@ -29,6 +29,7 @@ from bot.store import OutboxItem, Store
 log = logging.getLogger(__name__)
 
 MATRIX_KINDS = frozenset({"matrix_message", "matrix_react"})
+GITEA_KINDS = frozenset({"comment", "reaction", "status"})
 # Gitea reaction names → the emoji a Matrix reaction carries.
 EMOJI = {"eyes": "👀", "+1": "👍", "-1": "👎", "heart": "❤️", "rocket": "🚀", "hooray": "🎉"}
 DONE, FAILED = "✅", "❌"
@@ -232,6 +233,13 @@ class Outbox:
             log.debug(
                 "outbox %s %s changed while it was sent; sending the newer text", item.kind, item.id
             )
+        if item.attempts > 0 and item.kind in GITEA_KINDS:
+            # A retried item went through: Gitea is back. Items of other PRs need not wait
+            # out their own backoffs (up to max_delay_s each) before they find that out.
+            # Matrix items are left alone: their waits may be the homeserver's rate limits.
+            woken = await self._store.outbox_due_now(GITEA_KINDS, time.time())
+            if woken:
+                log.info("Gitea answers again: %d waiting outbox item(s) are due now", woken)
         return True
 
     async def _send(self, item: OutboxItem) -> None:

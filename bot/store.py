@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -806,6 +807,17 @@ class Store:
             (next_at, error[:500], item_id),
         )
         await self._db.commit()
+
+    async def outbox_due_now(self, kinds: Iterable[str], now: float) -> int:
+        """Make every pending item of `kinds` that waits out a backoff due at `now` (the
+        service answers again); returns how many were pulled forward."""
+        kinds = list(kinds)
+        marks = ", ".join("?" * len(kinds))  # only placeholders go into the text
+        sql = "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND attempts > 0 "
+        sql += f"AND next_at > ? AND kind IN ({marks})"
+        cur = await self._db.execute(sql, (now, now, *kinds))
+        await self._db.commit()
+        return cur.rowcount
 
     async def outbox_dead(self, item_id: int, error: str) -> None:
         await self._db.execute(

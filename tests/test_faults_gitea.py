@@ -218,3 +218,54 @@ async def test_stop_lets_the_delivery_on_the_wire_finish(spec_path: Path, tmp_pa
         assert await store.outbox_backlog() == 0
         (sticky,) = gitea.comments(REPO, 4)
         assert "🟢 green" in sticky.body
+
+
+# --- after an outage, one PR's success brings the others forward -----------------------------
+
+
+async def test_when_a_retried_write_succeeds_the_other_prs_stop_waiting_out_their_backoff(
+    spec_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gitea was down; mumble's and mattermost's comments are in long backoffs (minutes, as
+    after a long outage). custom-html's comment is retried first and goes through: Gitea is
+    back, so the others are delivered in the same pass instead of minutes later."""
+    waiting = ("recipe-maintainers/mumble", "recipe-maintainers/mattermost-lts")
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        store = await Store.open(tmp_path / "s.sqlite3")
+        client = GiteaClient(gitea.api_url, GITEA_TOKEN)
+
+        def outbox(backoff_s: float) -> Outbox:
+            return Outbox(
+                store,
+                client,
+                Redactor([]),
+                status_context="redfix/testme",
+                bot_login=BOT_LOGIN,
+                base_delay_s=backoff_s,
+                max_delay_s=backoff_s,
+            )
+
+        try:
+            gitea.fail_until(time.monotonic() + 3600, 500, methods=WRITE_METHODS)
+            for repo in waiting:
+                await outbox(600).comment(Place(repo, 4), f"k-{repo}", "🔴 genuine")
+            assert await outbox(600).flush_due() == 0  # both failed: next try in 5–10 min
+            await outbox(0.01).comment(Place(REPO, 4), "k-html", "🟢 flake")
+            assert await outbox(0.01).flush_due() == 0  # failed too: next try in ≤ 10 ms
+            assert len(gitea.faults) == 3
+
+            gitea.fail_until(0)  # Gitea is back
+            await asyncio.sleep(0.05)
+            with caplog.at_level("INFO", logger="bot.outbox"):
+                sent = await outbox(0.01).flush_due()
+            assert sent == 3
+            assert await store.outbox_backlog() == 0
+            for repo in (*waiting, REPO):
+                (c,) = gitea.comments(repo, 4)
+                assert c.user == BOT_LOGIN
+            assert "Gitea answers again: 2 waiting outbox item(s) are due now" in caplog.text
+        finally:
+            await client.aclose()
+            await store.close()
+        gitea.assert_clean()
