@@ -21,7 +21,7 @@ import asyncssh
 from bench.common import Report, Settings, Target, fmt, reset_peak_rss, status_kib
 from bot.config import HarnessConfig
 from bot.model import RunSpec
-from bot.runner import READ_CHUNK, SshRunner
+from bot.runner import CIPHERS, READ_CHUNK, SshRunner
 from tests.sshd import SSHD, Sshd
 
 MB = 1_000_000
@@ -199,7 +199,8 @@ async def runner_pass(sshd: Sshd, data: Path, logs: Path, n: int) -> tuple[float
 
 @contextlib.asynccontextmanager
 async def _connect(sshd: Sshd) -> AsyncIterator[asyncssh.SSHClientConnection]:
-    """An asyncssh connection made the way SshRunner makes it (no user config, key checked)."""
+    """An asyncssh connection made the way SshRunner makes it (no user config, key checked,
+    the runner's cipher preference)."""
     async with asyncssh.connect(
         sshd.host,
         port=sshd.port,
@@ -208,6 +209,7 @@ async def _connect(sshd: Sshd) -> AsyncIterator[asyncssh.SSHClientConnection]:
         known_hosts=str(sshd.known_hosts),
         config=None,
         agent_path=None,
+        encryption_algs=list(CIPHERS),
     ) as conn:
         yield conn
 

@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import HarnessConfig, HostConfig
 from bot.model import RunSpec, RunState
-from bot.runner import RunnerError, SshRunner
+from bot.runner import CIPHERS, RunnerError, SshRunner
 from bot.sim.host import stop_runs_under
 from tests.sshd import Sshd, is_alive, known_hosts_line, write_keypair
 
@@ -327,6 +327,17 @@ async def test_big_output_keeps_a_bounded_tail(sshd: Sshd, tmp_path: Path) -> No
     # Exit 0 but no results.json: the run is not called green.
     assert result.state is RunState.INCOMPLETE
     assert result.problem.startswith(f"results.json missing at {tmp_path}/runs/b1/results.json")
+
+
+@pytest.mark.slow
+async def test_the_runner_prefers_aes_gcm(sshd: Sshd, tmp_path: Path) -> None:
+    """AES-GCM is what makes reading big logs fast in asyncssh (bench/stream.py); the
+    preference must reach the handshake, not just sit in a constant."""
+    async with open_runner(sshd, tmp_path) as runner:
+        assert await runner.check()
+        conn = await runner._connection()
+        assert conn.get_extra_info("recv_cipher") == CIPHERS[0] == "aes128-gcm@openssh.com"
+        assert conn.get_extra_info("send_cipher") == CIPHERS[0]
 
 
 @pytest.mark.slow
