@@ -223,6 +223,22 @@ def _needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
     return tuple(branches)
 
 
+def _folded_needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
+    """`_needles` of a pattern written `(?i)...`, lowercased, to be looked for in lowercased
+    ASCII text; None when the pattern is not case-insensitive or has no trusted literals."""
+    flags = re.match(r"\(\?([aiLmsux]+)\)", pattern)
+    if not flags or "i" not in flags.group(1) or "x" in flags.group(1):
+        return None
+    branches = _needles(pattern[flags.end() :])
+    if branches is None:
+        return None
+    folded = tuple(tuple(run.lower() for run in runs) for runs in branches)
+    # A non-ASCII letter in the pattern may match an ASCII one (ſ matches s): not gated.
+    if not all(run.isascii() for runs in folded for run in runs):
+        return None
+    return folded
+
+
 # --- scanning ------------------------------------------------------------------------------
 
 
@@ -323,7 +339,11 @@ class _Scanner:
         self.line_rx = {ix: re.compile(r.pattern) for ix, r in rules}
         needles = {ix: n for ix, r in rules if (n := _needles(r.pattern)) is not None}
         self.gates = _choose_gates(needles)
-        self.ungated = tuple(ix for ix, _ in rules if ix not in needles)
+        # Case-insensitive rules are gated on lowercased text, but only when the block is
+        # ASCII: `re` also matches a few non-ASCII letters to ASCII ones under IGNORECASE
+        # (K as the Kelvin sign, ſ, İ, ı), which lowercasing would not bring together.
+        self.folded = {ix: n for ix, r in rules if (n := _folded_needles(r.pattern)) is not None}
+        self.ungated = tuple(ix for ix, _ in rules if ix not in needles and ix not in self.folded)
         self.block_rx = {
             ix: None if _LINE_ONLY_RE.search(r.pattern) else re.compile(r.pattern, re.M)
             for ix, r in rules
@@ -332,6 +352,11 @@ class _Scanner:
     def candidates(self, block: str, pending: set[int]) -> list[int]:
         """Rules that may match somewhere in the block (a superset of those that do)."""
         found = {ix for ix in self.ungated if ix in pending}
+        if self.folded:
+            low = block.lower() if block.isascii() else None
+            for ix, branches in self.folded.items():
+                if ix in pending and (low is None or any(b[0] in low for b in branches)):
+                    found.add(ix)
         for gate in self.gates:
             if gate.text not in block:
                 continue

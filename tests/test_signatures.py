@@ -427,6 +427,15 @@ TRICKY = [
     r"tab\there",
     r"\0101BC",  # an octal escape: the text is "\b1BC", not "101BC"
     r"\d.failure",
+    # Case-insensitive rules are gated on lowercased ASCII text; `re` also folds a few
+    # non-ASCII letters onto ASCII ones (Kelvin sign, long s, dotted and dotless i).
+    r"(?i)read-only|network down",
+    r"(?i)kelvin",
+    r"(?i)\u212aelvin",  # the escape: no literal text at all
+    "(?i)\u212aelvin",  # the letter itself in the pattern
+    "(?i)\u017ftart here",
+    r"(?i)fil\b",
+    "(?i)(?s)CAF\u00c9",
 ]
 FRAGMENTS = [
     "color", "colour", "colr", "abbbc", "ac", "start here", " ERR42", "xERR42", "ERR42x",
@@ -434,6 +443,7 @@ FRAGMENTS = [
     "foo", "bar baz", "barbaz", "ABC", "41BC", "a.b", "axb", "read-only", "Read-only",
     "READ-ONLY", "word", "words", "café", "cafe", "network down", "proxywork down", "uiet",
     "tab\there", "tab here", "\b1BC", "101BC", " ", "\r", "  ",
+    "kelvin", "KELVIN", "\u212aelvin", "\u017ftart here", "FIL", "F\u0130L", "f\u0131l", "CAFÉ",
 ]  # fmt: skip
 
 
