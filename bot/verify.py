@@ -398,8 +398,11 @@ class Verifier:
             text = f"could not complete: {runs[-1].problem if runs else 'no run'}"
         target = f"{url}/runs/{runs[-1].run_id if runs else run_ids[0]}"
         await self._store.update_verification(vid, state, green, red, text)
-        await self._say.status(repo, number, sha, status, text, target)
+        # The comment is queued before the status: on one PR the outbox keeps that order, so a
+        # final status in Gitea means the final comment is there too, even if the bot is
+        # stopped between the two (the restart would say it again, but only then).
         await self._comment(key, repo, number, plan, sha, state, runs, run_ids, who, where, text)
+        await self._say.status(repo, number, sha, status, text, target)
         log.info("verification %s#%d@%s: %s (%s)", repo, number, sha[:10], state, text)
         await self._fix_verified(repo, number, sha, state, green, plan.repeat, text)
 

@@ -243,6 +243,14 @@ async def test_testme_sets_pending_then_success_on_the_head(make_rig: RigFactory
         assert "(quick lane)" in log.text
         (c,) = rig.bot_comments(repo, 4)
         assert "green" in c.body
+        # The final comment lands before the final status: whoever sees the status (or a bot
+        # stopped right after it) finds the comment already saying so.
+        mine = [w for w in rig.gitea.writes if w.user == BOT_LOGIN]
+        kinds = [w.kind for w in mine]
+        final_status = len(kinds) - 1 - kinds[::-1].index("status")
+        comment_writes = [i for i, k in enumerate(kinds) if k in ("comment", "edit")]
+        assert comment_writes[-1] < final_status, kinds
+        assert "green" in mine[comment_writes[-1]].value
 
 
 async def test_testme_red_recipe_sets_failure(make_rig: RigFactory) -> None:
