@@ -40,6 +40,8 @@ _MIN_NEEDLE = 3
 # rules using them are checked line by line instead (correct, but slower).
 _LINE_ONLY_RE = re.compile(r"\(\?<?[=!]|\(\?>|\\[AZB]|[*+?}]\+")
 _QUANTIFIER_RE = re.compile(r"\{(?:\d*,\d*|\d+)\}")
+# Flags written at a pattern's start, as in "(?i)panic".
+_LEADING_FLAGS_RE = re.compile(r"\(\?([aiLmsux]+)\)")
 _ESCAPE_ARG_LEN = {"x": 2, "u": 4, "U": 8}
 
 
@@ -208,7 +210,7 @@ def _literal_runs(p: str) -> Iterator[str]:
 def _needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
     """For each top-level alternative, the literal runs every match of it contains, longest
     first; None when some alternative has none that can be trusted."""
-    flags = re.match(r"\(\?([aiLmsux]+)\)", pattern)
+    flags = _LEADING_FLAGS_RE.match(pattern)
     if flags and ("i" in flags.group(1) or "x" in flags.group(1)):
         return None  # case-folded or verbose text is not literal text
     body = pattern[flags.end() :] if flags else pattern
@@ -226,7 +228,7 @@ def _needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
 def _folded_needles(pattern: str) -> tuple[tuple[str, ...], ...] | None:
     """`_needles` of a pattern written `(?i)...`, lowercased, to be looked for in lowercased
     ASCII text; None when the pattern is not case-insensitive or has no trusted literals."""
-    flags = re.match(r"\(\?([aiLmsux]+)\)", pattern)
+    flags = _LEADING_FLAGS_RE.match(pattern)
     if not flags or "i" not in flags.group(1) or "x" in flags.group(1):
         return None
     branches = _needles(pattern[flags.end() :])
