@@ -18,7 +18,8 @@ from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, RigFactory, f
 
 pytestmark = pytest.mark.slow
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "gitea" / "payloads"
+# Byte-exact Gitea 1.26.3 webhook bodies, kept with the tests (see the folder's README).
+SHARED = Path(__file__).resolve().parent / "data" / "gitea-payloads"
 VERDICT = re.compile(r"<!-- redfix:verdict (\{.*?\}) -->")
 MUMBLE = "recipe-maintainers/mumble"
 

@@ -33,6 +33,12 @@ _ALLOWED_REACTIONS = frozenset(
 _STATUS_STATES = ("pending", "success", "error", "failure", "warning", "skipped")
 _PERMS = ("none", "read", "write", "admin", "owner")
 _PAGE_DEFAULT, _PAGE_MAX = 30, 50
+# The facts of Gitea's API the fake checks against, cut from the official 1.26.3 spec by
+# scripts/gitea-spec-facts and shipped with the package, so a plain clone can run every check.
+SPEC_FACTS = Path(__file__).parent / "data" / f"gitea-{GITEA_VERSION}-facts.json"
+# Marks an operation the facts list by name only (the fake does not answer it): its details
+# were left out of the facts, so its requests are not checked; the fake answers them 501.
+OMITTED = "x-redfix-omitted"
 # The methods that change something: `fail_next(..., methods=WRITE_METHODS)` breaks only those.
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -275,6 +281,8 @@ class GiteaSpec:
     def __init__(self, doc: Mapping[str, Any]) -> None:
         self.doc = doc
         self.version = str(doc.get("info", {}).get("version", ""))
+        # where the facts came from (spec version, Gitea commit, spec sha256); {} for a full spec
+        self.provenance: Mapping[str, Any] = doc.get("provenance", {})
         self.base_path = str(doc.get("basePath", API_PREFIX)).rstrip("/")
         self.checker = SchemaChecker(doc.get("definitions", {}))
         self._paths: Mapping[str, Mapping[str, Any]] = doc.get("paths", {})
@@ -288,6 +296,15 @@ class GiteaSpec:
     def operations(self) -> list[tuple[str, str]]:
         """Every (METHOD, template) the spec declares."""
         return [(m.upper(), p) for p, ops in self._paths.items() for m in ops if m != "parameters"]
+
+    def checked_operations(self) -> list[tuple[str, str]]:
+        """The (METHOD, template) pairs whose parameters and responses the spec details (all of
+        them in a full spec; in the facts file, the ones the fake answers)."""
+        return [
+            (m, p)
+            for m, p in self.operations()
+            if not self._paths[p][m.lower()].get(OMITTED, False)
+        ]
 
     def find(self, method: str, raw_path: str) -> SpecRoute | None:
         """The operation a request under basePath hits, or None if no path template matches."""
@@ -307,6 +324,8 @@ class GiteaSpec:
     ) -> list[str]:
         """Problems with a request's path, query parameters and JSON body."""
         op = route.operation or {}
+        if op.get(OMITTED):
+            return []  # not in the facts: the fake answers it "not implemented" (a violation)
         declared = [p for p in op.get("parameters", ()) if isinstance(p, Mapping)]
         out: list[str] = []
         for prm in declared:
@@ -440,7 +459,10 @@ class GiteaSpec:
 @functools.lru_cache(maxsize=4)
 def _load_spec(path: Path) -> GiteaSpec:
     with path.open(encoding="utf-8") as f:
-        return GiteaSpec(json.load(f))
+        doc = json.load(f)
+    if not isinstance(doc, dict) or not isinstance(doc.get("paths"), dict):
+        raise ValueError(f"{path}: not a swagger document nor a facts file (no 'paths')")
+    return GiteaSpec(doc)
 
 
 # --- what the fake holds -------------------------------------------------------------------
