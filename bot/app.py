@@ -233,6 +233,10 @@ async def running_bot(
             config.gitea.allowed_orgs,
             matrix_users=config.matrix.allowed_users if config.matrix else (),
             min_power_level=config.matrix.min_power_level if config.matrix else None,
+            matrix_gitea_logins=config.matrix.gitea_logins if config.matrix else {},
+            matrix_targets=(config.matrix.target_repos or config.gitea.repos)
+            if config.matrix
+            else (),
         ),
         rooms=matrix,
     )

@@ -231,6 +231,16 @@ class MatrixConfig(_Section):
     min_power_level: int | None = Field(None, ge=0, le=1000)
     notify_room: Annotated[str, Field(pattern=r"^$|" + _MATRIX_ROOM_RE)] = ""
     timeout_s: float = Field(30.0, gt=0, le=300)
+    # Commands that act on a Gitea PR (`!testme owner/repo#N`, `link`, `cancel`): a mapped
+    # sender's Gitea login must pass the Gitea rule there; an unmapped one is trusted on the
+    # room's word, but only for repositories matching `target_repos` (default: [gitea] repos).
+    gitea_logins: dict[
+        Annotated[str, Field(pattern=_MATRIX_USER_RE)],
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")],
+    ] = Field(default_factory=dict)
+    target_repos: tuple[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.*?\[\]-]+$")], ...
+    ] = ()
 
     @field_validator("homeserver")
     @classmethod

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.jobs import Jobs
 from bot.model import (
+    CancelPlan,
     Command,
     Decision,
     HandlerSettings,
     Ignore,
     Incoming,
+    LinkPlan,
     Origin,
     OverridePlan,
     PullEvent,
+    PullRef,
     Reply,
     Source,
+    TestmePlan,
     Usage,
 )
 from bot.ports import Forge, Rooms, Say
@@ -34,12 +40,15 @@ from bot.render import (
     render_failure,
     render_override,
     render_refusal,
+    render_target_refusal,
     render_usage,
 )
 
 log = logging.getLogger(__name__)
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
+# While a pass is under way, how often new arrivals may reorder what is left of it.
+REFAIR_S = 0.05
 
 Decode = Callable[[str, str, bytes], Incoming | Ignore]
 Decide = Callable[[Command, HandlerSettings], Decision]
@@ -71,15 +80,32 @@ class CommandLog(Protocol):
         self, recipe: str, cause: str, reason: str, author: str, command_id: int
     ) -> None: ...
 
+    async def run_target(self, run_id: str) -> tuple[str, int] | None: ...
+
 
 @dataclass(frozen=True)
 class Access:
     """Who may command: on Gitea, org members and people with write access to the repo; in a
-    Matrix room, the allowed users and anyone with at least `min_power_level` there."""
+    Matrix room, the allowed users and anyone with at least `min_power_level` there.
+
+    A command is authorized where it is typed *and* at every PR it acts on (a fix PR named
+    by `link`, the PR a room's `!testme` names, the PR a cancelled run verifies). On Gitea the
+    same rule holds at the target. A Matrix sender has no Gitea identity: when
+    `matrix_gitea_logins` maps them to a login, that login must pass the Gitea rule at the
+    target; otherwise the room is the authority, reaching only repositories matching
+    `matrix_targets` (when set) — documented in the README as a deliberate trust of the room.
+    """
 
     allowed_orgs: Sequence[str]
     matrix_users: Sequence[str] = ()
     min_power_level: int | None = None
+    matrix_gitea_logins: Mapping[str, str] = field(default_factory=dict)
+    matrix_targets: Sequence[str] = ()
+    # An outsider's burst must cost next to nothing: one refusal reply per person and place
+    # in this window (the rest are only recorded, `refused_quietly`, and counted in
+    # /metrics), and a denial is remembered this long before Gitea is asked again.
+    refusal_every_s: float = 600.0
+    denial_ttl_s: float = 60.0
 
     def who_may(self, source: Source) -> str:
         """The rule, in words, for a refusal."""
@@ -127,6 +153,10 @@ class Dispatcher:
         self._retry = retry_delay_s
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time, or a delivery could start twice
+        self._clock: Callable[[], float] = time.monotonic
+        # (login, repo) → until when a "no" from Gitea stands; (author, place) → last reply.
+        self._denied: dict[tuple[str, str], float] = {}
+        self._refused: dict[tuple[str, str], float] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -149,22 +179,63 @@ class Dispatcher:
 
     async def _process_all(self) -> bool:
         retry = False
-        for delivery_id, event, body in await self._store.pending_deliveries():
-            try:
-                state, note = await self._process(delivery_id, event, body)
-            except ForgeUnavailable as e:
-                log.warning("delivery %s: forge unavailable (%s); will retry", delivery_id, e)
-                retry = True
-                continue
-            except Exception:
-                ref = secrets.token_hex(4)
-                log.exception("delivery %s failed [%s]", delivery_id, ref)
-                state, note = "failed", f"internal error, ref {ref}"
-            await self._store.finish_delivery(delivery_id, state, note)
-        return retry
+        seen: set[str] = set()  # handled in this pass, or waiting for a retry
+        decoded: dict[str, Incoming | Ignore | None] = {}  # each body decoded once a pass
+        while True:
+            self._wake.clear()
+            listed = self._clock()
+            batch = [d for d in await self._store.pending_deliveries() if d[0] not in seen]
+            if not batch:
+                return retry
+            for delivery_id, event, body, incoming in self._fair(batch, decoded):
+                seen.add(delivery_id)
+                try:
+                    state, note = await self._process(delivery_id, event, body, incoming)
+                except ForgeUnavailable as e:
+                    log.warning("delivery %s: forge unavailable (%s); will retry", delivery_id, e)
+                    retry = True
+                    continue
+                except Exception:
+                    ref = secrets.token_hex(4)
+                    log.exception("delivery %s failed [%s]", delivery_id, ref)
+                    state, note = "failed", f"internal error, ref {ref}"
+                await self._store.finish_delivery(delivery_id, state, note)
+                # New arrivals take their fair place: list again rather than finish a long
+                # round someone's burst made (at most every REFAIR_S, to keep listing cheap).
+                if self._wake.is_set() and self._clock() - listed >= REFAIR_S:
+                    break
 
-    async def _process(self, delivery_id: str, event: str, body: bytes) -> tuple[str, str]:
-        incoming = self._decode(event, delivery_id, body)
+    def _fair(
+        self,
+        batch: Sequence[tuple[str, str, bytes]],
+        decoded: dict[str, Incoming | Ignore | None],
+    ) -> list[tuple[str, str, bytes, Incoming | Ignore | None]]:
+        """Round-robin across authors, first-come per author: one person's burst of 500
+        comments puts their 500th after everyone else's first. Each body is decoded here
+        once and handed on; one that cannot be decoded goes first (it fails fast, recorded)."""
+        queues: dict[str, list[tuple[str, str, bytes, Incoming | Ignore | None]]] = {}
+        for delivery_id, event, body in batch:
+            if delivery_id not in decoded:
+                try:
+                    decoded[delivery_id] = self._decode(event, delivery_id, body)
+                except Exception:  # _process decodes again and records what went wrong
+                    decoded[delivery_id] = None
+            incoming = decoded[delivery_id]
+            who = incoming.origin.author.lower() if isinstance(incoming, Incoming) else ""
+            queues.setdefault(who, []).append((delivery_id, event, body, incoming))
+        out: list[tuple[str, str, bytes, Incoming | Ignore | None]] = []
+        for turn in range(max(len(q) for q in queues.values())):
+            out += [q[turn] for q in queues.values() if turn < len(q)]
+        return out
+
+    async def _process(
+        self,
+        delivery_id: str,
+        event: str,
+        body: bytes,
+        decoded: Incoming | Ignore | None = None,
+    ) -> tuple[str, str]:
+        incoming = decoded if decoded is not None else self._decode(event, delivery_id, body)
         if isinstance(incoming, Ignore):
             return "ignored", incoming.reason
         o, outcome = incoming.origin, incoming.outcome
@@ -186,35 +257,32 @@ class Dispatcher:
         except ForgeUnavailable:
             raise
         except Exception as e:  # a 4xx that will not heal (e.g. token scopes): say so, once
-            log.error("delivery %s: permission check failed: %s", delivery_id, e)
-            await self._say.comment(
-                o.place,
-                f"cmd-{command_id}",
-                render_failure(
-                    "redfix could not check your permissions, so nothing was started. The "
-                    "operator should check the bot's token and its scopes.",
-                    f"cmd-{command_id}",
-                ),
-            )
-            await self._store.set_command_state(command_id, "failed")
-            return "failed", "permission check failed"
+            return await self._permission_check_failed(command_id, o, e)
         if not allowed:
             log.info("delivery %s: %s is not authorized at %s", delivery_id, o.author, o.place)
-            await self._say.comment(
-                o.place,
-                f"cmd-{command_id}",
-                render_refusal(o.author, self._access.who_may(o.source)),
-            )
-            await self._store.set_command_state(command_id, "refused")
-            return "done", "refused"
-        if not await self._store.command_resumed(command_id):  # acknowledged the first time
-            await self._say.react(o, "eyes")
+            text = render_refusal(o.author, self._access.who_may(o.source))
+            return await self._refuse(command_id, o, text)
         if isinstance(outcome, Usage):
+            if not await self._store.command_resumed(command_id):  # acknowledged once
+                await self._say.react(o, "eyes")
             await self._say.comment(o.place, f"cmd-{command_id}", render_usage(outcome.message))
             await self._store.set_command_state(command_id, "replied")
             await self._say.done(o, False)
             return "done", "usage"
+        # Decided before the 👀: a command aimed at a PR its author may not act on is refused
+        # like one typed where they may not, with nothing acknowledged or started.
         decision = self._decide(outcome, self._settings)
+        try:
+            why_not = await self._target_refusal(o, decision)
+        except ForgeUnavailable:
+            raise
+        except Exception as e:
+            return await self._permission_check_failed(command_id, o, e)
+        if why_not is not None:
+            log.info("delivery %s: %s may not act on a target of %s", delivery_id, o.author, name)
+            return await self._refuse(command_id, o, why_not)
+        if not await self._store.command_resumed(command_id):  # acknowledged the first time
+            await self._say.react(o, "eyes")
         if isinstance(decision, Reply):
             body_md = (
                 decision.markdown
@@ -252,13 +320,105 @@ class Dispatcher:
         self._jobs.start(command_id, cmd, decision, trusted=trusted)
         return "done", f"pull event {cmd.text}"
 
+    async def _permission_check_failed(
+        self, command_id: int, o: Origin, e: Exception
+    ) -> tuple[str, str]:
+        log.error("delivery %s: permission check failed: %s", o.delivery_id, e)
+        await self._say.comment(
+            o.place,
+            f"cmd-{command_id}",
+            render_failure(
+                "redfix could not check your permissions, so nothing was started. The "
+                "operator should check the bot's token and its scopes.",
+                f"cmd-{command_id}",
+            ),
+        )
+        await self._store.set_command_state(command_id, "failed")
+        return "failed", "permission check failed"
+
+    async def _refuse(self, command_id: int, o: Origin, text: str) -> tuple[str, str]:
+        """Say no — once per person and place in `refusal_every_s`; a burst of further
+        commands from them is recorded and counted, and costs no API call and no comment."""
+        now = self._clock()
+        key = (o.author.lower(), repr(o.place))
+        last = self._refused.get(key)
+        if last is not None and now - last < self._access.refusal_every_s:
+            await self._store.set_command_state(command_id, "refused_quietly")
+            return "done", "refused (reply rate-limited)"
+        if len(self._refused) > 10_000:  # bounded: forget replies older than the window
+            cutoff = now - self._access.refusal_every_s
+            self._refused = {k: t for k, t in self._refused.items() if t >= cutoff}
+        self._refused[key] = now
+        await self._say.comment(o.place, f"cmd-{command_id}", text)
+        await self._store.set_command_state(command_id, "refused")
+        return "done", "refused"
+
     async def _authorized(self, o: Origin) -> bool:
         if o.source is Source.MATRIX:
             return await self._room_member_may(o)
+        return await self._gitea_may(o.author, o.repo)
+
+    async def _gitea_may(self, login: str, repo: str) -> bool:
+        """Member of an allowed org, or write access to `repo`. A "no" is remembered for
+        `denial_ttl_s` (a newly added collaborator waits at most that long); a "yes" is
+        asked again every time, so a removal counts from the next command on."""
+        key = (login.lower(), repo.lower())
+        now = self._clock()
+        until = self._denied.get(key)
+        if until is not None and now < until:
+            return False
         for org in self._access.allowed_orgs:
-            if await self._forge.is_org_member(org, o.author):
+            if await self._forge.is_org_member(org, login):
+                self._denied.pop(key, None)
                 return True
-        return await self._forge.repo_permission(o.repo, o.author) in WRITE_PERMISSIONS
+        if await self._forge.repo_permission(repo, login) in WRITE_PERMISSIONS:
+            self._denied.pop(key, None)
+            return True
+        if len(self._denied) > 10_000:
+            self._denied = {k: t for k, t in self._denied.items() if t > now}
+        self._denied[key] = now + self._access.denial_ttl_s
+        return False
+
+    async def _targets(self, decision: Decision) -> list[PullRef]:
+        """The PRs a decision will start runs at or post to, besides where it was typed."""
+        if isinstance(decision, TestmePlan | LinkPlan) and decision.pr is not None:
+            return [decision.pr]
+        if isinstance(decision, CancelPlan):
+            target = await self._store.run_target(decision.run_id)
+            return [PullRef(*target)] if target is not None else []
+        return []
+
+    async def _target_refusal(self, o: Origin, decision: Decision) -> str | None:
+        """None when the author may act on every target of `decision`, else the refusal."""
+        for pr in await self._targets(decision):
+            if o.source is Source.GITEA:
+                if pr.repo.lower() == o.repo.lower():
+                    continue  # the rule was checked for this repository a moment ago
+                if not await self._gitea_may(o.author, pr.repo):
+                    why = (
+                        "redfix acts on a repository only for members of its allowed "
+                        "organisations and people with write access to that repository."
+                    )
+                    return render_target_refusal(o.author, str(pr), why)
+                continue
+            login = self._access.matrix_gitea_logins.get(o.author)
+            if login is not None:
+                if not await self._gitea_may(login, pr.repo):
+                    why = (
+                        f"your Gitea login {login} has no write access there (and is in none "
+                        "of redfix's allowed organisations)."
+                    )
+                    return render_target_refusal(o.author, str(pr), why)
+                continue
+            patterns = self._access.matrix_targets
+            if patterns and not any(fnmatch.fnmatch(pr.repo.lower(), p.lower()) for p in patterns):
+                why = (
+                    "commands from this room reach only PRs of "
+                    + ", ".join(f"`{p}`" for p in patterns)
+                    + "."
+                )
+                return render_target_refusal(o.author, str(pr), why)
+        return None
 
     async def _room_member_may(self, o: Origin) -> bool:
         if o.author in self._access.matrix_users:

@@ -91,6 +91,14 @@ def render_refusal(author: str, who_may: str = GITEA_WHO_MAY) -> str:
     )
 
 
+def render_target_refusal(author: str, target: str, why: str) -> str:
+    """A command typed where its author may act, aimed at a PR where they may not."""
+    return (
+        f"🚫 {mention(author)}, this command acts on {md_cell(target)} — it would start runs "
+        f"at that PR's head and post there — and {why} Nothing was started."
+    )
+
+
 def render_announcement(
     text: str, author: str, where: str, url: str, state: str = "started"
 ) -> str:

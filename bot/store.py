@@ -36,6 +36,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.model import Place
+
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -455,6 +457,27 @@ class Store:
         out["problem"] = result.get("problem", "")
         out["teardown"] = result.get("teardown", "")
         return out
+
+    async def run_target(self, run_id: str) -> tuple[str, int] | None:
+        """The Gitea PR a run acts on: the PR a verification verifies, else the PR its
+        command was typed on; None for an unknown run or one started from a chat room."""
+        async with self._db.execute(
+            "SELECT r.kind, c.repo, c.number, "
+            "(SELECT v.repo || ' ' || v.number FROM verifications v "
+            " WHERE v.command_id = r.command_id ORDER BY v.id DESC LIMIT 1) "
+            "FROM runs r LEFT JOIN commands c ON c.id = r.command_id WHERE r.run_id = ?",
+            (run_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        kind, repo, number, verified = row[0], row[1], row[2], row[3]
+        if kind != "isolation" and verified:
+            vrepo, _, vnumber = str(verified).rpartition(" ")
+            return vrepo, int(vnumber)
+        if not repo or Place.from_record(str(repo), int(number)).is_room:
+            return None
+        return str(repo), int(number)
 
     async def command_runs(self, command_id: int) -> list[dict[str, Any]]:
         """A command's runs in the order they were added, with their result records."""
