@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 import handlers
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.dispatch import Access, Dispatcher
 from bot.forge import GiteaForge
 from bot.gitea import GiteaClient
@@ -26,6 +26,7 @@ from bot.model import HandlerSettings, Ignore, Incoming
 from bot.outbox import Outbox
 from bot.poll import Poller
 from bot.ports import HostRunner
+from bot.preflight import config_problems, host_key_problems
 from bot.redact import Redactor
 from bot.runner import SshRunner
 from bot.scheduler import HostPool
@@ -156,16 +157,26 @@ async def running_bot(
         )
 
     def health() -> dict[str, object]:
+        # What keeps the bot from working, each with its reason: /healthz is `degraded` (503)
+        # while any holds. A host not checked yet (reachable: null) is not counted against it.
+        problems: list[str] = []
+        hosts: dict[str, object] = {}
+        for h in config.hosts:
+            r = runners[h.name]
+            key_problems = host_key_problems(h)
+            problems += [f"host {p}" for p in key_problems]
+            if r.last_error:
+                problems.append(r.last_error)
+            hosts[h.name] = {
+                "reachable": None if r.last_checked is None else not r.last_error,
+                "last_checked": r.last_checked,
+                "error": r.last_error,
+                "keys": "ok" if not key_problems else "; ".join(key_problems),
+            }
         out: dict[str, object] = {
-            "hosts": {
-                name: {
-                    "reachable": None if r.last_checked is None else not r.last_error,
-                    "last_checked": r.last_checked,
-                    "error": r.last_error,
-                }
-                for name, r in runners.items()
-            },
+            "hosts": hosts,
             "queue": {"waiting": pool.waiting, "running": pool.running},
+            "problems": list(dict.fromkeys(problems)),
         }
         if matrix is not None:
             last = matrix.last_sync
@@ -339,6 +350,11 @@ async def serve_forever(config: Config) -> None:
     """`redfix-bot serve`: run until SIGINT/SIGTERM."""
     import signal
 
+    # The machine checks of check-config, again just before binding: refuse with its messages
+    # rather than fail half-started on the first unwritable path.
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("<config>", problems)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

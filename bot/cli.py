@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.config import Config, ConfigError, file_problems, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.redact import Redactor
 
 
@@ -66,33 +66,13 @@ def configure_logging(level: str, redact: Redactor | None = None, log_format: st
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _problems(cfg: Config) -> list[str]:
-    """Problems only visible beyond the schema: files, and the signature rules they hold."""
-    from bot.app import load_rules
-    from bot.signatures import RulesError
-
-    problems = file_problems(cfg)
-    if cfg.classify.signatures is None or cfg.classify.signatures.is_file():
-        try:
-            load_rules(cfg)
-        except RulesError as e:
-            problems += [f"classify.signatures: {e.source}: {p}" for p in e.problems]
-    else:
-        problems.append(f"classify.signatures: no such file: {cfg.classify.signatures}")
-    return problems
-
-
 def _load(path: str) -> Config | None:
+    """The config's schema alone, for commands that only read the store (not the machine)."""
     try:
-        cfg = load_config(path)
+        return load_config(path)
     except ConfigError as e:
         _print_problems(e.source, e.problems)
         return None
-    problems = _problems(cfg)
-    if problems:
-        _print_problems(path, problems)
-        return None
-    return cfg
 
 
 def _print_problems(source: str, problems: Sequence[str]) -> None:
@@ -103,15 +83,13 @@ def _print_problems(source: str, problems: Sequence[str]) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.path)
-    except ConfigError as e:
-        _print_problems(args.path, e.problems)
+    from bot.preflight import check_config_file
+
+    checked = check_config_file(args.path)
+    if checked.problems or checked.config is None:
+        _print_problems(checked.source, checked.problems)
         return 1
-    problems = _problems(cfg)
-    if problems:
-        _print_problems(args.path, problems)
-        return 1
+    cfg = checked.config
     hosts = ", ".join(
         f"{h.name} ({h.username}@{h.address}:{h.port}, capacity {h.capacity})" for h in cfg.hosts
     )
@@ -136,17 +114,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import serve_forever
+    from bot.preflight import check_config_file
 
-    cfg = _load(args.config)
-    if cfg is None:
+    # The checks check-config makes, with its messages: serve refuses before it binds.
+    checked = check_config_file(args.config)
+    if checked.problems or checked.config is None:
+        _print_problems(checked.source, checked.problems)
         return 2
+    cfg = checked.config
     configure_logging(
         args.log_level or cfg.server.log_level, Redactor(cfg.secrets()), cfg.server.log_format
     )
     try:
         asyncio.run(serve_forever(cfg))
+    except ConfigError as e:  # the machine changed between the check and the start
+        _print_problems(args.config, e.problems)
+        return 2
     except OSError as e:
-        logging.getLogger("bot").error("cannot serve on %s: %s", cfg.server.listen, e)
+        # A path in the error is the real cause (data_dir, a key): never blame the address.
+        if e.filename is not None:
+            what = f"cannot use {e.filename}: {e.strerror or e}"
+        else:
+            what = f"cannot serve on {cfg.server.listen}: {e.strerror or e}"
+        logging.getLogger("bot").error("%s", what)
         return 1
     return 0
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE
+from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE, ascii_int
 
 ENV_SECRETS: dict[str, tuple[str, str]] = {
     "REDFIX_GITEA_TOKEN": ("gitea", "token"),
@@ -57,7 +57,8 @@ class ServerConfig(_Section):
     @classmethod
     def _listen(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        number = ascii_int(port, max_digits=5)  # "8⁴80" is a digit string to isdigit()
+        if not sep or not host or number is None or not 0 < number < 65536:
             raise ValueError("must be host:port, e.g. 127.0.0.1:8480")
         return v
 

@@ -32,6 +32,17 @@ class Source(StrEnum):
 _ROOM_RECORD = "matrix:"
 
 
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """`text` as a whole number if it is 1..max_digits ASCII digits, else None.
+
+    Not `str.isdigit()`: that is true for "²", "٣" and "߁", which `int()` refuses or reads
+    as another number, and an unbounded digit string is a denial of service for `int()`.
+    """
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def mention(who: str) -> str:
     """How a message names a person: `@login` on Gitea; a Matrix id already starts with @."""
     return who if who.startswith("@") else f"@{who}"

@@ -32,15 +32,16 @@ from bot.model import (
     Status,
     Testme,
     Usage,
+    ascii_int,
 )
 
 MAX_LINE_CHARS = 500
 MAX_REASON_CHARS = 300
 MAX_REPEAT = 10
-_PULL_SHORT = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[0-9]{1,9})$")
+_PULL_SHORT = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[0-9]{1,9})\Z")
 _PULL_URL = re.compile(
     r"^https?://[^/\s]+(?:/[^/\s]+)*?/(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/pulls/"
-    r"(?P<number>[0-9]{1,9})/?(?:[#?]\S*)?$"
+    r"(?P<number>[0-9]{1,9})/?(?:[#?]\S*)?\Z"
 )
 CAUSES = tuple(c.value for c in Cause)
 PREFIXES = ("!redfix", "!testme")
@@ -170,11 +171,13 @@ def _recipe(name: str, tok: str) -> str | Usage:
 
 
 def _bounded(name: str, flag: str, value: str, low: int, high: int) -> int | Usage:
-    if not value.isdigit() or not low <= int(value) <= high:
+    # ASCII digits only: "²" is a digit to str.isdigit() but no number to int().
+    n = ascii_int(value, max_digits=9)
+    if n is None or not low <= n <= high:
         return _usage(
             name, f"`{flag}` takes a whole number from {low} to {high}, not {_quote(value)}."
         )
-    return int(value)
+    return n
 
 
 def _parse_isolate(args: list[str]) -> Isolate | Usage:
@@ -272,9 +275,10 @@ def _parse_testme(args: list[str]) -> Testme | Usage:
 def parse_pull_ref(text: str) -> PullRef | None:
     """`owner/repo#N` or a Gitea PR URL (`https://host/owner/repo/pulls/N`), else None."""
     m = _PULL_SHORT.match(text) or _PULL_URL.match(text)
-    if m is None or int(m["number"]) < 1:
+    number = ascii_int(m["number"], max_digits=9) if m is not None else None
+    if m is None or number is None or number < 1:
         return None
-    return PullRef(m["repo"], int(m["number"]))
+    return PullRef(m["repo"], number)
 
 
 def _parse_link(name: str, args: list[str]) -> Link | Usage:
@@ -310,6 +314,9 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
         return Ignore("no command")
     if len(line) > MAX_LINE_CHARS:
         return Usage(f"That command line is over {MAX_LINE_CHARS} characters; keep it short.")
+    # shlex splits on ASCII whitespace only, find_command_line on any: make them agree, so
+    # "!testme\u3000--quick" is read as the two words a reader sees.
+    line = "".join(" " if ch.isspace() else ch for ch in line)
     try:
         words = shlex.split(line, posix=True)
     except ValueError as e:

@@ -26,6 +26,7 @@ from bot.model import (
     RunResult,
     RunSpec,
     RunState,
+    ascii_int,
     exit_meaning,
 )
 from bot.results import MAX_RESULTS_BYTES, ResultsError, parse_results
@@ -77,6 +78,14 @@ class RunnerError(Exception):
     """The CI host cannot be used (connection, authentication, host key) or a spec was refused."""
 
 
+def _signed_int(text: str) -> int | None:
+    """A host-reported `-?digits` field: ASCII only and bounded, so a damaged or hostile
+    status file ("code=²", "code=--1", a 5,000-digit code) reads as unknown, not a crash."""
+    negative = text.startswith("-")
+    n = ascii_int(text[1:] if negative else text)
+    return None if n is None else (-n if negative else n)
+
+
 @dataclass(frozen=True)
 class RemoteStatus:
     """Where a detached run stands on its host (hostscripts.STATUS)."""
@@ -96,9 +105,9 @@ class RemoteStatus:
         elapsed = values.get("elapsed", "").strip()
         return cls(
             state,
-            int(code) if code.lstrip("-").isdigit() else None,
+            _signed_int(code),
             values.get("ending", "").strip(),
-            float(elapsed) if elapsed.lstrip("-").isdigit() else None,
+            float(n) if (n := _signed_int(elapsed)) is not None else None,
         )
 
 
@@ -1010,12 +1019,13 @@ class SshRunner:
             return None
         code, out = await self._short(probe, 60, 4096)
         text = out.strip()
-        if code != 0 or not text.isdigit():
+        count = ascii_int(text)
+        if code != 0 or count is None:
             raise RunnerError(
                 f"{self._where}: busy probe exited {code} and printed {text[:80]!r}, "
                 "not a number of active runs"
             )
-        return int(text)
+        return count
 
     async def evidence(self, spec: RunSpec) -> list[tuple[str, str]]:
         """Run the configured evidence commands for a run; (command, capped output) each."""

@@ -117,17 +117,25 @@ async def _webhook(request: web.Request, event: str) -> tuple[web.Response, str]
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 with what is known of the bot's parts; 503 when the store cannot be used."""
+    """200 `ok` only when every part works; 503 `degraded` with the reasons when a part the
+    bot needs does not (a host's key that cannot be loaded, a host check that failed), and
+    503 `unhealthy` when the store cannot be used."""
     store = request.app[STORE]
     if not await store.ping():
         return web.json_response({"status": "unhealthy", "store": "unusable"}, status=503)
+    parts = request.app[HEALTH]()
+    problems = parts.get("problems")
+    reasons = [str(p) for p in problems] if isinstance(problems, list) else []
     body: dict[str, object] = {
-        "status": "ok",
+        "status": "degraded" if reasons else "ok",
         "store": "ok",
         "outbox_backlog": await store.outbox_backlog(),
     }
-    body.update(request.app[HEALTH]())
-    return web.json_response(body)
+    if reasons:
+        body["reason"] = "; ".join(reasons)
+    body.update(parts)
+    body["problems"] = reasons
+    return web.json_response(body, status=503 if reasons else 200)
 
 
 @routes.get("/metrics")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from bot import __version__
+from tests.sshd import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,20 +55,126 @@ def test_check_config_lists_file_problems_once_secrets_are_given() -> None:
     assert "s" * 16 not in r.stdout + r.stderr
 
 
-def test_check_config_accepts_a_good_config(tmp_path: Path) -> None:
-    key, kh = tmp_path / "id", tmp_path / "known_hosts"
-    key.write_text("x")
-    kh.write_text("x")
+def write_key(path: Path) -> Path:
+    path.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    path.chmod(0o600)
+    return path
+
+
+def write_known_hosts(path: Path) -> Path:
+    pub = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    path.write_text(f"[127.0.0.1]:2222 {pub}")
+    return path
+
+
+def good_config(tmp_path: Path, replace: dict[str, str] | None = None) -> Path:
+    """The example config with a real key, a known_hosts, a data_dir and a free port here;
+    `replace` maps more of the example's text to what replaces it."""
+    key = write_key(tmp_path / "id")
+    kh = write_known_hosts(tmp_path / "known_hosts")
     text = (ROOT / "config.example.toml").read_text()
     text = text.replace("/etc/redfix/id_ed25519", str(key)).replace(
         "/etc/redfix/known_hosts", str(kh)
     )
+    text = text.replace('data_dir = "/var/lib/redfix"', f'data_dir = "{tmp_path / "data"}"')
+    text = text.replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{free_port()}"')
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
-    r = cli("check-config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
+    return cfg
+
+
+def problem_lines(stderr: str) -> list[str]:
+    return [line.removeprefix("  - ") for line in stderr.splitlines() if line.startswith("  - ")]
+
+
+def test_check_config_accepts_a_good_config(tmp_path: Path) -> None:
+    r = cli(
+        "check-config", str(good_config(tmp_path)), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"}
+    )
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout
     assert "a-long-secret" not in r.stdout
+
+
+# Five independent problems, one of each kind: the schema (an unknown key in [server]),
+# a client key that is no key, a known_hosts that does not parse, a data_dir that cannot
+# be created (its parent is a file: true for root too), and a broken signature rule.
+FIVE = {
+    "server.bogus": "unknown key (typo?)",
+    "hosts[0:cc-ci].client_keys[0]": "not a private key asyncssh can load",
+    "hosts[0:cc-ci].known_hosts": "does not parse as a known_hosts file",
+    "server.data_dir": "cannot be created:",
+    "classify.signatures": "pattern",
+}
+
+
+def five_problem_config(tmp_path: Path) -> Path:
+    cfg = good_config(tmp_path)
+    (tmp_path / "id").write_text("this is not a key\n")
+    (tmp_path / "known_hosts").write_text("@revoked-typo 127.0.0.1 ssh-ed25519 AAAA\n")
+    (tmp_path / "a-file").write_text("")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nid = "broken"\npattern = "(unclosed"\nwhere = "log"\ncause = "recipe"\n'
+        'advice = "x"\n'
+    )
+    text = cfg.read_text()
+    text = text.replace(
+        f'data_dir = "{tmp_path / "data"}"', f'data_dir = "{tmp_path}/a-file/data"\nbogus = 1'
+    )
+    text = text.replace('# signatures = "/etc/redfix/signatures.toml"', f'signatures = "{rules}"')
+    cfg.write_text(text)
+    return cfg
+
+
+def test_check_config_and_serve_list_five_independent_problems_at_once(tmp_path: Path) -> None:
+    cfg = five_problem_config(tmp_path)
+    env = {"REDFIX_WEBHOOK_SECRET": "a-long-secret"}
+    check = cli("check-config", str(cfg), env=env)
+    assert check.returncode == 1
+    assert "Traceback" not in check.stderr
+    found = problem_lines(check.stderr)
+    for key, cause in FIVE.items():
+        assert [p for p in found if p.startswith(f"{key}: ") and cause in p], (key, found)
+    assert len(found) == 5, found
+    assert f"{cfg}: 5 problems:" in check.stderr
+    # serve refuses before it binds or creates anything, with the very same lines.
+    serve = cli("serve", "--config", str(cfg), env=env)
+    assert serve.returncode == 2
+    assert "Traceback" not in serve.stderr
+    assert problem_lines(serve.stderr) == found
+    assert "cannot serve on" not in serve.stderr
+
+
+def test_check_config_names_a_listen_address_in_use(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = good_config(tmp_path)
+        text = cfg.read_text()
+        cfg.write_text(re.sub(r'listen = "127.0.0.1:\d+"', f'listen = "127.0.0.1:{port}"', text))
+        r = cli("check-config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
+    assert r.returncode == 1
+    assert problem_lines(r.stderr) == [
+        f"server.listen: 127.0.0.1:{port}: address already in use: another process listens "
+        f"on 127.0.0.1 port {port}"
+    ]
+
+
+def test_serve_blames_the_data_dir_not_the_listen_address(tmp_path: Path) -> None:
+    # The data_dir exists but is a file: before, serve said "cannot serve on <listen>: ...".
+    cfg = good_config(tmp_path)
+    (tmp_path / "data").write_text("")
+    r = cli("serve", "--config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
+    assert r.returncode == 2
+    assert problem_lines(r.stderr) == [
+        f"server.data_dir: exists and is not a directory: {tmp_path / 'data'}"
+    ]
+    assert "cannot serve on" not in r.stderr
 
 
 @pytest.mark.parametrize("content", ["[gitea\n", "\xff", ""])
@@ -153,16 +263,9 @@ def test_bad_rules_are_reported_with_their_ids(tmp_path: Path) -> None:
     assert "broken" in r.stderr
     assert "Traceback" not in r.stderr
     # check-config reports the same problems for the configured signatures file.
-    key, kh = tmp_path / "id", tmp_path / "kh"
-    key.write_text("x")
-    kh.write_text("x")
-    text = (ROOT / "config.example.toml").read_text()
-    text = text.replace("/etc/redfix/id_ed25519", str(key)).replace(
-        "/etc/redfix/known_hosts", str(kh)
+    cfg = good_config(
+        tmp_path, {'# signatures = "/etc/redfix/signatures.toml"': f'signatures = "{rules}"'}
     )
-    text = text.replace('# signatures = "/etc/redfix/signatures.toml"', f'signatures = "{rules}"')
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(text)
     r = cli("check-config", str(cfg), env={"REDFIX_WEBHOOK_SECRET": "a-long-secret"})
     assert r.returncode == 1
     assert "classify.signatures" in r.stderr

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import re
+import shutil
+import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from bot.config import Config, ConfigError, load_config, parse_config
+from bot.preflight import machine_problems
+from tests.sshd import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +141,171 @@ def test_example_documents_every_key() -> None:
             assert f"[{key}]" in text
             continue
         assert re.search(rf"^#? ?{leaf} = ", text, re.M), f"{key} is not in config.example.toml"
+
+
+# --- what the machine must offer the config (bot/preflight.py) --------------------------------
+
+
+def test_a_duplicate_host_name_is_reported_beside_schema_errors(tmp_path: Path) -> None:
+    data = minimal(tmp_path)
+    data["hosts"] = [data["hosts"][0], dict(data["hosts"][0])]  # type: ignore[index]
+    data["server"] = {"listen": "nowhere"}
+    with pytest.raises(ConfigError) as ei:
+        parse_config(data, env={})
+    assert ei.value.problems == [
+        "server.listen: must be host:port, e.g. 127.0.0.1:8480",
+        "hosts: host names must be unique: ci",
+    ]
+    del data["server"]  # alone, it is still refused
+    with pytest.raises(ConfigError, match="hosts: host names must be unique: ci"):
+        parse_config(data, env={})
+
+
+def host_doc(key: Path, known_hosts: Path, data_dir: Path) -> dict[str, object]:
+    return {
+        "server": {"data_dir": str(data_dir), "listen": f"127.0.0.1:{free_port()}"},
+        "hosts": [{"name": "ci", "client_keys": [str(key)], "known_hosts": str(known_hosts)}],
+    }
+
+
+def good_files(base: Path) -> tuple[Path, Path]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    (base / "id").write_bytes(key.export_private_key())
+    (base / "id").chmod(0o600)
+    (base / "kh").write_text(f"127.0.0.1 {key.export_public_key().decode()}")
+    return base / "id", base / "kh"
+
+
+def test_machine_checks_pass_on_good_files(tmp_path: Path) -> None:
+    key, kh = good_files(tmp_path)
+    assert machine_problems(host_doc(key, kh, tmp_path / "data")) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda p: None, "no such file: "),
+        (lambda p: p.mkdir(), "is a directory, not a file: "),
+        (
+            lambda p: p.write_bytes(
+                asyncssh.generate_private_key("ssh-ed25519").export_public_key()
+            ),
+            "is a public key; name the private key file (without .pub): ",
+        ),
+        (
+            lambda p: p.write_bytes(
+                asyncssh.generate_private_key("ssh-ed25519").export_private_key(passphrase="pw")
+            ),
+            "is encrypted with a passphrase; redfix needs a key it can load unattended: ",
+        ),
+        (lambda p: p.write_text("hello\n"), "not a private key asyncssh can load ("),
+    ],
+    ids=["missing", "directory", "public", "passphrase", "garbage"],
+)
+def test_each_way_a_client_key_can_be_wrong(
+    tmp_path: Path, make: Callable[[Path], object], cause: str
+) -> None:
+    _, kh = good_files(tmp_path)
+    key = tmp_path / "client-key"
+    make(key)
+    problems = machine_problems(host_doc(key, kh, tmp_path / "data"))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"hosts[0:ci].client_keys[0]: {cause}"), problems
+    assert problems[0].endswith(str(key))
+
+
+def test_a_key_under_a_file_cannot_be_reached_even_by_root(tmp_path: Path) -> None:
+    _, kh = good_files(tmp_path)
+    (tmp_path / "plain").write_text("")
+    problems = machine_problems(host_doc(tmp_path / "plain" / "id", kh, tmp_path / "data"))
+    assert problems == [
+        "hosts[0:ci].client_keys[0]: cannot be reached: a directory on its path is a file: "
+        f"{tmp_path / 'plain' / 'id'}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("", "has no host keys, so every connection would be refused"),
+        ("# only a comment\n", "has no host keys, so every connection would be refused"),
+        ("127.0.0.1\n", "does not parse as a known_hosts file (Invalid known hosts entry"),
+    ],
+)
+def test_known_hosts_that_would_refuse_every_host(tmp_path: Path, text: str, cause: str) -> None:
+    key, kh = good_files(tmp_path)
+    kh.write_text(text)
+    problems = machine_problems(host_doc(key, kh, tmp_path / "data"))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"hosts[0:ci].known_hosts: {cause}")
+
+
+def test_data_dir_that_is_a_file_or_under_one(tmp_path: Path) -> None:
+    key, kh = good_files(tmp_path)
+    (tmp_path / "f").write_text("")
+    assert machine_problems(host_doc(key, kh, tmp_path / "f")) == [
+        f"server.data_dir: exists and is not a directory: {tmp_path / 'f'}"
+    ]
+    assert machine_problems(host_doc(key, kh, tmp_path / "f" / "a" / "b")) == [
+        f"server.data_dir: cannot be created: {tmp_path / 'f'} is a file, not a directory: "
+        f"{tmp_path / 'f' / 'a' / 'b'}"
+    ]
+
+
+def as_user(uid: int, gid: int, fn: Callable[[], list[str]]) -> list[str]:
+    """fn's answer computed in a child process that runs as uid/gid: really another user,
+    so the kernel, not a stand-in, decides what it may read and write."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out = json.dumps(fn()).encode()
+            os.write(w, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        raw = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    result: list[str] = json.loads(raw)
+    return result
+
+
+def test_files_the_bot_user_cannot_read_or_write(tmp_path: Path) -> None:
+    """As another user for real: the tests run as root here, and root reads a mode-000 file
+    and writes a read-only folder, so a root-only run of this check would prove nothing."""
+    # A folder every user can enter (pytest's tmp_path is root-only), holding files only
+    # root may use: a 0600 key, a 0755 data_dir's parent.
+    base = Path(tempfile.mkdtemp(prefix="redfix-perm-"))
+    owned = base / "owned"
+    try:
+        base.chmod(0o755)
+        key, kh = good_files(base)
+        kh.chmod(0o644)
+        owned.mkdir(mode=0o755)
+        doc = host_doc(key, kh, owned / "data")
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("nobody")
+            who = f"nobody (uid {user.pw_uid})"
+            # Positive control: root is refused nothing, so the problems below are the user's.
+            assert machine_problems(doc) == []
+            found = as_user(user.pw_uid, user.pw_gid, lambda: machine_problems(doc))
+        else:  # an ordinary user runs the suite: take its own rights away
+            key.chmod(0)
+            owned.chmod(0o555)
+            who = f"{pwd.getpwuid(os.geteuid()).pw_name} (uid {os.geteuid()})"
+            found = machine_problems(doc)
+        assert found == [
+            f"hosts[0:ci].client_keys[0]: not readable by the user redfix runs as, {who}: {key}",
+            f"server.data_dir: cannot be created: {owned} is not writable by the user redfix "
+            f"runs as, {who}: {owned / 'data'}",
+        ]
+    finally:
+        if owned.exists():
+            owned.chmod(0o755)  # the non-root branch took its own write right away
+        shutil.rmtree(base)

@@ -132,12 +132,32 @@ def test_valid_commands(text: str, args: object) -> None:
         ("!redfix classify mumble", "Name a recipe and a cause"),
         ("!redfix classify 'mum;ble' load --reason x", "not a recipe name"),
         ("!redfix isolate " + "x" * 600, "over 500"),
+        # str.isdigit() is true for these; int() raises on the first three and reads the
+        # Arabic-Indic and fullwidth digits as 3: only ASCII digits are numbers here.
+        ("!redfix isolate mumble --runs ²", "from 1 to 20"),
+        ("!redfix isolate mumble --runs ¹", "from 1 to 20"),
+        ("!redfix isolate mumble --load ⁵", "from 0 to 8"),
+        ("!testme --repeat ³", "from 1 to 10"),
+        ("!redfix isolate mumble --runs ٣", "from 1 to 20"),
+        ("!redfix isolate mumble --runs=３", "from 1 to 20"),
+        ("!redfix isolate mumble --runs 1²", "from 1 to 20"),
+        ("!redfix isolate mumble --runs " + "0" * 400 + "1", "from 1 to 20"),
+        ("!testme acme/w#٣", "name a PR"),
+        ("!redfix link mumble acme/w#１２", "is not a PR"),
     ],
 )
 def test_bad_commands_get_usage(text: str, fragment: str) -> None:
     out = parse_command(text, ORIGIN)
     assert isinstance(out, Usage), out
     assert fragment in out.message
+
+
+def test_non_ascii_whitespace_separates_words_as_it_looks() -> None:
+    # find_command_line splits on any whitespace, shlex on ASCII only; they must agree, or
+    # "!testme<ideographic space>--quick" became one word and was answered as help.
+    out = parse_command("!testme\u3000--quick", ORIGIN)
+    assert isinstance(out, Command)
+    assert out.args == Testme(quick=True)
 
 
 @pytest.mark.parametrize("text", ["", "lgtm", "please run !redfix later", "!redfixer go", "!test"])

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bot.model import Ignore, Incoming, Origin, Source
+from bot.model import Ignore, Incoming, Origin, Source, ascii_int
 from bot.parse import parse_command
 
 EVENT = "matrix.message"  # the delivery's event name
@@ -52,27 +52,33 @@ CREATOR_POWER = 2**53 - 1
 
 
 def _privileged_creators(version: str) -> bool:
-    return (version.isdigit() and int(version) >= 12) or version == "org.matrix.hydra.11"
+    number = ascii_int(version)  # a room version is any string; "¹²" must not reach int()
+    return (number is not None and number >= 12) or version == "org.matrix.hydra.11"
 
 
 def power_level(user_id: str, state: Sequence[Mapping[str, Any]]) -> int:
     """A member's power level, read from a room's state events as the spec rules it: room
     version 12's creators above all; no power levels event: the creator 100, others 0."""
     create = next((e for e in state if e.get("type") == "m.room.create"), None) or {}
-    cc = create.get("content") or {}
-    creators = {create.get("sender"), *(cc.get("additional_creators") or ())}
+    cc = _mapping(create.get("content"))
+    extra = cc.get("additional_creators")
+    creators = {create.get("sender"), *(extra if isinstance(extra, list) else ())}
     if _privileged_creators(str(cc.get("room_version", "1"))) and user_id in creators:
         return CREATOR_POWER
     levels = next((e for e in state if e.get("type") == "m.room.power_levels"), None)
     if levels is None:
         return 100 if user_id == create.get("sender") else 0
-    content = levels.get("content") or {}
-    users = content.get("users") or {}
-    level = users.get(user_id, content.get("users_default", 0))
+    content = _mapping(levels.get("content"))
+    level = _mapping(content.get("users")).get(user_id, content.get("users_default", 0))
     try:
         return int(level)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return 0
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """State content as sent; a non-object (damaged or hostile state) reads as empty."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def event_to_incoming(
