@@ -37,6 +37,9 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
 # What an [harness] evidence command may name; values are shell-quoted when filled in.
 EVIDENCE_PLACEHOLDERS = frozenset({"recipe", "run_id", "runs_dir", "run_dir"})
+MATRIX_CREDENTIALS = (
+    "set access_token or password (or env REDFIX_MATRIX_ACCESS_TOKEN / REDFIX_MATRIX_PASSWORD)"
+)
 _SECRET_KEY_RE = re.compile(r"(?i)(token|password|passwd|secret|api_?key|private)")
 
 
@@ -253,10 +256,7 @@ class MatrixConfig(_Section):
     @model_validator(mode="after")
     def _credentials(self) -> MatrixConfig:
         if self.access_token is None and self.password is None:
-            raise ValueError(
-                "set access_token or password (or env REDFIX_MATRIX_ACCESS_TOKEN / "
-                "REDFIX_MATRIX_PASSWORD)"
-            )
+            raise ValueError(MATRIX_CREDENTIALS)
         return self
 
 
@@ -269,14 +269,6 @@ class Config(_Section):
     classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig())
     matrix: MatrixConfig | None = None
-
-    @model_validator(mode="after")
-    def _unique_hosts(self) -> Config:
-        names = [h.name for h in self.hosts]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"host names must be unique: {', '.join(dupes)}")
-        return self
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything posted or logged."""
@@ -303,7 +295,9 @@ class ConfigError(Exception):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
-def _key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+def key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """`hosts[0:ci].client_keys[1]` for ("hosts", 0, "client_keys", 1): list items carry the
+    `name` of their table when it has one, so a message says which host it is about."""
     parts: list[str] = []
     node: Any = data
     for item in loc:
@@ -335,63 +329,79 @@ def parse_config(
 ) -> Config:
     """Validate a decoded TOML document; raise ConfigError listing every problem."""
     _apply_env(data, os.environ if env is None else env)
+    # Checks across fields run on the raw document too: pydantic skips a model's own
+    # validators once any field failed, and then one typo would hide a duplicate host name.
+    cross = cross_field_problems(data)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
-        problems = []
-        errors = e.errors()
-        for err in errors:
-            loc = tuple(err["loc"])
-            # pydantic also calls a list "too short" when only its items were invalid: noise.
-            if err["type"] == "too_short" and any(
-                len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors
-            ):
-                continue
-            path = _key_path(loc, data)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "missing"
-                env_var = next(
-                    (v for v, (s, k) in ENV_SECRETS.items() if (s, k) == tuple(err["loc"][:2])),
-                    None,
-                )
-                if env_var:
-                    msg += f" (set it in the file or in the environment as {env_var})"
-            elif err["type"] == "too_short":
-                n = (err.get("ctx") or {}).get("min_length", 1)
-                msg = f"needs at least {n} item{'s' if n != 1 else ''}"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown key (typo?)"
-            problems.append(f"{path}: {msg}")
-        raise ConfigError(source, problems) from None
+        problems = _schema_problems(e, data)
+        raise ConfigError(source, problems + [p for p in cross if p not in problems]) from None
+    if cross:
+        raise ConfigError(source, cross)
+    return cfg
 
 
-def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a TOML config file."""
+def _schema_problems(e: ValidationError, data: Mapping[str, Any]) -> list[str]:
+    problems = []
+    errors = e.errors()
+    for err in errors:
+        loc = tuple(err["loc"])
+        # pydantic also calls a list "too short" when only its items were invalid: noise.
+        if err["type"] == "too_short" and any(
+            len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors
+        ):
+            continue
+        path = key_path(loc, data)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "missing"
+            env_var = next(
+                (v for v, (s, k) in ENV_SECRETS.items() if (s, k) == tuple(err["loc"][:2])),
+                None,
+            )
+            if env_var:
+                msg += f" (set it in the file or in the environment as {env_var})"
+        elif err["type"] == "too_short":
+            n = (err.get("ctx") or {}).get("min_length", 1)
+            msg = f"needs at least {n} item{'s' if n != 1 else ''}"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+def cross_field_problems(data: Mapping[str, Any]) -> list[str]:
+    """Rules that tie several keys together, read from the raw document (wrong types are the
+    schema's to report, so they are skipped here)."""
+    problems = []
+    hosts = data.get("hosts")
+    if isinstance(hosts, list):
+        names = [h.get("name") for h in hosts if isinstance(h, dict)]
+        dupes = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if dupes:
+            problems.append(f"hosts: host names must be unique: {', '.join(dupes)}")
+    matrix = data.get("matrix")
+    if isinstance(matrix, dict) and not matrix.get("access_token") and not matrix.get("password"):
+        problems.append(f"matrix: {MATRIX_CREDENTIALS}")
+    return problems
+
+
+def read_document(path: Path | str) -> dict[str, Any]:
+    """The decoded TOML of a config file, not yet validated; ConfigError if it cannot be read."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(str(p), [f"cannot read: {e.strerror or e}"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(str(p), [f"not UTF-8 text: {e}"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(p), [f"TOML syntax: {e}"]) from None
-    return parse_config(data, str(p), env)
 
 
-def file_problems(cfg: Config) -> list[str]:
-    """Checks that need the filesystem (keys, known_hosts): reported by check-config and serve."""
-    problems = []
-    for i, h in enumerate(cfg.hosts):
-        for j, key in enumerate(h.client_keys):
-            if not key.is_file():
-                problems.append(f"hosts[{i}:{h.name}].client_keys[{j}]: no such file: {key}")
-        if not h.known_hosts.is_file():
-            problems.append(
-                f"hosts[{i}:{h.name}].known_hosts: no such file: {h.known_hosts} "
-                "(host keys are always verified; create it with ssh-keyscan and check it)"
-            )
-    return problems
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file (the schema only; bot.preflight checks the machine)."""
+    return parse_config(read_document(path), str(path), env)
