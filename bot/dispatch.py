@@ -340,7 +340,8 @@ class Dispatcher:
         """Say no — once per person and place in `refusal_every_s`; a burst of further
         commands from them is recorded and counted, and costs no API call and no comment."""
         now = self._clock()
-        key = (o.author.lower(), repr(o.place))
+        # Per room, not per thread: every Matrix command roots a thread of its own.
+        key = (o.author.lower(), o.room_id or f"{o.repo}#{o.number}".lower())
         last = self._refused.get(key)
         if last is not None and now - last < self._access.refusal_every_s:
             await self._store.set_command_state(command_id, "refused_quietly")

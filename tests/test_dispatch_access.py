@@ -254,3 +254,15 @@ async def test_deliveries_are_served_round_robin_across_authors() -> None:
     await w.settle()
     order = [w.author_of(d) for d, _ in w.log.finished]
     assert order == ["mallory", "alice", "bob", "mallory", "mallory"]
+
+
+async def test_a_rooms_refusals_are_rate_limited_per_room_not_per_thread() -> None:
+    w = World(Access((), matrix_users=("@ann:hs",)))
+    for event in ("$1", "$2", "$3"):  # each message roots its own thread
+        w.say(room_origin("@eve:hs", event), "!redfix status")
+    await w.settle()
+    assert len(w.refusals()) == 1
+    w.say(room_origin("@ann:hs", "$4"), "!redfix status")  # control: ann is answered
+    await w.settle()
+    assert len(w.refusals()) == 1
+    assert ("@ann:hs", "eyes") in w.out.reactions
