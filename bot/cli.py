@@ -141,6 +141,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def healthz_url(listen_host: str, port: int) -> str:
+    """Where a local probe reaches a server bound to `listen_host`:`port`: an any-address bind
+    (0.0.0.0, ::) answers on loopback, which is what a container's health check can reach."""
+    loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - not a bind
+    host = loopback.get(listen_host, listen_host)
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{port}/healthz"
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when the running bot's /healthz answers 200 (for a container's HEALTHCHECK): it
+    follows the configured `listen`, so changing the port needs no second edit."""
+    import urllib.error
+    import urllib.request
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    url = healthz_url(cfg.server.host, cfg.server.port)
+    try:
+        # the URL is built from the validated listen address, always plain http on a local bind
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310
+            status, body = resp.status, resp.read(2000)
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read(2000)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        print(f"healthcheck: cannot reach {url}: {reason}", file=sys.stderr)
+        return 1
+    text = body.decode("utf-8", "replace").strip()
+    if status != 200:
+        print(f"healthcheck: {url} answered {status}: {text}", file=sys.stderr)
+        return 1
+    print(f"healthcheck: {url}: {text}")
+    return 0
+
+
 def cmd_signatures_check(args: argparse.Namespace) -> int:
     from bot.signatures import RulesError, RuleSet, check_against, format_report
 
@@ -238,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
     r.add_argument("--format", choices=["md", "json"], default="md")
     r.set_defaults(func=cmd_report)
+
+    h = sub.add_parser(
+        "healthcheck", help="exit 0 when the running bot's /healthz (at the config's listen) is ok"
+    )
+    h.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
+    h.add_argument("--timeout", type=float, default=4.0, metavar="S", help="seconds to wait")
+    h.set_defaults(func=cmd_healthcheck)
 
     sg = sub.add_parser("signatures", help="signature rules: check them against past runs")
     sgs = sg.add_subparsers(dest="action", required=True, metavar="ACTION")
