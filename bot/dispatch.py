@@ -49,6 +49,17 @@ log = logging.getLogger(__name__)
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 # While a pass is under way, how often new arrivals may reorder what is left of it.
 REFAIR_S = 0.05
+# A poisoned delivery is never tried forever: after this many attempts (retries while the
+# forge is unavailable, or starts that never finished because the process died) it is given
+# up, recorded `failed` and answered. With the retry backoff (5 s doubling to 5 min) that is
+# about 70 minutes of outage.
+MAX_ATTEMPTS = 20
+RETRY_MAX_S = 300.0
+# One delivery may not hold up the ones behind it for longer than this (a hung call).
+DELIVERY_DEADLINE_S = 120.0
+# A failure is answered once per person and place in this window: a burst of bad commands
+# must not become a burst of replies.
+FAILURE_REPLY_EVERY_S = 60.0
 
 Decode = Callable[[str, str, bytes], Incoming | Ignore]
 Decide = Callable[[Command, HandlerSettings], Decision]
@@ -58,6 +69,8 @@ class CommandLog(Protocol):
     """The store's delivery/command records, as dispatch needs them."""
 
     async def pending_deliveries(self) -> list[tuple[str, str, bytes]]: ...
+
+    async def begin_delivery(self, delivery_id: str) -> int: ...
 
     async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None: ...
 
@@ -140,6 +153,9 @@ class Dispatcher:
         *,
         rooms: Rooms | None = None,
         retry_delay_s: float = 5.0,
+        retry_max_s: float = RETRY_MAX_S,
+        max_attempts: int = MAX_ATTEMPTS,
+        deadline_s: float = DELIVERY_DEADLINE_S,
     ) -> None:
         self._store = store
         self._rooms = rooms
@@ -151,6 +167,13 @@ class Dispatcher:
         self._settings = settings
         self._access = access
         self._retry = retry_delay_s
+        self._retry_max = max(retry_max_s, retry_delay_s)
+        self._max_attempts = max_attempts
+        self._deadline = deadline_s
+        # delivery → when it may be tried again, and why the last try failed (this process)
+        self._not_before: dict[str, float] = {}
+        self._last_error: dict[str, str] = {}
+        self._failure_replied: dict[tuple[str, str], float] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time, or a delivery could start twice
         self._clock: Callable[[], float] = time.monotonic
@@ -165,7 +188,11 @@ class Dispatcher:
         """Process deliveries forever (owned by the app; cancelled on shutdown)."""
         while True:
             self._wake.clear()
-            retry = await self.process_pending()
+            try:
+                retry = await self.process_pending()
+            except Exception:  # the store failed under us: log it, try again later
+                log.exception("dispatcher: a pass over the pending deliveries failed")
+                retry = True
             timeout = self._retry if retry else None
             # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancel (bot/tasks.py)
             with contextlib.suppress(TimeoutError):
@@ -189,21 +216,103 @@ class Dispatcher:
                 return retry
             for delivery_id, event, body, incoming in self._fair(batch, decoded):
                 seen.add(delivery_id)
-                try:
-                    state, note = await self._process(delivery_id, event, body, incoming)
-                except ForgeUnavailable as e:
-                    log.warning("delivery %s: forge unavailable (%s); will retry", delivery_id, e)
+                if self._clock() < self._not_before.get(delivery_id, 0.0):
+                    retry = True  # still backing off; the others go ahead
+                    continue
+                outcome = await self._attempt(delivery_id, event, body, incoming)
+                if outcome is None:
                     retry = True
                     continue
-                except Exception:
-                    ref = secrets.token_hex(4)
-                    log.exception("delivery %s failed [%s]", delivery_id, ref)
-                    state, note = "failed", f"internal error, ref {ref}"
-                await self._store.finish_delivery(delivery_id, state, note)
+                self._not_before.pop(delivery_id, None)
+                self._last_error.pop(delivery_id, None)
+                await self._store.finish_delivery(delivery_id, *outcome)
                 # New arrivals take their fair place: list again rather than finish a long
                 # round someone's burst made (at most every REFAIR_S, to keep listing cheap).
                 if self._wake.is_set() and self._clock() - listed >= REFAIR_S:
                     break
+
+    async def _attempt(
+        self, delivery_id: str, event: str, body: bytes, incoming: Incoming | Ignore | None
+    ) -> tuple[str, str] | None:
+        """Try one delivery: its final (state, note), or None to try it again later.
+
+        Whatever it raises, it ends here: a failure is recorded with a reference id for the
+        logs and answered where it has an author and a place; a retry is bounded by
+        `max_attempts`, counted in the store before each try, so a delivery that kills the
+        process mid-way is given up after as many restarts instead of replayed forever."""
+        attempts = await self._store.begin_delivery(delivery_id)
+        if attempts > self._max_attempts:  # the earlier tries never finished: crashes
+            why = self._last_error.get(delivery_id, "its handling never finished")
+            return await self._give_up(delivery_id, incoming, attempts - 1, why)
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._process(delivery_id, event, body, incoming)
+        except (ForgeUnavailable, TimeoutError) as e:
+            why = str(e) if isinstance(e, ForgeUnavailable) else f"no end in {self._deadline:g}s"
+            self._last_error[delivery_id] = why
+            if attempts >= self._max_attempts:
+                return await self._give_up(delivery_id, incoming, attempts, why)
+            delay = min(self._retry * 2 ** (attempts - 1), self._retry_max)
+            self._not_before[delivery_id] = self._clock() + delay
+            log.warning(
+                "delivery %s: %s; attempt %d of %d, next in %.0fs",
+                delivery_id,
+                why,
+                attempts,
+                self._max_attempts,
+                delay,
+            )
+            return None
+        except Exception as e:
+            ref = secrets.token_hex(4)
+            if incoming is None:  # _fair could not decode it either: damaged, not retried
+                log.exception("delivery %s cannot be decoded [ref %s]", delivery_id, ref)
+                return "failed", f"undecodable, ref {ref}: {e}"
+            log.exception("delivery %s failed [ref %s]", delivery_id, ref)
+            await self._answer_failure(
+                incoming,
+                ref,
+                "redfix failed while handling this command, so it may not have been done. "
+                "Try it again; if it fails again, tell the operator.",
+            )
+            return "failed", f"internal error, ref {ref}"
+
+    async def _give_up(
+        self, delivery_id: str, incoming: Incoming | Ignore | None, attempts: int, why: str
+    ) -> tuple[str, str]:
+        ref = secrets.token_hex(4)
+        log.error(
+            "delivery %s given up after %d attempts [ref %s]: %s", delivery_id, attempts, ref, why
+        )
+        await self._answer_failure(
+            incoming,
+            ref,
+            # the why stays in the log and the record: it may name internal addresses
+            f"redfix gave up on this command after {attempts} attempts, so nothing more "
+            "will happen for it. Try it again later; if it fails again, tell the operator.",
+        )
+        return "failed", f"given up after {attempts} attempts, ref {ref}: {why}"
+
+    async def _answer_failure(
+        self, incoming: Incoming | Ignore | None, ref: str, text: str
+    ) -> None:
+        """Tell the author (once per person and place a minute), if there is one to tell."""
+        if not isinstance(incoming, Incoming):
+            return
+        o = incoming.origin
+        key, now = (o.author.lower(), repr(o.place)), self._clock()
+        last = self._failure_replied.get(key)
+        if last is not None and now - last < FAILURE_REPLY_EVERY_S:
+            return
+        if len(self._failure_replied) > 10_000:  # bounded: forget replies out of the window
+            cutoff = now - FAILURE_REPLY_EVERY_S
+            self._failure_replied = {k: t for k, t in self._failure_replied.items() if t >= cutoff}
+        self._failure_replied[key] = now
+        try:
+            await self._say.comment(o.place, f"failed-{ref}", render_failure(text, ref))
+            await self._say.done(o, False)
+        except Exception:  # the record stands; the answer is lost, and the log says so
+            log.exception("could not queue the failure answer [ref %s]", ref)
 
     def _fair(
         self,

@@ -174,6 +174,11 @@ _V6 = """
 ALTER TABLE verifications ADD COLUMN run_ids TEXT NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS runs_command ON runs (command_id);
 """
+_V7 = """
+-- How often the dispatcher has begun a delivery without finishing it (a retry, or a crash
+-- mid-way): past a bound it is given up, so a poisoned delivery is never tried forever.
+ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1),
@@ -182,6 +187,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, _V4),
     (5, _V5),
     (6, _V6),
+    (7, _V7),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -324,11 +330,23 @@ class Store:
             return [(r[0], r[1], bytes(r[2])) for r in await cur.fetchall()]
 
     async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None:
+        # Finished: its attempts start from 0 if a restart hands it back (requeue_unfinished)
         await self._db.execute(
-            "UPDATE deliveries SET state = ?, note = ? WHERE delivery_id = ?",
+            "UPDATE deliveries SET state = ?, note = ?, attempts = 0 WHERE delivery_id = ?",
             (state, note[:500], delivery_id),
         )
         await self._db.commit()
+
+    async def begin_delivery(self, delivery_id: str) -> int:
+        """Count one more attempt at a pending delivery, durably, before it is tried: a
+        delivery that crashes the process is counted too. Returns the attempts so far."""
+        rows = await self._db.execute_fetchall(
+            "UPDATE deliveries SET attempts = attempts + 1 WHERE delivery_id = ? "
+            "RETURNING attempts",
+            (delivery_id,),
+        )
+        await self._db.commit()
+        return int(next(iter(rows))[0]) if rows else 0
 
     async def add_command(
         self,

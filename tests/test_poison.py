@@ -9,13 +9,38 @@ a digit that is not ASCII was the poison that started it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from bot.config import ServerConfig
+from bot.dispatch import Access, Dispatcher, ForgeUnavailable
+from bot.ingress import gitea as gitea_ingress
 from bot.ingress.matrix import power_level
-from bot.model import ascii_int
+from bot.model import (
+    Command,
+    Decision,
+    HandlerSettings,
+    Ignore,
+    Incoming,
+    Origin,
+    Place,
+    Source,
+    ascii_int,
+)
 from bot.runner import RemoteStatus
+from bot.sim import deliveries
+from bot.store import Store
+from handlers import decide
 
 # --- only ASCII digits are numbers ------------------------------------------------------------
 
@@ -72,3 +97,257 @@ def test_a_host_status_with_odd_numbers_reads_as_unknown(
 ) -> None:
     status = RemoteStatus.parse(text)
     assert (status.state, status.code, status.elapsed_s) == ("exited", code, elapsed)
+
+
+# --- the dispatcher: a bad stored delivery, then good ones, across restarts ---------------------
+
+REPO = "acme/widgets"
+
+
+class PortForge:
+    """The Forge port, at its seam: alice and mallory are members; eve's Gitea never answers
+    (ForgeUnavailable), zed's call hangs (as a process death would leave it). It counts who
+    was asked, so "not tried again" is a number that could grow."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def is_org_member(self, org: str, user: str) -> bool:
+        self.asked.append(user)
+        if user == "eve":
+            raise ForgeUnavailable("Gitea answered 502")
+        if user == "zed":
+            await asyncio.Event().wait()
+        return user in ("alice", "mallory")
+
+    async def repo_permission(self, repo: str, user: str) -> str:
+        return "none"
+
+    async def pull_head(self, repo: str, number: int) -> str:
+        return "0" * 40
+
+
+@dataclass
+class RecordingSay:
+    """The Say port: what the core asked to be said (delivery is the outbox's, tested apart)."""
+
+    comments: list[tuple[Place, str, str]] = field(default_factory=list)
+
+    async def react(self, origin: Origin, content: str) -> None: ...
+
+    async def comment(self, where: Place, key: str, body: str) -> None:
+        self.comments.append((where, key, body))
+
+    async def status(self, *args: object) -> None: ...
+
+    async def done(self, origin: Origin, ok: bool) -> None: ...
+
+    async def announce(self, key: str, body: str) -> None: ...
+
+    def to(self, number: int) -> list[str]:
+        return [body for where, _, body in self.comments if where.number == number]
+
+
+def gitea_decode(event: str, delivery_id: str, body: bytes) -> Incoming | Ignore:
+    return gitea_ingress.to_incoming(event, delivery_id, body, "redfix")
+
+
+def buggy_decide(cmd: Command, settings: HandlerSettings) -> Decision:
+    """The handlers, with a bug that only mallory's commands reach (the Decide seam)."""
+    if cmd.origin.author == "mallory":
+        raise RuntimeError("a bug in a handler")
+    return decide(cmd, settings)
+
+
+def dispatcher(store: Store, forge: PortForge, say: RecordingSay, **kw: Any) -> Dispatcher:
+    none: Any = None  # no job starts here: help and refusals are replies
+    kw = {"retry_delay_s": 0.01, "retry_max_s": 0.02, "max_attempts": 3, **kw}
+    access = Access(("recipe-maintainers",))
+    return Dispatcher(
+        store, forge, say, none, gitea_decode, buggy_decide, HandlerSettings(), access, **kw
+    )
+
+
+async def put(store: Store, delivery: str, number: int, author: str, text: str) -> None:
+    """Store a delivery as the webhook door does (one comment per PR number here)."""
+    body = deliveries.issue_comment(REPO, number, 7000 + number, author, text)
+    key = Origin(Source.GITEA, REPO, number, 7000 + number, author).dedupe_key
+    assert await store.accept_delivery(delivery, "issue_comment", body, key) == "new"
+
+
+async def state_of(store: Store, delivery: str) -> tuple[str, str]:
+    async with store._db.execute(
+        "SELECT state, note FROM deliveries WHERE delivery_id = ?", (delivery,)
+    ) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
+
+
+async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 10) -> float:
+    """Wait for `check`; the seconds it took (generous bounds: a loaded machine is slow)."""
+    t0 = time.monotonic()
+    while not await check():
+        assert time.monotonic() - t0 < timeout, f"{what}: not within {timeout}s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - t0
+
+
+@asynccontextmanager
+async def running(d: Dispatcher) -> AsyncIterator[None]:
+    task = asyncio.create_task(d.run())
+    d.wake()
+    try:
+        yield
+    finally:
+        task.cancel()  # as a process death would: whatever was in flight stays pending
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_bad_deliveries_are_recorded_answered_and_never_block_the_next(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    forge, say = PortForge(), RecordingSay()
+    # Stored before anything runs, oldest first: each bad one sits in front of alice's.
+    await store.accept_delivery("damaged", "issue_comment", b'{"action": "created", ', None)
+    await put(store, "crash", 1, "mallory", "!redfix help")
+    await put(store, "down", 2, "eve", "!redfix help")
+    await put(store, "good", 3, "alice", "!redfix help")
+    try:
+        async with running(dispatcher(store, forge, say)):
+
+            async def alice_answered() -> bool:
+                return bool(say.to(3))
+
+            took = await until("alice's help", alice_answered)
+            assert "!redfix isolate" in say.to(3)[0]  # the help text itself
+
+            async def eve_given_up() -> bool:
+                return (await state_of(store, "down"))[0] == "failed"
+
+            await until("eve's delivery given up", eve_given_up)
+        state, note = await state_of(store, "damaged")
+        assert state == "failed"
+        assert re.fullmatch(r"undecodable, ref [0-9a-f]{8}: .+", note), note
+        # mallory's command met a bug: recorded with a ref, and the ref is in the answer
+        state, note = await state_of(store, "crash")
+        ref = re.fullmatch(r"internal error, ref ([0-9a-f]{8})", note)
+        assert state == "failed"
+        assert ref is not None, note
+        (answer,) = say.to(1)
+        assert ref[1] in answer
+        assert "Try it again" in answer
+        # eve's: tried max_attempts times, then given up with a record and an answer
+        state, note = await state_of(store, "down")
+        given_up = re.fullmatch(
+            r"given up after 3 attempts, ref ([0-9a-f]{8}): Gitea answered 502", note
+        )
+        assert given_up is not None, note
+        assert forge.asked.count("eve") == 3
+        (answer,) = say.to(2)
+        assert given_up[1] in answer
+        assert "502" not in answer  # what went wrong stays in the log and the record
+        assert await state_of(store, "good") == ("done", "replied")
+        print(f"alice answered {took:.2f}s after the dispatcher started, behind 3 bad deliveries")
+    finally:
+        await store.close()
+
+    # A restart with the same store: nothing bad is tried again; a new command is answered.
+    store = await Store.open(tmp_path / "db.sqlite")
+    asked_before = list(forge.asked)
+    try:
+        await put(store, "good-2", 4, "alice", "!redfix help")
+        async with running(dispatcher(store, forge, say)):
+
+            async def answered_again() -> bool:
+                return bool(say.to(4))
+
+            took = await until("alice's help after the restart", answered_again)
+        assert await store.pending_deliveries() == []
+        assert forge.asked == [*asked_before, "alice"]  # mallory, eve: never asked again
+        print(f"after the restart, alice answered in {took:.2f}s")
+    finally:
+        await store.close()
+
+
+async def test_a_delivery_that_dies_mid_way_is_given_up_after_the_bound_of_restarts(
+    tmp_path: Path,
+) -> None:
+    """zed's delivery hangs the way one that kills the process would: every start tries it,
+    and the process dies (is cancelled) with it pending. After max_attempts starts it is
+    given up without being tried, and alice's command behind it is answered."""
+    db = tmp_path / "db.sqlite"
+    forge, say = PortForge(), RecordingSay()
+    store = await Store.open(db)
+    await put(store, "poison", 1, "zed", "!redfix help")
+    await store.close()
+    for start in range(1, 4):
+        store = await Store.open(db)
+        try:
+            async with running(dispatcher(store, forge, say)):
+
+                async def zed_tried() -> bool:
+                    return forge.asked.count("zed") == start  # noqa: B023 - awaited here
+
+                await until(f"start {start} tries zed's delivery", zed_tried)
+        finally:
+            await store.close()
+        assert (await _state_file(db, "poison"))[0] == "pending"
+    store = await Store.open(db)
+    try:
+        await put(store, "good", 2, "alice", "!redfix help")
+        async with running(dispatcher(store, forge, say)):
+
+            async def alice_answered() -> bool:
+                return bool(say.to(2))
+
+            await until("alice's help after the restarts", alice_answered)
+
+            async def poison_failed() -> bool:
+                return (await state_of(store, "poison"))[0] == "failed"
+
+            await until("zed's delivery given up", poison_failed)
+        assert forge.asked.count("zed") == 3  # given up on start 4 without trying it
+        _, note = await state_of(store, "poison")
+        ref = re.fullmatch(
+            r"given up after 3 attempts, ref ([0-9a-f]{8}): its handling never finished", note
+        )
+        assert ref is not None, note
+        (answer,) = say.to(1)
+        assert ref[1] in answer
+    finally:
+        await store.close()
+
+
+async def _state_file(db: Path, delivery: str) -> tuple[str, str]:
+    store = await Store.open(db)
+    try:
+        return await state_of(store, delivery)
+    finally:
+        await store.close()
+
+
+async def test_a_hung_delivery_times_out_and_the_next_goes_ahead(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    forge, say = PortForge(), RecordingSay()
+    await put(store, "hang", 1, "zed", "!redfix help")
+    await put(store, "good", 2, "alice", "!redfix help")
+    try:
+        async with running(dispatcher(store, forge, say, deadline_s=0.2, max_attempts=2)):
+
+            async def alice_answered() -> bool:
+                return bool(say.to(2))
+
+            await until("alice's help behind a hung delivery", alice_answered)
+
+            async def hang_failed() -> bool:
+                return (await state_of(store, "hang"))[0] == "failed"
+
+            await until("the hung delivery given up", hang_failed)
+        _, note = await state_of(store, "hang")
+        assert re.fullmatch(r"given up after 2 attempts, ref [0-9a-f]{8}: no end in 0.2s", note)
+        assert forge.asked.count("zed") == 2
+    finally:
+        await store.close()
