@@ -13,14 +13,27 @@ from aiohttp import web
 from bot.cli import healthz_url, main
 from tests.sshd import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def config_listening_on(tmp_path: Path, listen: str) -> Path:
-    text = (ROOT / "config.example.toml").read_text()
-    assert 'listen = "127.0.0.1:8480"' in text
+    """A small config of its own (the healthcheck reads only the schema, not the machine)."""
+    (tmp_path / "id").write_text("key")
+    (tmp_path / "known_hosts").write_text("host")
     path = tmp_path / "config.toml"
-    path.write_text(text.replace('listen = "127.0.0.1:8480"', f'listen = "{listen}"'))
+    path.write_text(
+        f"""
+[server]
+listen = "{listen}"
+[gitea]
+url = "https://git.example.org"
+bot_login = "redfix"
+[[hosts]]
+name = "ci"
+address = "127.0.0.1"
+username = "ci"
+client_keys = ["{tmp_path / "id"}"]
+known_hosts = "{tmp_path / "known_hosts"}"
+"""
+    )
     return path
 
 
