@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ LIB = ROOT / "scripts" / "lib" / "venv.sh"
 
 # A stand-in for `python3`: `-c` snippets succeed (it is a Python >= 3.11) except the one that
 # imports ensurepip, which succeeds only once "python3-venv is installed" (a flag file);
-# `-m venv DIR` makes DIR/bin/python, a stand-in for the venv's interpreter that logs pip calls.
+# `-m venv DIR` makes DIR/bin/python, a stand-in for the venv's interpreter that logs pip calls
+# (and hands the snippet reading pyproject.toml to a real Python).
 STUB_PYTHON = r"""#!/bin/bash
 state=$STUB_STATE
 if [ "$1" = -c ]; then
@@ -30,10 +32,11 @@ if [ "$1" = -m ] && [ "$2" = venv ]; then
     [ -e "$state/venv-module" ] || { echo "ensurepip is not available" >&2; exit 1; }
     echo "venv $3" >>"$state/log"
     mkdir -p "$3/bin"
-    cat >"$3/bin/python" <<'PY'
+    cat >"$3/bin/python" <<PY
 #!/bin/bash
-[ "$1" = -c ] && exit 0
-echo "pip ${*:3}" >>"$STUB_STATE/log"
+case "\$2" in *tomllib*) exec $REAL_PYTHON "\$@" ;; esac
+[ "\$1" = -c ] && exit 0
+echo "pip \${*:3}" >>"\$STUB_STATE/log"
 PY
     chmod +x "$3/bin/python"
     exit 0
@@ -41,6 +44,7 @@ fi
 echo "unexpected python3 $*" >&2
 exit 99
 """
+PYPROJECT = "[project]\nname = 'x'\ndependencies = ['a>=1']\n\n[tool.ruff]\nline-length = 100\n"
 STUB_ID = '#!/bin/bash\n[ "$1" = -u ] && echo "$STUB_UID"\n'
 STUB_APT = r"""#!/bin/bash
 echo "apt-get $*" >>"$STUB_STATE/log"
@@ -61,6 +65,7 @@ class Sandbox:
             "HOME": str(self.state),
             "STUB_STATE": str(self.state),
             "STUB_UID": str(uid),
+            "REAL_PYTHON": sys.executable,
         }
         return subprocess.run(
             ["bash", "-c", f"set -euo pipefail; . scripts/lib/venv.sh; {functions}"],
@@ -91,7 +96,7 @@ def box(tmp_path: Path) -> Sandbox:
     shutil.copy(LIB, project / "scripts" / "lib" / "venv.sh")
     (project / "requirements" / "lock.txt").write_text("demo==1.0 --hash=sha256:00\n")
     (project / "requirements" / "runtime.txt").write_text("demo==1.0 --hash=sha256:00\n")
-    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (project / "pyproject.toml").write_text(PYPROJECT)
     for name, text in (("python3", STUB_PYTHON), ("id", STUB_ID), ("apt-get", STUB_APT)):
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
@@ -125,6 +130,17 @@ def test_a_changed_lock_is_installed_again(box: Sandbox) -> None:
     assert [line for line in box.log() if line.startswith("venv")] == ["venv .venv"]
     locked = "pip install -q --require-hashes --no-deps -r requirements/lock.txt"
     assert box.log().count(locked) == 2
+
+
+def test_only_a_change_to_what_is_installed_reinstalls(box: Sandbox) -> None:
+    assert box.run("redfix_venv && redfix_install").returncode == 0
+    pyproject = box.project / "pyproject.toml"
+    pyproject.write_text(PYPROJECT.replace("line-length = 100", "line-length = 99"))
+    assert box.run("redfix_venv && redfix_install").returncode == 0
+    assert len(box.log()) == 3  # a lint setting: nothing to install
+    pyproject.write_text(PYPROJECT.replace("'a>=1'", "'a>=2'"))
+    assert box.run("redfix_venv && redfix_install").returncode == 0
+    assert len(box.log()) == 5  # a dependency range: the lock and redfix again
 
 
 def test_the_demo_lock_is_not_installed_over_the_full_one(box: Sandbox) -> None:

@@ -64,10 +64,23 @@ redfix_venv() {
     _venv_usable || die "$REDFIX_VENV was created but its python does not run"
 }
 
-# A stamp per lock file records what was installed from it: the lock's and pyproject's hash.
-# Same stamp, no work: a second run of scripts/test or scripts/demo installs nothing.
+# A stamp per lock file records what was installed from it: the hash of the lock and of the
+# parts of pyproject.toml an install depends on ([project], [build-system], [tool.setuptools];
+# a new lint rule or test setting needs no reinstall). Same stamp, no work: a second run of
+# scripts/test or scripts/demo installs nothing.
 _stamp_file() { printf '%s/.redfix-installed-%s' "$REDFIX_VENV" "$(basename "$1")"; }
-_stamp() { cat "$1" pyproject.toml | sha256sum | cut -d' ' -f1; }
+_stamp() {
+    {
+        cat "$1"
+        "$VENV_PY" -c '
+import json, tomllib
+with open("pyproject.toml", "rb") as f:
+    doc = tomllib.load(f)
+parts = {k: doc.get(k) for k in ("project", "build-system")}
+parts["setuptools"] = doc.get("tool", {}).get("setuptools")
+print(json.dumps(parts, sort_keys=True))'
+    } | sha256sum | cut -d' ' -f1
+}
 
 # True when everything in lock file $1 (and redfix itself) is installed as the stamp says.
 redfix_installed() {
