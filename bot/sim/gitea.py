@@ -666,8 +666,9 @@ class GiteaSim:
 
     Seed it (`add_repo`, `add_pull`, ...), point a client at `url + "/api/v1"`, then inspect
     what the client did (`comments`, `statuses`, `requests`, and `writes`: every change, in
-    the order applied) and what it did wrong (`violations`). With `spec_path`, every request is
-    checked against the swagger spec, and so is every response the fake itself builds.
+    the order applied) and what it did wrong (`violations`). With `spec_path` (SPEC_FACTS, the
+    committed facts of Gitea 1.26.3's spec, or a full swagger file), every request is checked
+    against the spec, and so is every response the fake itself builds.
     `fail_next`/`fail_until` inject errors (`faults` lists the requests they answered).
     """
 
