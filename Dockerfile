@@ -24,7 +24,8 @@ RUN /opt/redfix/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
 
 FROM python:3.11.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/redfix/bin:$PATH
-RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/redfix --create-home redfix
+RUN groupadd --system --gid 10001 redfix \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/redfix --create-home redfix
 COPY --from=deps /opt/redfix /opt/redfix
 # The app in its own layer, installed from the wheel without keeping the wheel in the image.
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
