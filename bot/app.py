@@ -136,7 +136,7 @@ async def running_bot(
         matrix=matrix,
         notify_room=config.matrix.notify_room if config.matrix is not None else "",
     )
-    runners = {h.name: SshRunner(h, config.harness, log_dir) for h in config.hosts}
+    runners = {h.name: SshRunner(h, config.harness, log_dir, redact=redact) for h in config.hosts}
     pool = HostPool(
         [(h.name, h.capacity) for h in config.hosts],
         max_concurrent=config.scheduler.max_concurrent,

@@ -17,7 +17,8 @@ from bot.redact import Redactor
 
 
 class RedactingFilter(logging.Filter):
-    """Masks configured secrets in every log record, whatever module wrote it."""
+    """The redaction layer of the logs: masks secrets (bot.redact: every encoding, key blocks)
+    in every record's final message, traceback and stack, whatever module wrote it."""
 
     def __init__(self, redact: Redactor) -> None:
         super().__init__()
@@ -29,6 +30,10 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             # Tracebacks quote values too (e.g. a URL with a token): format and scrub them here.
             record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
         return True
 
 

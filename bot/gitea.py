@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from bot import __version__
+from bot.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ class GiteaClient:
         if not re.match(r"^https?://[^\s/]+", api_url):
             raise ValueError(f"api_url must be an http(s) URL: {api_url!r}")
         self._token = token or None
+        # Its own secret in every encoding (bot.redact), as the errors it raises are logged,
+        # stored with outbox items and may be shown.
+        self._scrub = Redactor([self._token] if self._token else [], mask="***")
         self._timeout_s = timeout_s
         headers = {
             "Accept": "application/json",
@@ -170,7 +174,7 @@ class GiteaClient:
 
     def _redact(self, text: str) -> str:
         # Defence in depth: a proxy or a misbehaving server could echo the header back.
-        return text.replace(self._token, "***") if self._token else text
+        return self._scrub(text)
 
     async def _send(
         self, method: str, path: str, expect: tuple[int, ...], json: object = None

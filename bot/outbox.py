@@ -8,6 +8,11 @@ sends carry a transaction id per item, so a retry after an ambiguous failure nev
 
 Matrix items (`matrix_message`: a sticky notice, created once then edited; `matrix_react`) are
 built here from the same Markdown the Gitea comments use and handed to a `Sender` (bot.matrix).
+
+The outbox is the redaction layer of every message the bot says (bot.redact): each payload's
+texts are redacted when the item is queued, so the store never holds a secret, and again when
+it is sent, so an item queued by an older version (or written into the store by hand) cannot
+carry one out either. Errors kept with an item are redacted too.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MATRIX_KINDS = frozenset({"matrix_message", "matrix_react"})
 GITEA_KINDS = frozenset({"comment", "reaction", "status"})
+# The payload fields that carry text someone will read: what the redactor sees.
+TEXT_FIELDS = ("body", "html", "description")
 # Gitea reaction names → the emoji a Matrix reaction carries.
 EMOJI = {"eyes": "👀", "+1": "👍", "-1": "👎", "heart": "❤️", "rocket": "🚀", "hooray": "🎉"}
 DONE, FAILED = "✅", "❌"
@@ -97,7 +104,7 @@ class Outbox:
             await self._matrix_message(where, key, body)
             return
         repo, number = where.repo, where.number
-        payload = {"repo": repo, "number": number, "key": key, "body": self._redact(body)}
+        payload = {"repo": repo, "number": number, "key": key, "body": body}
         await self._put(repo, number, "comment", payload, coalesce=f"comment:{key}")
 
     async def done(self, origin: Origin, ok: bool) -> None:
@@ -115,7 +122,7 @@ class Outbox:
             "repo": repo,
             "sha": sha,
             "state": state,
-            "description": self._redact(description),
+            "description": description,
             "target_url": target_url,
         }
         await self._put(repo, number, "status", payload)
@@ -128,8 +135,15 @@ class Outbox:
         payload: dict[str, Any],
         coalesce: str | None = None,
     ) -> None:
-        await self._store.enqueue(f"gitea:{repo}#{number}", kind, payload, coalesce)
+        await self._store.enqueue(f"gitea:{repo}#{number}", kind, self._clean(payload), coalesce)
         self._wake.set()
+
+    def _clean(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload with its texts redacted: the one place a message's text is scrubbed."""
+        return {
+            k: self._redact(v) if k in TEXT_FIELDS and isinstance(v, str) else v
+            for k, v in payload.items()
+        }
 
     async def _matrix_react(self, origin: Origin, emoji: str) -> None:
         payload = {"room_id": origin.room_id, "event_id": origin.event_id, "key": emoji}
@@ -140,6 +154,7 @@ class Outbox:
         """A sticky notice (or several, when long): each part is created once, then edited.
         A still-pending edit of the same part is replaced, so progress never queues up."""
         room, target = where.room_id, f"matrix:{where.room_id}"
+        # Redacted before it is cut into parts: a secret can't straddle two messages.
         parts = to_matrix(self._redact(body))
         keys = [key] + [f"{key}#{i}" for i in range(2, len(parts) + 1)]
         for part_key, part in zip(keys, parts, strict=True):
@@ -151,13 +166,17 @@ class Outbox:
                 "html": part.html,
                 "fields": part.fields,
             }
-            await self._store.enqueue(target, "matrix_message", payload, f"{target}|{part_key}")
+            await self._store.enqueue(
+                target, "matrix_message", self._clean(payload), f"{target}|{part_key}"
+            )
         # An earlier, longer version left parts behind: empty them rather than leave stale text.
         for i in range(len(parts) + 1, await self._store.matrix_parts(room, key) + 1):
             part_key = f"{key}#{i}"
             payload = {"room_id": room, "thread": where.thread, "key": part_key, "body": "…"}
             payload["html"] = "<p>…</p>"
-            await self._store.enqueue(target, "matrix_message", payload, f"{target}|{part_key}")
+            await self._store.enqueue(
+                target, "matrix_message", self._clean(payload), f"{target}|{part_key}"
+            )
         self._wake.set()
 
     # --- delivery ------------------------------------------------------------------------
@@ -207,7 +226,7 @@ class Outbox:
             await self._send(item)
         except ValueError as e:  # a malformed item can never succeed
             log.error("outbox %s %s dropped: %s", item.kind, item.id, e)
-            await self._store.outbox_dead(item.id, str(e))
+            await self._store.outbox_dead(item.id, self._redact(str(e)))
             return False
         except (GiteaError, DeliveryError) as e:
             if e.retryable:
@@ -224,10 +243,10 @@ class Outbox:
                     item.attempts + 1,
                     delay,
                 )
-                await self._store.outbox_retry(item.id, time.time() + delay, str(e))
+                await self._store.outbox_retry(item.id, time.time() + delay, self._redact(str(e)))
             else:
                 log.error("outbox %s %s to %s given up: %s", item.kind, item.id, item.target, e)
-                await self._store.outbox_dead(item.id, str(e))
+                await self._store.outbox_dead(item.id, self._redact(str(e)))
             return False
         if not await self._store.outbox_sent(item.id, item.raw or None):
             log.debug(
@@ -243,7 +262,7 @@ class Outbox:
         return True
 
     async def _send(self, item: OutboxItem) -> None:
-        p = item.payload
+        p = self._clean(item.payload)
         if item.kind in MATRIX_KINDS:
             if self._matrix is None:
                 raise ValueError("a Matrix item, but no [matrix] is configured")

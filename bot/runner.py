@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import posixpath
@@ -29,6 +30,7 @@ from bot.model import (
     ascii_int,
     exit_meaning,
 )
+from bot.redact import Redactor
 from bot.results import MAX_RESULTS_BYTES, ResultsError, parse_results
 
 log = logging.getLogger(__name__)
@@ -308,10 +310,21 @@ class SshRunner:
     """Runs harness jobs on one CI host over one reused SSH connection; host keys always checked."""
 
     def __init__(
-        self, host: HostConfig, harness: HarnessConfig, log_dir: Path, *, tail_lines: int = 200
+        self,
+        host: HostConfig,
+        harness: HarnessConfig,
+        log_dir: Path,
+        *,
+        tail_lines: int = 200,
+        redact: Redactor | None = None,
     ) -> None:
         if tail_lines < 1:
             raise ValueError("tail_lines must be at least 1")
+        # What the runner hands on (log tails, JUnit messages, evidence) is redacted once cut,
+        # so run records and verdicts in the store hold no secret. The log file is not: it is
+        # an exact copy of the host's log (its size is the resume offset); /runs/<id>/log
+        # redacts it as it is served.
+        self._redact = redact if redact is not None else Redactor()
         self._host = host
         self._harness = harness
         self._log_dir = log_dir
@@ -952,8 +965,8 @@ class SshRunner:
             exit_code=code,
             duration_s=duration,
             results=results,
-            problem=problem,
-            log_tail=sink.tail,
+            problem=self._redact(problem),
+            log_tail=self._redact_lines(sink.tail),
             teardown=teardown,
         )
 
@@ -985,6 +998,19 @@ class SshRunner:
         sink.note("teardown done (exit 0)")
         return "", "ran, exit 0"
 
+    def _redact_lines(self, lines: tuple[str, ...]) -> tuple[str, ...]:
+        """A tail redacted as one text (a key block spans lines); its start may be a cut."""
+        if not lines:
+            return lines
+        return tuple(self._redact("\n".join(lines)).split("\n"))
+
+    def _redact_results(self, summary: ResultsSummary) -> ResultsSummary:
+        """JUnit messages are the harness's words: they can quote a secret too."""
+        failing = tuple(
+            dataclasses.replace(t, message=self._redact(t.message)) for t in summary.failing
+        )
+        return dataclasses.replace(summary, failing=failing)
+
     def log_file(self, run_id: str) -> Path:
         """Where a run's output is kept on the bot's side."""
         self._check(run_id=run_id)
@@ -1010,7 +1036,8 @@ class SshRunner:
         raw = done.stdout if isinstance(done.stdout, bytes) else b""
         if len(raw) > cap:  # the end of a log says most about how it ended
             raw = b"[... cut ...]\n" + raw[-cap:]
-        return done.exit_status, raw.decode("utf-8", "replace")
+        # Redacted after the cut: a key block that lost its BEGIN, a secret that lost its head.
+        return done.exit_status, self._redact(raw.decode("utf-8", "replace"))
 
     async def busy(self) -> int | None:
         """Active runs on the host per the configured busy probe; None when there is none."""
@@ -1067,9 +1094,9 @@ class SshRunner:
         except (OSError, asyncssh.Error) as e:
             return None, f"cannot read {path}: {_reason(e)}"
         try:
-            return parse_results(raw, junit), ""
+            return self._redact_results(parse_results(raw, junit)), ""
         except ResultsError as e:
-            return None, str(e)
+            return None, self._redact(str(e))
 
     async def _read_junit(self, sftp: asyncssh.SFTPClient, run_id: str) -> dict[str, bytes]:
         """Every readable *.xml in the run's JUnit dir, within the caps; the rest is skipped."""
@@ -1145,7 +1172,7 @@ class SshRunner:
                     continue  # a run without usable results cannot be a reference
                 if summary.recipe == recipe and summary.red:
                     junit = await self._read_junit(sftp, run_id)
-                    return parse_results(raw, junit)
+                    return self._redact_results(parse_results(raw, junit))
         return None
 
 

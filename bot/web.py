@@ -6,6 +6,7 @@ delivery, and answers 202 at once; the work happens in the dispatcher's own task
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import html
@@ -41,6 +42,7 @@ HEALTH: web.AppKey[Callable[[], dict[str, object]]] = web.AppKey("health")
 ON_ACCEPT: web.AppKey[Callable[[], None]] = web.AppKey("on_accept", Callable[[], None])  # type: ignore[arg-type]
 
 routes = web.RouteTableDef()
+LOG_CHUNK_BYTES = 1 << 16  # a served log is read, redacted and written this much at a time
 
 
 def _problem(status: int, reason: str) -> web.Response:
@@ -151,18 +153,24 @@ async def _report(request: web.Request) -> SweepReport:
     return build_report(await store.triages(), await store.overrides(), request.app[URLS][1])
 
 
+def redacted(request: web.Request, text: str, content_type: str) -> web.Response:
+    """The one way a page or API answer leaves: redacted once it is rendered, so the
+    redactor sees the final, escaped text (bot.redact knows each escaping)."""
+    return web.Response(text=request.app[REDACT](text), content_type=content_type)
+
+
 @routes.get("/report")
 async def report_page(request: web.Request) -> web.Response:
     page = render_report_html(
         await _report(request), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     )
-    return web.Response(text=request.app[REDACT](page), content_type="text/html")
+    return redacted(request, page, "text/html")
 
 
 @routes.get("/api/report")
 async def report_api(request: web.Request) -> web.Response:
     text = json.dumps(report_json(await _report(request)), indent=2)
-    return web.Response(text=request.app[REDACT](text), content_type="application/json")
+    return redacted(request, text, "application/json")
 
 
 @routes.get("/runs/{run_id}")
@@ -188,7 +196,7 @@ async def run_page(request: web.Request) -> web.Response:
         f'<p><a href="{e(run_id)}/log">full log</a> · <a href="../report">results table</a></p>',
         "th{text-align:left;padding-right:1rem}",
     )
-    return web.Response(text=request.app[REDACT](page), content_type="text/html")
+    return redacted(request, page, "text/html")
 
 
 @routes.get("/runs/{run_id}/log")
@@ -203,17 +211,17 @@ async def run_log(request: web.Request) -> web.StreamResponse:
         return _problem(404, f"no run {run_id}")
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    redact = request.app[REDACT]
-    # Line by line so a secret can't straddle a chunk edge; memory stays flat for huge logs.
+    # One streaming redactor for the whole log: a secret or a private key block that straddles
+    # the chunks (or lines) it is read in is masked as if the log were redacted whole, and
+    # memory stays flat for huge logs.
+    stream = request.app[REDACT].stream()
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
     with path.open("rb") as f:
-        batch: list[str] = []
-        for line in f:
-            batch.append(redact(line.decode("utf-8", "replace")))
-            if len(batch) >= 512:
-                await resp.write("".join(batch).encode())
-                batch.clear()
-        if batch:
-            await resp.write("".join(batch).encode())
+        while chunk := f.read(LOG_CHUNK_BYTES):
+            out = stream.feed(decode(chunk))
+            if out:
+                await resp.write(out.encode())
+    await resp.write((stream.feed(decode(b"", True)) + stream.close()).encode())
     await resp.write_eof()
     return resp
 

@@ -8,17 +8,26 @@ import html
 import json
 import random
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import asyncssh
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.gitea import GiteaClient
 from bot.markup import md_cell
+from bot.metrics import Metrics, Snapshot
+from bot.model import Place
+from bot.outbox import Outbox
 from bot.redact import MASK, Redactor
 from bot.render import _code, _fit
 from bot.richtext import inline, to_html
+from bot.store import Store
+from bot.web import LOG_CHUNK_BYTES, make_web_app
 
 # The shapes of secret that break naive matching: HTML/Markdown/JSON-special characters, and
 # plain tokens.
@@ -317,7 +326,8 @@ def test_a_secret_split_across_two_chunks_is_masked() -> None:
     at = text.index(TOKEN) + 10
     out = _stream(r, text, [at])
     assert TOKEN not in out
-    assert TOKEN[:10] not in out and TOKEN[10:] not in out
+    assert TOKEN[:10] not in out
+    assert TOKEN[10:] not in out
     assert "the token [redacted] here" in out
 
 
@@ -346,7 +356,9 @@ def test_a_huge_line_streams_in_bounded_pieces_and_keeps_a_straddling_secret_who
         held_max = max(held_max, len(s._held))
     out.append(s.close())
     served = "".join(out)
-    assert TOKEN not in served and TOKEN[:16] not in served and TOKEN[-16:] not in served
+    assert TOKEN not in served
+    assert TOKEN[:16] not in served
+    assert TOKEN[-16:] not in served
     assert served == filler + MASK + filler + "\n"
     assert held_max < (1 << 20) + 2 * chunk + len(TOKEN)  # memory stays bounded
 
@@ -363,3 +375,120 @@ def test_fit_cut_around_a_secret_leaves_no_half() -> None:
             assert "(cut to fit)" in text
             assert _pieces_left(TOKEN, text)  # positive control: the cut left a piece
             assert _pieces_left(TOKEN, r(text)) == [], kept
+
+
+# --- the exits: outbox (comments, statuses, Matrix), served logs -----------------------------
+
+
+class Recorder:
+    """The Matrix seam of the outbox: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, kind: str, payload: dict[str, Any], item_id: int) -> None:
+        self.sent.append((kind, payload))
+
+
+def _found(secret: str, text: str) -> list[str]:
+    """The encodings of `secret` present in `text` (the search the leak tests rely on)."""
+    return sorted(name for name, f in ENCODINGS.items() if f(secret) in text)
+
+
+async def _queue_everything(store: Store, redactor: Redactor) -> Recorder:
+    rec = Recorder()
+    gitea = GiteaClient("http://127.0.0.1:9/api/v1", None)  # nothing is flushed to it
+    box = Outbox(
+        store, gitea, redactor, status_context="redfix/testme", bot_login="redfix", matrix=rec
+    )
+    cell = md_cell(PASSWORD)
+    await box.comment(Place("o/r", 1), "k1", f"| run | note |\n|---|---|\n| r1 | {cell} |")
+    await box.comment(Place(room_id="!room:x"), "k2", f"note: `{_code(PASSWORD)}` {TOKEN}")
+    await box.status("o/r", 1, "a" * 40, "failure", f"red: {html.escape(PASSWORD)}", "")
+    await gitea.aclose()
+    return rec
+
+
+@pytest.mark.parametrize("redactor", ["configured", "empty (positive control)"])
+async def test_the_store_never_holds_an_escaped_secret(tmp_path: Path, redactor: str) -> None:
+    """The outbox redacts at enqueue: the store file holds no form of the secret. The same
+    search over an outbox with an empty redactor finds them, so the search works."""
+    path = tmp_path / "s.sqlite3"
+    store = await Store.open(path)
+    try:
+        await _queue_everything(store, Redactor(SECRETS if redactor == "configured" else []))
+    finally:
+        await store.close()
+    raw = path.read_bytes().decode("utf-8", "replace")
+    found = _found(PASSWORD, raw) + _found(TOKEN, raw)
+    if redactor == "configured":
+        assert found == []
+    else:
+        assert {"md-cell", "json-of-html"} <= set(found)
+
+
+async def test_an_item_stored_unredacted_is_redacted_when_sent(tmp_path: Path) -> None:
+    """The senders pass through the redactor too: an item queued by an older version (or
+    written by hand) cannot carry a secret out."""
+    store = await Store.open(tmp_path / "s.sqlite3")
+    rec = Recorder()
+    gitea = GiteaClient("http://127.0.0.1:9/api/v1", None)
+    try:
+        box = Outbox(
+            store, gitea, Redactor(SECRETS), status_context="c", bot_login="redfix", matrix=rec
+        )
+        body = f"old item: {md_cell(PASSWORD)} and {TOKEN}"
+        payload = {"room_id": "!r:x", "thread": "", "key": "k", "body": body, "html": body}
+        await store.enqueue("matrix:!r:x", "matrix_message", payload)
+        assert await box.flush_due() == 1
+    finally:
+        await gitea.aclose()
+        await store.close()
+    ((kind, sent),) = rec.sent
+    assert kind == "matrix_message"
+    assert "old item: [redacted] and [redacted]" == sent["body"] == sent["html"]
+
+
+async def _served_log(tmp_path: Path, text: str) -> str:
+    log_dir = tmp_path / "runs"
+    log_dir.mkdir()
+    (log_dir / "rf-x-1.log").write_text(text)
+    store = await Store.open(tmp_path / "s.sqlite3")
+    app = make_web_app(
+        store,
+        secret="unused-webhook-secret",
+        bot_login="redfix",
+        max_body=1 << 20,
+        log_dir=log_dir,
+        redact=Redactor(SECRETS),
+        on_accept=lambda: None,
+        metrics=Metrics(),
+        snapshot=_no_snapshot,
+        health=dict,
+    )
+    try:
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/runs/rf-x-1/log")
+            assert resp.status == 200
+            return await resp.text()
+    finally:
+        await store.close()
+
+
+async def _no_snapshot() -> Snapshot:
+    return Snapshot((), (), (), (), {}, 0, (), {})
+
+
+async def test_served_log_masks_a_key_block_across_lines_and_read_chunks(tmp_path: Path) -> None:
+    """The defect: /runs/<id>/log redacted line by line and served the key's body lines. The
+    key here also straddles a read-chunk edge of the server, as does a token."""
+    key = KEYS["pkcs8"]
+    filler = "[cc-ci] waiting for services to converge\n" * 2000
+    pad = "p" * (LOG_CHUNK_BYTES - len(filler.encode()) % LOG_CHUNK_BYTES - 200)
+    text = f"{filler}{pad}\n{key}tail {TOKEN} end\n" + filler
+    assert _leaks(key, text)
+    served = await _served_log(tmp_path, text)
+    assert _leaks(key, served) == []
+    assert TOKEN not in served
+    assert served.count("[cc-ci] waiting for services") == 4000  # the rest is served whole
+    assert f"{pad}\n[redacted]\ntail [redacted] end\n" in served
