@@ -6,6 +6,7 @@ each logging what it was asked, so the real logic runs in a second and nothing i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "scripts" / "lib" / "venv.sh"
@@ -193,3 +196,40 @@ def test_every_locked_package_has_a_hash(lock: str) -> None:
     assert len(entries) > 30
     assert [e.split()[0] for e in entries if "--hash=sha256:" not in e] == []
     assert all("==" in e.split()[0] for e in entries)
+
+
+def locked_pins(lock: str) -> dict[str, str]:
+    text = (ROOT / "requirements" / lock).read_text()
+    pins = re.findall(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def wanted(*, test: bool) -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    if test:
+        lines += project["optional-dependencies"]["test"]
+    build = (ROOT / "requirements" / "build.in").read_text().splitlines()
+    lines += [x for x in build if x.strip() and not x.startswith("#")]
+    return [Requirement(x) for x in lines]
+
+
+@pytest.mark.parametrize(("lock", "test"), [("lock.txt", True), ("runtime.txt", False)])
+def test_the_lock_satisfies_every_range_in_pyproject(lock: str, test: bool) -> None:
+    # a range changed in pyproject.toml without running scripts/lock fails here
+    pins = locked_pins(lock)
+    stale = [
+        f"{req} (locked: {pins.get(canonicalize_name(req.name), 'missing')})"
+        for req in wanted(test=test)
+        if pins.get(canonicalize_name(req.name)) is None
+        or not req.specifier.contains(pins[canonicalize_name(req.name)], prereleases=True)
+    ]
+    assert stale == [], "run scripts/lock"
+
+
+def test_the_runtime_lock_is_the_full_lock_at_the_same_pins() -> None:
+    full, runtime = locked_pins("lock.txt"), locked_pins("runtime.txt")
+    assert {name: full.get(name) for name in runtime} == runtime
+    assert "pytest" in full
+    assert "pytest" not in runtime  # the container and the demo carry no test tools
+    assert "matrix-synapse" not in runtime
