@@ -225,7 +225,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     async def build() -> str:
         store = await Store.open(db)
         try:
-            report = build_report(await store.triages(), await store.overrides(), cfg.gitea.url)
+            report = build_report(
+                await store.triages(), await store.overrides(), cfg.gitea.url, await store.runs()
+            )
         finally:
             await store.close()
         if args.format == "json":

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -196,9 +198,40 @@ async def _open_room(http: httpx.AsyncClient, demo: MatrixDemo) -> tuple[dict[st
 
 
 async def run_demo(*, once: bool, port: int = 0, matrix: MatrixDemo | None = None) -> int:
-    """Run the demo; returns the process exit code (0 when every scene ended as expected)."""
+    """Run the demo; returns the process exit code (0 when every scene ended as expected).
+
+    SIGINT and SIGTERM end it the same way: the demo stops where it is, shuts the bot down,
+    stops its runs, removes its temporary folder, and exits 0. (Unhandled, SIGTERM killed the
+    process on the spot and left /tmp/redfix-demo-* behind.)"""
+    loop = asyncio.get_running_loop()
+    play = asyncio.create_task(_demo(once, port, matrix), name="demo")
+    stopped: list[str] = []
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopped:  # a second signal must not cut the clean-up short
+            stopped.append(sig.name)
+            play.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await play
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not stopped or (task is not None and task.cancelling()):
+            raise  # cancelled from outside, not by a signal: not ours to swallow
+        print(f"\n{stopped[0]}: demo stopped; its temporary folder is removed.", file=sys.stderr)
+        return 0
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _demo(once: bool, port: int, matrix: MatrixDemo | None) -> int:
     with tempfile.TemporaryDirectory(prefix="redfix-demo-") as tmp:
         root = Path(tmp)
+        print(f"demo files (removed when it ends): {root}", flush=True)
         (root / "host" / "work").mkdir(parents=True)
         runs_dir = root / "host" / "runs"
         runs_dir.mkdir(parents=True)
@@ -281,7 +314,9 @@ async def _play(config: Config, gitea: GiteaSim, once: bool, alice: Person | Non
         if once:
             return 0 if ok else 1
         print(
-            f"\nredfix is still serving at {url} (logs: {url}/runs/<run-id>/log). Ctrl-C to stop."
+            f"\nredfix is still serving at {url}/ (every page: results table, runs, logs, "
+            "/healthz, /metrics). Ctrl-C or SIGTERM stops it and removes its files.",
+            flush=True,
         )
         await asyncio.Event().wait()
     return 0
@@ -311,11 +346,18 @@ async def _watch(gitea: GiteaSim, seen: dict[int, str]) -> None:
         await asyncio.sleep(0.2)
 
 
+def _readable(body: str) -> str:
+    """A comment as Gitea shows it, for the terminal: no hidden markers, and the entities the
+    Markdown uses to keep `<` from opening a tag shown as the characters they stand for."""
+    shown = [line for line in body.splitlines() if not line.startswith("<!-- redfix:")]
+    return html.unescape("\n".join(shown).strip("\n"))
+
+
 def _report(gitea: GiteaSim) -> bool:
     print("\n=== comments posted by redfix ===")
     verdicts = []
     for repo, number, _cid, body in _all_comments(gitea):
-        print(f"\n--- {repo}#{number} ---\n{body}")
+        print(f"\n--- {repo}#{number} ---\n{_readable(body)}")
         m = VERDICT_RE.search(body)
         if m:
             verdicts.append(json.loads(m.group(1)))

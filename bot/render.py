@@ -178,8 +178,16 @@ def _runs_table(
     runs: Sequence[RunResult], public_url: str, verdict: Verdict | None = None
 ) -> list[str]:
     with_alone = verdict is not None and any(verdict.evidence_for(r.run_id) for r in runs)
+    out: list[str] = []
+    if with_alone and verdict is not None and len(runs) > 1:
+        # One sentence said of every run ("no busy probe configured; ...") is said once,
+        # above the table, not repeated in a column down every row.
+        said = {(ev.alone if (ev := verdict.evidence_for(r.run_id)) else "") for r in runs}
+        if len(said) == 1 and (common := said.pop()):
+            out += [f"Alone? All {len(runs)} runs: {md_cell(common)}.", ""]
+            with_alone = False
     alone_head, alone_rule = (" alone? |", "---|") if with_alone else ("", "")
-    out = [
+    out += [
         f"| # | run |{alone_head} state | exit code | duration | failing tests | log |",
         f"|---|---|{alone_rule}---|---|---|---|---|",
     ]
@@ -307,13 +315,27 @@ def _service_logs(v: Verdict) -> list[str]:
     return ["**Service logs:**", "", *out] if out else []
 
 
+def _alone_counts(v: Verdict) -> str:
+    """The headline's count and bound, e.g. "3/3 green alone: failure rate alone < 64 % (95 %)"
+    or "2/4 red alone: failure rate alone 15–85 % (95 % Wilson)". When every isolated run was
+    green or red one count says it all ("3/3 green alone · 0/3 red alone" said it twice);
+    both are shown only when some run was neither."""
+    c = v.confidence
+    if c is None:
+        return f"{v.green}/{v.total} green alone"
+    if c.runs != v.total or c.red + v.green != v.total:
+        return f"{v.green}/{v.total} green alone · {c.text}"
+    if c.red == 0 and c.runs:
+        return f"{v.green}/{v.total} green alone: {c.text.partition(': ')[2]}"
+    return c.text
+
+
 def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> str:
     """The final sticky comment: headline, reference, runs, evidence, advice, hidden marker."""
-    conf = f" · {v.confidence.text}" if v.confidence else ""
     lines = [
         status_marker(key),
         f"{_ICON[v.outcome.value]} **redfix isolate `{v.recipe}`: {v.outcome.value}** · "
-        f"cause **{v.cause.value}** · {v.green}/{v.total} green alone{conf}",
+        f"cause **{v.cause.value}** · {_alone_counts(v)}",
         "",
     ]
     f = v.finding
@@ -385,7 +407,8 @@ def render_testme(
         lines.append("Quick lane (`CCCI_QUICK=1`).")
     if plan.repeat > 1:
         lines.append(f"Green only if all {plan.repeat} runs are green.")
-    if note and state not in ("superseded",):
+    # A note that only repeats the headline's last word (a bare "green") is not shown.
+    if note and state != "superseded" and not heads.get(state, "").endswith(f" — {note}"):
         lines += ["", note]
     lines.append("")
     if runs:

@@ -28,6 +28,14 @@ COLUMNS = (
 
 
 @dataclass(frozen=True)
+class RunLink:
+    """One run of a row's isolation: its id (its page is /runs/<id>) and its phase."""
+
+    run_id: str
+    phase: str  # alone | load (the run judged under load) | load-filler (the one beside it)
+
+
+@dataclass(frozen=True)
 class Row:
     recipe: str
     failure: str
@@ -41,6 +49,7 @@ class Row:
     classified: bool  # isolated and classified with evidence (or a human verdict)
     verified: bool  # a linked fix PR verified green
     missing: str  # what keeps this row from M1/M2, in a few words
+    runs: tuple[RunLink, ...] = ()  # the isolation's runs, oldest first
 
 
 @dataclass(frozen=True)
@@ -94,11 +103,18 @@ def build_report(
     triages: Sequence[Mapping[str, Any]],
     overrides: Sequence[Mapping[str, Any]],
     gitea_url: str,
+    runs: Sequence[Mapping[str, Any]] = (),
 ) -> SweepReport:
-    """Rows from the store's current triages; the newest human verdict per recipe wins."""
+    """Rows from the store's current triages; the newest human verdict per recipe wins.
+    `runs` (the store's run rows, oldest first) give each row the runs of its isolation."""
     human: dict[str, Mapping[str, Any]] = {}
     for o in overrides:  # newest first
         human.setdefault(o["recipe"], o)
+    by_command: dict[object, list[RunLink]] = {}
+    for r in runs:
+        if r.get("kind") == "isolation":
+            link = RunLink(str(r["run_id"]), str(r.get("phase") or "alone"))
+            by_command.setdefault(r.get("command_id"), []).append(link)
     rows = []
     for t in triages:
         d: Mapping[str, Any] = t.get("detail") or {}
@@ -151,6 +167,9 @@ def build_report(
                 classified=classified,
                 verified=verified,
                 missing=", ".join(missing),
+                runs=tuple(by_command.get(t.get("command_id"), ()))
+                if t.get("command_id") is not None
+                else (),
             )
         )
 
@@ -220,10 +239,32 @@ th:nth-child(1){width:9%}th:nth-child(2){width:16%}th:nth-child(3){width:9%}
 th:nth-child(4){width:19%}th:nth-child(5){width:12%}th:nth-child(6){width:17%}
 th:nth-child(7){width:8%}th:nth-child(8){width:10%}
 th{background:#f3f3f3}code{font-size:.85rem}
+ul.runs{list-style:none;padding:0;margin:.3rem 0 0}ul.runs li{white-space:nowrap}
 @media (max-width:700px){table,thead,tbody,tr,th,td{display:block}thead{display:none}
 tr{margin-bottom:.8rem;border:1px solid #ccc}td{border:none;border-bottom:1px solid #eee}
 td::before{content:attr(data-label);font-weight:600;display:block;color:#555}}
 """
+
+
+_PHASE_LABEL = {"load": "under load", "load-filler": "beside it, the load"}
+
+
+def _run_links(runs: Sequence[RunLink]) -> str:
+    """Each run of the row's isolation: its page and its log (relative: the page is /report)."""
+    e = html.escape
+    items = []
+    alone = 0
+    for r in runs:
+        if r.phase == "alone":
+            alone += 1
+            label = f"run {alone}"
+        else:
+            label = _PHASE_LABEL.get(r.phase, r.phase)
+        items.append(
+            f'<li><a href="runs/{e(r.run_id)}">{e(label)}</a> · '
+            f'<a href="runs/{e(r.run_id)}/log">log</a></li>'
+        )
+    return f'<ul class="runs">{"".join(items)}</ul>' if items else ""
 
 
 def render_report_html(report: SweepReport, generated_at: str) -> str:
@@ -239,7 +280,7 @@ def render_report_html(report: SweepReport, generated_at: str) -> str:
         cells = [
             f"<code>{e(r.recipe)}</code>",
             e(r.failure),
-            e(r.isolation),
+            e(r.isolation) + _run_links(r.runs),
             e(r.root_cause),
             e(r.classification),
             e(r.fix_approach),
@@ -261,6 +302,6 @@ def render_report_html(report: SweepReport, generated_at: str) -> str:
     body_html = (
         f'<h1>redfix — sweep results</h1><ul class="m">{ms}</ul>{table}'
         f'<p><small>Generated {e(generated_at)}. JSON: <a href="api/report">/api/report</a>'
-        "</small></p>"
+        ' · <a href="./">all pages</a></small></p>'
     )
     return html_page("redfix — sweep results", body_html, _CSS)

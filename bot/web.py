@@ -140,6 +140,45 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=503 if reasons else 200)
 
 
+INDEX_RUNS_SHOWN = 200
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """Where a person starts: every page the bot serves, and each run's page and log (the
+    newest first; a long-lived bot lists its newest INDEX_RUNS_SHOWN)."""
+    runs = await request.app[STORE].runs()
+    e = html.escape
+    rows = "".join(
+        f'<tr><td><a href="runs/{e(r["run_id"])}"><code>{e(r["run_id"])}</code></a></td>'
+        f"<td>{e(str(r['recipe']))}</td><td>{e(str(r['kind']))}</td>"
+        f"<td>{e(str(r['state']))}</td>"
+        f'<td><a href="runs/{e(r["run_id"])}/log">log</a></td></tr>'
+        for r in reversed(runs[-INDEX_RUNS_SHOWN:])
+    )
+    shown = (
+        f"<p>The newest {INDEX_RUNS_SHOWN} of {len(runs)} runs.</p>"
+        if len(runs) > INDEX_RUNS_SHOWN
+        else ""
+    )
+    table = (
+        f"{shown}<table><thead><tr><th>run</th><th>recipe</th><th>kind</th><th>state</th>"
+        f"<th>log</th></tr></thead><tbody>{rows}</tbody></table>"
+        if runs
+        else "<p>No run yet.</p>"
+    )
+    page = html_page(
+        "redfix",
+        "<h1>redfix</h1><ul>"
+        '<li><a href="report">results table</a> (<a href="api/report">JSON</a>)</li>'
+        '<li><a href="healthz">health</a> (/healthz)</li>'
+        '<li><a href="metrics">metrics</a> (/metrics, Prometheus)</li>'
+        f"</ul><h2>Runs</h2>{table}",
+        "th,td{text-align:left;padding:.2rem .8rem .2rem 0}",
+    )
+    return web.Response(text=request.app[REDACT](page), content_type="text/html")
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     snap = await request.app[SNAPSHOT]()
@@ -150,7 +189,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def _report(request: web.Request) -> SweepReport:
     store = request.app[STORE]
-    return build_report(await store.triages(), await store.overrides(), request.app[URLS][1])
+    return build_report(
+        await store.triages(), await store.overrides(), request.app[URLS][1], await store.runs()
+    )
 
 
 def redacted(request: web.Request, text: str, content_type: str) -> web.Response:
