@@ -19,10 +19,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from bot.causes import run_finding, verdict_finding
@@ -103,18 +101,6 @@ def new_run_id(recipe: str) -> str:
     """Unique, sortable, and safe as a directory name and URL segment."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return f"rf-{recipe[:40]}-{stamp}-{secrets.token_hex(3)}"
-
-
-@contextmanager
-def _lines(path: Path) -> Iterator[Iterator[str]]:
-    """The run's log as lines, streamed from disk (logs can be gigabytes)."""
-    try:
-        f = path.open("r", encoding="utf-8", errors="replace")
-    except OSError:
-        yield iter(())
-        return
-    with f:
-        yield (line.rstrip("\n") for line in f)
 
 
 class Isolation:
@@ -235,7 +221,7 @@ class Isolation:
         finding: Finding | None = None
         if result.state is not RunState.GREEN:
             runner = self._runners.get(result.host) or next(iter(self._runners.values()))
-            with _lines(runner.log_file(result.run_id)) as lines:
+            with runner.log_lines(result.run_id) as lines:
                 finding = run_finding(result, lines, service_lines, self._rules)
         return RunEvidence(result.run_id, alone, finding, service)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from bot.model import Origin, Place, ResultsSummary, RunResult, RunSpec
@@ -51,7 +51,8 @@ class HostRunner(Protocol):
 
     async def evidence(self, spec: RunSpec) -> list[tuple[str, str]]: ...
 
-    def log_file(self, run_id: str) -> Path: ...
+    def log_lines(self, run_id: str) -> AbstractContextManager[Iterator[str]]:
+        """The run's log as lines, streamed and redacted (no secret reaches a finding)."""
 
 
 class Rooms(Protocol):

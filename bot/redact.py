@@ -6,7 +6,8 @@ What is masked (`Redactor`):
   and inline code (`bot.markup.md_cell`, `bot.render`'s code spans), Markdown rendered to
   Matrix HTML (`bot.richtext.inline`), JSON string contents (Python's `json.dumps` with and
   without `ensure_ascii`, Go's HTML-safe `\\u003c` form, and JSON of JSON as the store keeps
-  run records), URL-encoding (`quote`, `quote(safe="")`, `quote_plus`) and base64 of the raw
+  run records), Python reprs (of the value and of its JSON, as DEBUG logs quote them),
+  URL-encoding (`quote`, `quote(safe="")`, `quote_plus`) and base64 of the raw
   value (standard and URL-safe, at each of the three byte alignments, so it is also found
   inside a longer base64 string such as a Basic auth header). A multi-line secret also counts
   line by line. All variants are built once per Redactor and matched by one regex, longest
@@ -30,8 +31,10 @@ What is masked (`Redactor`):
 Where each exit passes through it (one layer per exit, not per call site):
 - Gitea comments, statuses and Matrix messages: `bot.outbox.Outbox` redacts every payload when
   it is queued (so the store never holds a secret) and again when it is sent.
-- Run logs served at `/runs/<id>/log`: `Redactor.stream()` (`StreamRedactor`), chunk by chunk
-  with key-block state; the log files themselves stay exact copies of the host's output.
+- Run logs served at `/runs/<id>/log`, and read back for classification
+  (`SshRunner.log_lines`): `Redactor.stream()` (`StreamRedactor`), chunk by chunk with
+  key-block state; the log files themselves stay exact copies of the host's output. Masking
+  keeps the line count, so line numbers quoted as evidence still point at the right line.
 - Pages and API answers (`/report`, `/api/report`, `/runs/<id>`): `bot.web.redacted`, after the
   page is rendered, so it sees the final, escaped text.
 - What the runner hands on (log tails, JUnit messages, evidence and service output) is redacted
@@ -101,8 +104,8 @@ _CUT_LINES = re.compile(r"(?m)^\s*(?:\[\.\.\. cut \.\.\.\]|â€¦ \(cut to fit\) â€
 
 
 def _mask_key_lines(text: str, edge_start: bool, edge_end: bool) -> str:
-    """Private key blocks, whole or cut, replaced by one MASK each. Line-based, but the lines
-    are only walked near a BEGIN, an END, a cut marker or a cut edge (found in C first)."""
+    """Private key blocks, whole or cut: each of their lines becomes MASK. Line-based, but the
+    lines are only walked near a BEGIN, an END, a cut marker or a cut edge (found in C)."""
     has_key = "PRIVATE KEY" in text
     if has_key:
         text = _INLINE_BLOCK.sub(MASK, text)
@@ -169,19 +172,10 @@ def _mask_key_lines(text: str, edge_start: bool, edge_end: bool) -> str:
         cut_run(i - 1, -1)
     if not masked:
         return text
-    out: list[str] = []
-    i = 0
-    while i < n:
-        if i not in masked:
-            out.append(lines[i])
-            i += 1
-            continue
-        j = i
-        while j + 1 in masked and j + 1 not in keep_before:
-            j += 1
-        out.append(keep_before.get(i, "") + MASK + keep_after.get(j, ""))
-        i = j + 1
-    return "\n".join(out)
+    # One MASK per line: a log keeps its line numbers (evidence quotes "log:123").
+    for i in masked:
+        lines[i] = keep_before.get(i, "") + MASK + keep_after.get(i, "")
+    return "\n".join(lines)
 
 
 # --- configured secrets and their encodings -------------------------------------------------
@@ -193,6 +187,14 @@ def _json_forms(s: str) -> Iterator[str]:
     yield json.dumps(s, ensure_ascii=False)[1:-1]
     # Go's encoding/json (Gitea's answers) escapes <, > and & for HTML safety.
     yield ascii_form.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _repr_forms(s: str) -> Iterator[str]:
+    """`s` inside a Python repr (a log line quoting a value, e.g. SQL parameters at DEBUG), in
+    both quoting styles: a repr's style depends on the whole string around the secret."""
+    single = repr(s + "'\"")[1:-4]  # both quotes present: single-quoted, \' escaped
+    yield single
+    yield single.replace("\\'", "'")
 
 
 def _base64_cores(raw: bytes) -> Iterator[str]:
@@ -224,9 +226,11 @@ def variants(secret: str) -> set[str]:
         escaped = {b, html.escape(b), html.escape(b, quote=False), inline(b)}
         out |= escaped
         for e in escaped:
+            out.update(_repr_forms(e))
             for j in _json_forms(e):
                 out.add(j)
                 out.update(_json_forms(j))  # JSON of JSON: run records inside the store
+                out.update(_repr_forms(j))
         out |= {quote(b), quote(b, safe=""), quote_plus(b)}
     out.update(_base64_cores(secret.encode()))
     return {v for v in out if len(v) >= MIN_SECRET}
@@ -347,7 +351,8 @@ class Redactor:
         if spans:
             out, pos = [], 0
             for a, b in _merge(spans):
-                out += [text[pos:a], self._mask]
+                # A multi-line secret leaves as many lines: a log keeps its line numbers.
+                out += [text[pos:a], "\n".join([self._mask] * (text.count("\n", a, b) + 1))]
                 pos = b
             out.append(text[pos:])
             text = "".join(out)

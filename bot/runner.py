@@ -11,10 +11,10 @@ import posixpath
 import shlex
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import asyncssh
 
@@ -30,7 +30,7 @@ from bot.model import (
     ascii_int,
     exit_meaning,
 )
-from bot.redact import Redactor
+from bot.redact import Redactor, StreamRedactor
 from bot.results import MAX_RESULTS_BYTES, ResultsError, parse_results
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,16 @@ class _LogSink:
     def close(self) -> None:
         self._file.flush()  # what reached the file is the resume offset after a restart
         self._file.close()
+
+
+def _redacted_lines(f: TextIO, stream: StreamRedactor) -> Iterator[str]:
+    """Lines (without their newline) of what `stream` lets out of `f`, read in chunks."""
+    partial = ""
+    while chunk := f.read(1 << 16):
+        *lines, partial = (partial + stream.feed(chunk)).split("\n")
+        yield from lines
+    rest = (partial + stream.close()).split("\n")
+    yield from rest[:-1] if rest[-1] == "" else rest
 
 
 def _pieces(lines: list[bytes]) -> list[bytes]:
@@ -997,6 +1007,18 @@ class SshRunner:
             return f"; teardown exited {ex.code}", f"exited {ex.code}"
         sink.note("teardown done (exit 0)")
         return "", "ran, exit 0"
+
+    @contextlib.contextmanager
+    def log_lines(self, run_id: str) -> Iterator[Iterator[str]]:
+        """The run's log as lines, streamed from disk (logs can be gigabytes) and redacted as
+        /runs/<id>/log serves it, with the same line numbers: findings quote no secret."""
+        try:
+            f = self.log_file(run_id).open("r", encoding="utf-8", errors="replace")
+        except OSError:
+            yield iter(())
+            return
+        with f:
+            yield _redacted_lines(f, self._redact.stream())
 
     def _redact_lines(self, lines: tuple[str, ...]) -> tuple[str, ...]:
         """A tail redacted as one text (a key block spans lines); its start may be a cut."""

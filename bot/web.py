@@ -6,18 +6,21 @@ delivery, and answers 202 at once; the work happens in the dispatcher's own task
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hashlib
 import hmac
 import html
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.ingress.gitea import POLL_EVENT, PayloadError, to_incoming
 from bot.markup import html_page
@@ -33,6 +36,7 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
 BOT_LOGIN: web.AppKey[str] = web.AppKey("bot_login", str)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 LOG_DIR: web.AppKey[Path] = web.AppKey("log_dir", Path)
 REDACT: web.AppKey[Redactor] = web.AppKey("redact", Redactor)
 URLS: web.AppKey[tuple[str, str]] = web.AppKey("urls", tuple)  # (public url, gitea url)
@@ -49,54 +53,120 @@ def _problem(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
+# Gitea's X-Gitea-Signature: the bare lowercase hex of an HMAC-SHA256, nothing else.
+_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{64}")
+# Gitea's X-Gitea-Delivery is a UUID; anything printable and short is kept (it is logged and
+# stored), control characters, spaces and non-ASCII are not.
+_DELIVERY_RE = re.compile(r"[\x21-\x7e]{1,100}")
+FORM = "application/x-www-form-urlencoded"
+DEFAULT_BODY_TIMEOUT_S = 20.0  # [server] body_timeout_s
+
+
 def signature_ok(secret: bytes, body: bytes, given: str) -> bool:
-    """Constant-time check of Gitea's hex HMAC-SHA256 of the raw body."""
+    """Constant-time check of Gitea's hex HMAC-SHA256 of the raw body. A header that is not
+    64 hex digits (empty, prefixed, non-ASCII) is simply wrong; it never raises."""
+    given = given.strip()
+    if not _SIGNATURE_RE.fullmatch(given):
+        return False
     want = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want.encode(), given.strip().lower().encode())
+    return hmac.compare_digest(want, given.lower())
 
 
-def _json_body(request: web.Request, raw: bytes) -> bytes | None:
-    """Gitea signs the JSON even when it posts it form-encoded as `payload=`."""
-    if request.content_type == "application/x-www-form-urlencoded":
-        values = parse_qs(raw.decode("utf-8", "replace")).get("payload")
-        return values[0].encode() if values else None
-    return raw
+class _Refused(Exception):
+    """A delivery the door answers with a 4xx: the status, the reason, and how it is counted."""
+
+    def __init__(self, status: int, reason: str, result: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.result = status, reason, result
+
+
+def _json_body(request: web.Request, raw: bytes) -> bytes:
+    """The JSON Gitea signed: the body itself, or for a form-encoded hook its `payload=` field
+    (Gitea signs the JSON before it form-encodes it)."""
+    if request.content_type != FORM:
+        return raw
+    try:
+        # Form bodies are ASCII (non-ASCII is %-escaped); the escapes must be UTF-8.
+        fields = parse_qs(raw.decode("ascii"), errors="strict", max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise _Refused(400, "form body is not URL-encoded UTF-8", "bad_request") from None
+    values = fields.get("payload")
+    if not values:
+        raise _Refused(400, "form body has no payload field", "bad_request")
+    return values[0].encode()
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Read the body to its end, whatever its framing (one write, pieces with pauses, chunked),
+    refusing it as soon as it passes `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _Refused(413, f"body over {limit} bytes", "too_large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(413, f"body over {limit} bytes", "too_large")
+                chunks.append(chunk)
+    except TimeoutError:
+        seconds = request.app[BODY_TIMEOUT]
+        raise _Refused(408, f"body not received within {seconds:g} s", "timeout") from None
+    except (HttpProcessingError, web.RequestPayloadError) as e:
+        # Bad chunk framing, a body cut short: the client's fault, answered without a traceback.
+        raise _Refused(400, f"malformed request body: {_why(e)}", "bad_request") from None
+    return b"".join(chunks)
+
+
+def _why(e: Exception) -> str:
+    text = e.message if isinstance(e, HttpProcessingError) else str(e)
+    return str(text).splitlines()[0][:200] if text else type(e).__name__
 
 
 @routes.post("/webhooks/gitea")
 async def gitea_webhook(request: web.Request) -> web.Response:
     event = request.headers.get("X-Gitea-Event", "").strip()
-    response, result = await _webhook(request, event)
+    try:
+        response, result = await _webhook(request, event)
+    except _Refused as r:
+        response, result = _problem(r.status, r.reason), r.result
+        if r.status == 401:
+            log.warning("webhook from %s refused: %s", request.remote, r.reason)
+        else:
+            log.info("webhook from %s refused (%d): %s", request.remote, r.status, r.reason)
     request.app[METRICS].delivery(event or "none", result)
+    # A delivery never rides an idle connection: Go's client (Gitea's) does not retry a POST
+    # that raced the server closing that connection, so each answer closes its own.
+    response.force_close()
     return response
 
 
 async def _webhook(request: web.Request, event: str) -> tuple[web.Response, str]:
-    """The door itself; returns the answer and how the delivery is counted."""
+    """The door itself: signature, then store, then 202. Returns the answer and how the
+    delivery is counted; a refusal raises _Refused."""
     app = request.app
-    limit = app[MAX_BODY]
-    if request.content_length is not None and request.content_length > limit:
-        return _problem(413, f"body over {limit} bytes"), "too_large"
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        return _problem(413, f"body over {limit} bytes"), "too_large"
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ("", "identity"):
+        # Gitea never compresses; an encoded body is refused unread (never inflated).
+        reason = "Content-Encoding is not accepted: send the body uncompressed (identity)"
+        raise _Refused(415, reason, "unsupported_encoding")
+    raw = await _read_body(request, app[MAX_BODY])
     body = _json_body(request, raw)
     given = request.headers.get("X-Gitea-Signature", "")
-    if body is None or not given or not signature_ok(app[SECRET], body, given):
-        log.warning("webhook rejected: missing or wrong signature from %s", request.remote)
-        return _problem(401, "missing or wrong X-Gitea-Signature"), "bad_signature"
+    if not signature_ok(app[SECRET], body, given):
+        raise _Refused(401, "missing or wrong X-Gitea-Signature", "bad_signature")
     delivery = request.headers.get("X-Gitea-Delivery", "").strip()
-    if not delivery or len(delivery) > 100:
-        return _problem(400, "missing X-Gitea-Delivery header"), "bad_request"
+    if not _DELIVERY_RE.fullmatch(delivery):
+        raise _Refused(400, "missing or malformed X-Gitea-Delivery header (a UUID)", "bad_request")
     if not event:
-        return _problem(400, "missing X-Gitea-Event header"), "bad_request"
+        raise _Refused(400, "missing X-Gitea-Event header", "bad_request")
     if event == POLL_EVENT:
         return web.json_response({"status": "ignored", "reason": "not a Gitea event"}), "ignored"
     try:
         incoming = to_incoming(event, delivery, body, app[BOT_LOGIN])
     except PayloadError as e:
-        log.info("delivery %s rejected: %s", delivery, e)
-        return _problem(400, str(e)), "bad_request"
+        raise _Refused(400, str(e), "bad_request") from None
     if isinstance(incoming, Ignore):
         log.debug("delivery %s ignored: %s", delivery, incoming.reason)
         answer = {"status": "ignored", "reason": incoming.reason}
@@ -281,12 +351,15 @@ def make_web_app(
     health: Callable[[], dict[str, object]],
     public_url: str = "",
     gitea_url: str = "",
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
-    app = web.Application(client_max_size=max_body + 1024)
+    # The webhook reads its body itself (bounded by max_body); this bounds any other reader.
+    app = web.Application(client_max_size=max_body)
     app[STORE] = store
     app[SECRET] = secret.encode()
     app[BOT_LOGIN] = bot_login
     app[MAX_BODY] = max_body
+    app[BODY_TIMEOUT] = body_timeout_s
     app[LOG_DIR] = log_dir
     app[REDACT] = redact
     app[ON_ACCEPT] = on_accept
@@ -296,3 +369,55 @@ def make_web_app(
     app[HEALTH] = health
     app.add_routes(routes)
     return app
+
+
+class ClientFaultLog(logging.Filter):
+    """aiohttp answers a request it cannot parse (bad chunk framing, an over-long header line)
+    with its own 400 and logs it at ERROR with a traceback. That is the client's fault, not
+    ours: the record becomes one INFO line that says what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.msg = f"{record.getMessage()}: {exc.code} {_why(exc)}"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_CLIENT_FAULTS = ClientFaultLog()
+# After an early answer (413, 408) the rest of a body is read and dropped this long, so the
+# client reads the answer instead of a reset; then the connection is closed.
+LINGER_S = 2.0
+
+
+async def start_server(
+    app: web.Application, host: str, port: int, *, header_timeout_s: float
+) -> web.AppRunner:
+    """Serve `app` on host:port (port 0: any free port, see runner.addresses); the caller
+    cleans the runner up.
+
+    aiohttp's keep-alive timer starts when a connection opens and closes it if no complete
+    request head has arrived by then, so with `keepalive_timeout` it is the header timeout (and
+    the idle timeout between requests). Bodies are bounded by the webhook's own body timeout.
+    Bodies are never inflated: the door refuses encoded bodies unread, so a compressed bomb
+    costs nothing and a broken one logs no traceback.
+    """
+    server_log = logging.getLogger("aiohttp.server")
+    if _CLIENT_FAULTS not in server_log.filters:
+        server_log.addFilter(_CLIENT_FAULTS)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=header_timeout_s,
+        lingering_time=LINGER_S,
+        auto_decompress=False,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

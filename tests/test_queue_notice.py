@@ -6,8 +6,8 @@ At the seams: Isolation and Verifier with a real HostPool, stub records and a st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from bot.isolation import Isolation, IsolationSettings
@@ -66,8 +66,8 @@ class GreenHost:
     async def busy(self) -> None:
         return None
 
-    def log_file(self, run_id: str) -> Path:
-        return Path("/nonexistent")
+    def log_lines(self, run_id: str) -> contextlib.nullcontext[Iterator[str]]:
+        return contextlib.nullcontext(iter(()))
 
 
 async def behind_another_run(pool: HostPool, said: Said, work: Awaitable[None]) -> None:

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.config import HarnessConfig, HostConfig
 from bot.gitea import GiteaClient
 from bot.markup import md_cell
 from bot.metrics import Metrics, Snapshot
@@ -26,6 +27,7 @@ from bot.outbox import Outbox
 from bot.redact import MASK, Redactor
 from bot.render import _code, _fit
 from bot.richtext import inline, to_html
+from bot.runner import SshRunner
 from bot.store import Store
 from bot.web import LOG_CHUNK_BYTES, make_web_app
 
@@ -58,6 +60,8 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "json-go": _go_json,
     "json-of-html": lambda s: _json(html.escape(s)),
     "json-of-json": lambda s: _json(_json(s)),
+    "repr": lambda s: repr(s)[1:-1],
+    "repr-of-json-of-md-cell": lambda s: repr(_json(md_cell(s)))[1:-1],  # SQL params at DEBUG
     "url": lambda s: quote(s, safe=""),
     "url-path": quote,
     "url-plus": quote_plus,
@@ -338,7 +342,8 @@ def test_a_key_fed_line_by_line_is_masked_whole() -> None:
     s = Redactor().stream()
     out = "".join(s.feed(line) for line in text.splitlines(keepends=True)) + s.close()
     assert _leaks(key, out) == []
-    assert out == "before\n[redacted]\nafter\n"
+    n = len(key.splitlines())
+    assert out == "before\n" + "[redacted]\n" * n + "after\n"  # line numbers kept
 
 
 def test_a_huge_line_streams_in_bounded_pieces_and_keeps_a_straddling_secret_whole() -> None:
@@ -491,4 +496,34 @@ async def test_served_log_masks_a_key_block_across_lines_and_read_chunks(tmp_pat
     assert _leaks(key, served) == []
     assert TOKEN not in served
     assert served.count("[cc-ci] waiting for services") == 4000  # the rest is served whole
-    assert f"{pad}\n[redacted]\ntail [redacted] end\n" in served
+    n = len(key.splitlines())
+    assert f"{pad}\n" + "[redacted]\n" * n + "tail [redacted] end\n" in served
+    assert served.count("\n") == text.count("\n")  # line numbers still point right
+
+
+def test_log_lines_read_for_classification_are_redacted_with_their_numbers(
+    tmp_path: Path,
+) -> None:
+    """The classifier reads the log file back (its findings are stored and shown): it gets
+    the same redacted lines /runs/<id>/log serves, at the same line numbers."""
+    host = HostConfig(
+        name="h",
+        address="127.0.0.1",
+        username="ci",
+        client_keys=(tmp_path / "key",),
+        known_hosts=tmp_path / "known_hosts",
+    )
+    runner = SshRunner(host, HarnessConfig(), tmp_path / "logs", redact=Redactor(SECRETS))
+    key = KEYS["openssh"]
+    raw = f"one\nE   login {PASSWORD} failed\n{key}last {TOKEN}\n"
+    (tmp_path / "logs").mkdir()
+    runner.log_file("rf-x-1").write_text(raw)
+    with runner.log_lines("rf-x-1") as it:
+        lines = list(it)
+    assert len(lines) == len(raw.splitlines())
+    assert lines[0] == "one"
+    assert lines[1] == "E   login [redacted] failed"
+    assert lines[-1] == "last [redacted]"
+    assert _leaks(key, "\n".join(lines)) == []
+    with runner.log_lines("rf-none-1") as it:
+        assert list(it) == []  # no log yet: no lines, no error
