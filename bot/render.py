@@ -184,7 +184,7 @@ def _runs_table(
         # above the table, not repeated in a column down every row.
         said = {(ev.alone if (ev := verdict.evidence_for(r.run_id)) else "") for r in runs}
         if len(said) == 1 and (common := said.pop()):
-            out += [f"Alone? All {len(runs)} runs: {md_cell(common)}.", ""]
+            out += [f"Each run alone: {md_cell(common)}.", ""]
             with_alone = False
     alone_head, alone_rule = (" alone? |", "---|") if with_alone else ("", "")
     out += [

@@ -192,7 +192,7 @@ def test_the_printed_comments_read_cleanly(finished_demo: Demo) -> None:
     assert not re.search(r"&(lt|gt|amp|quot|#\d+);", out), re.findall(r".{30}&\w+;.{10}", out)
     # The busy-probe sentence is said once per table, not once per row.
     mumble = comment(out, "recipe-maintainers/mumble#4")
-    assert "Alone? All 3 runs: no busy probe configured; none of redfix's runs on the host." in (
+    assert "Each run alone: no busy probe configured; none of redfix's runs on the host." in (
         mumble
     )
     assert mumble.count("no busy probe configured") == 1
