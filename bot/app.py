@@ -34,7 +34,7 @@ from bot.signatures import RuleSet
 from bot.store import Store
 from bot.tasks import stop_tasks
 from bot.verify import Verifier, VerifySettings
-from bot.web import make_web_app
+from bot.web import make_web_app, start_server
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,7 @@ async def running_bot(
         health=health,
         public_url=config.server.public_url,
         gitea_url=config.gitea.url,
+        body_timeout_s=config.server.body_timeout_s,
     )
     # Work a previous process started and did not finish goes back to the dispatcher first,
     # in arrival order; each job finds its runs in the store and adopts those still going.
@@ -336,10 +337,10 @@ async def running_bot(
 @asynccontextmanager
 async def serving(bot: Bot) -> AsyncIterator[str]:
     """Serve the bot's web app on its configured address; yields the base URL."""
-    runner = web.AppRunner(bot.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, bot.config.server.host, bot.config.server.port)
-    await site.start()
+    server = bot.config.server
+    runner = await start_server(
+        bot.web_app, server.host, server.port, header_timeout_s=server.header_timeout_s
+    )
     try:
         yield f"http://{bot.config.server.listen}"
     finally:

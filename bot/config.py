@@ -52,6 +52,15 @@ class ServerConfig(_Section):
     public_url: str = Field("http://127.0.0.1:8480", description="base URL people reach the bot at")
     data_dir: Path = Field(Path("./redfix-data"), description="SQLite db and run logs")
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="seconds a connection has to send a request's headers (also the idle limit)",
+    )
+    body_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="seconds a webhook request has to send its whole body"
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     health_interval_s: float = Field(60.0, ge=0, le=3600)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 ROOT = "https://gitea.example.com"
@@ -178,3 +179,15 @@ def headers(
         "X-Gogs-Signature": s256,
         "X-Hub-Signature-256": "sha256=" + s256,
     }
+
+
+def padded(size: int, build: Callable[[str], bytes], *, prefix: str = "") -> bytes:
+    """A delivery of exactly `size` bytes, for bodies at a size limit: `build(text)` with the
+    comment text `prefix` followed by ASCII padding (one byte each in the JSON)."""
+    base = len(build(prefix))
+    if size < base:
+        raise ValueError(f"a delivery needs at least {base} bytes, not {size}")
+    body = build(prefix + "x" * (size - base))
+    if len(body) != size:
+        raise ValueError(f"build() is not deterministic: {len(body)} bytes, not {size}")
+    return body
