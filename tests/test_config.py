@@ -309,3 +309,13 @@ def test_files_the_bot_user_cannot_read_or_write(tmp_path: Path) -> None:
         if owned.exists():
             owned.chmod(0o755)  # the non-root branch took its own write right away
         shutil.rmtree(base)
+
+
+def test_a_listen_address_that_is_not_this_machines(tmp_path: Path) -> None:
+    key, kh = good_files(tmp_path)
+    doc = host_doc(key, kh, tmp_path / "data")
+    assert machine_problems(doc) == []  # positive control: its own free loopback port binds
+    doc["server"]["listen"] = "192.0.2.1:8480"  # type: ignore[index]  # TEST-NET-1, no host's
+    assert machine_problems(doc) == [
+        "server.listen: 192.0.2.1:8480: 192.0.2.1 is not an address of this machine"
+    ]
