@@ -82,23 +82,33 @@ async def test_no_secret_in_the_logs_of_a_full_run(
     make_rig: RigFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = {"SIM_ECHO_ENV": "DEPLOY_TOKEN", "DEPLOY_TOKEN": "dt-logged-0123456789"}
+    secrets = (WEBHOOK_SECRET, GITEA_TOKEN, "dt-logged-0123456789")
     stream = io.StringIO()
-    configure_logging("debug", Redactor([WEBHOOK_SECRET, GITEA_TOKEN, "dt-logged-0123456789"]))
+    configure_logging("debug", Redactor(secrets))
     root = logging.getLogger()
     root.handlers[0].stream = stream  # type: ignore[attr-defined]
+    # Positive control: a handler ahead of the redacting one sees each record as written.
+    unfiltered = io.StringIO()
+    root.handlers.insert(0, logging.StreamHandler(unfiltered))
     try:
         async with make_rig(sweep={"mattermost-lts": "R"}, env=env) as rig:
             rig.gitea.fail_next(2, status=500)
             await rig.comment(REPO, 4, "alice", "!redfix isolate mattermost-lts --runs 1")
             await rig.comment(REPO, 4, "alice", "!testme")
             await asyncio.wait_for(rig.bot.idle(), 60)
+            # A module that logs a secret (in a Python repr, as DEBUG SQL parameters do):
+            # the search below must see it unfiltered, and the filter must mask it.
+            careless = dict(zip("abc", secrets, strict=True))
+            logging.getLogger("bot.careless").warning("config %r", careless)
     finally:
         root.handlers.clear()
     text = stream.getvalue()
     assert "delivery" in text
     assert "verdict mattermost-lts" in text
-    for secret in (WEBHOOK_SECRET, GITEA_TOKEN, "dt-logged-0123456789"):
+    for secret in secrets:
+        assert secret in unfiltered.getvalue()
         assert secret not in text
+    assert "config {'a': '[redacted]', 'b': '[redacted]', 'c': '[redacted]'}" in text
 
 
 def test_json_log_lines_carry_ids_and_are_redacted() -> None:
