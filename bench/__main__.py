@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import ack, evidence, ingest, schedule, stream
+from bench import ack, evidence, ingest, redact, schedule, stream
 from bench.common import Report, Settings, machine
 
 Benchmark = Callable[[Settings], Coroutine[None, None, Report]]
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "stream": stream.run,
     "schedule": schedule.run,
     "evidence": evidence.run,
+    "redact": redact.run,
 }
 
 

@@ -380,9 +380,7 @@ class Redactor:
         """Where a secret, or a cut piece of one at a boundary, stands in `text`."""
         if self._whole is None:
             return []
-        spans = []
-        if any(x in text for x in self._needles):
-            spans = [m.span() for m in self._whole.finditer(text)]
+        spans = self._whole_spans(text)
         if self._prefix is not None and self._suffix is not None:
             n = len(text)
             spans += [m.span() for m in self._prefix.finditer(text) if end_is_edge or m.end() < n]
@@ -392,6 +390,21 @@ class Redactor:
                 if start_is_edge or m.end() < n
             ]
         return spans
+
+    def _whole_spans(self, text: str) -> list[tuple[int, int]]:
+        """Whole variants, searched only around their needles: every variant holds one, so a
+        match lies within `max_len` of a needle found (str.find reads GB/s, the alternation
+        of every variant ~20 MB/s)."""
+        if self._whole is None:
+            return []
+        reach, n = self.max_len, len(text)
+        windows: list[tuple[int, int]] = []
+        for needle in self._needles:
+            i = text.find(needle)
+            while i >= 0:
+                windows.append((max(0, i - reach), min(n, i + len(needle) + reach)))
+                i = text.find(needle, i + 1)
+        return [m.span() for a, b in _merge(windows) for m in self._whole.finditer(text, a, b)]
 
     def stream(self) -> StreamRedactor:
         """A redactor for one text that arrives in pieces (a log served as it is read)."""
