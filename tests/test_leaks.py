@@ -2,11 +2,11 @@
 private keys — in its log, its JUnit XML and its evidence — through a full isolation and a
 !testme, and every output channel is searched for every encoding of every secret.
 
-Real sshd, simulated harness (scripted to print the secrets), spec-checked fake Gitea, the
-wired bot. The same run with redaction switched off is the positive control: the same search
-finds each secret there, in the escaped forms the exits write, so a pass is not blindness.
-Matrix is not configured here (its exit is the outbox, as for Gitea comments: see
-tests/test_redact.py for the Matrix sender path).
+Real sshd, real Synapse (the bot logs in with a configured password; the same isolation is
+asked for in a room, and the results table), simulated harness (scripted to print the
+secrets), spec-checked fake Gitea, the wired bot. The same run with redaction switched off is
+the positive control: the same search finds each secret there, in the escaped forms the exits
+write, so a pass is not blindness.
 """
 
 from __future__ import annotations
@@ -15,22 +15,37 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import bot.app
 from bot.cli import configure_logging
 from bot.redact import Redactor, StreamRedactor
-from tests.conftest import GITEA_TOKEN, WEBHOOK_SECRET, Rig, RigFactory, fake_sha
+from tests.conftest import (
+    GITEA_TOKEN,
+    MATRIX_BOT_PASSWORD,
+    WEBHOOK_SECRET,
+    Homeserver,
+    Rig,
+    RigFactory,
+    fake_sha,
+)
+from tests.test_matrix_e2e import Chat, listening, until, verdict_in
 from tests.test_redact import ENCODINGS, KEYS, PASSWORD
 
 pytestmark = pytest.mark.slow
 
 REPO = "recipe-maintainers/mattermost-lts"
-SECRETS = {"webhook secret": WEBHOOK_SECRET, "gitea token": GITEA_TOKEN, "env password": PASSWORD}
+SECRETS = {
+    "webhook secret": WEBHOOK_SECRET,
+    "gitea token": GITEA_TOKEN,
+    "env password": PASSWORD,
+    "matrix password": MATRIX_BOT_PASSWORD,
+}
 PRINTED_KEY = KEYS["openssh"]  # in the harness's log and JUnit
 EVIDENCE_KEY = KEYS["pkcs8"]  # in an evidence command's output, cut to its last 1024 bytes
 EVIDENCE_MAX = 1024
@@ -61,7 +76,8 @@ def _scenario(tmp_path: Path) -> dict[str, str]:
     private key (so its log and JUnit carry them), and echoes the env password."""
     assertion = (
         'psycopg2.errors.UndefinedTable: relation "ci_marker" does not exist '
-        f"(as {PASSWORD} via {GITEA_TOKEN}, hook {WEBHOOK_SECRET})\n{PRINTED_KEY}"
+        f"(as {PASSWORD} via {GITEA_TOKEN}, hook {WEBHOOK_SECRET}, "
+        f"chat {MATRIX_BOT_PASSWORD})\n{PRINTED_KEY}"
     )
     path = tmp_path / "leaky-scenarios.json"
     path.write_text(json.dumps({"mattermost-lts": {"assertion": assertion}}))
@@ -131,9 +147,31 @@ def search(channels: dict[str, str]) -> set[tuple[str, str]]:
     }
 
 
-async def _channels(rig: Rig, log_text: str) -> dict[str, str]:
+@pytest.fixture
+async def chat(synapse: Homeserver) -> AsyncIterator[Chat]:
+    """A command room (alice and the bot) and a notify room, fresh for the test."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        alice = synapse.person("alice", http)
+        room = await alice.create_room("redfix-leaks", invite=(synapse.bot_user,))
+        notify = await alice.create_room("redfix-leaks-runs", invite=(synapse.bot_user,))
+        yield Chat(
+            synapse,
+            alice,
+            synapse.person("mallory", http),
+            synapse.person("admin", http),
+            room,
+            notify,
+        )
+
+
+async def _channels(rig: Rig, chat: Chat) -> dict[str, str]:
     """Every output of the bot, as text."""
     out: dict[str, str] = {}
+    for name, room in (("matrix room", chat.room), ("matrix notify room", chat.notify)):
+        events = await chat.alice.events(room)  # every message and every edit, as sent
+        mine = [e for e in events if e.get("sender") == chat.bot]
+        assert mine, f"the bot said nothing in the {name}"
+        out[name] = "\n".join([*_strings(mine), json.dumps(mine, ensure_ascii=False)])
     for i, r in enumerate(rig.gitea.requests):
         # The decoded request (as Gitea stores it) and its JSON (as it went on the wire).
         text = "\n".join([*_strings(r.body), json.dumps(r.body, ensure_ascii=False)])
@@ -150,7 +188,6 @@ async def _channels(rig: Rig, log_text: str) -> dict[str, str]:
         resp = await rig.http.get(f"{rig.url}{page}")
         assert resp.status_code == 200, (page, resp.text)
         out[page] = resp.text
-    out["logs"] = log_text
     data_dir = rig.bot.config.server.data_dir
     for f in sorted(data_dir.iterdir()):  # the store and its journal; runs/ holds raw logs
         if f.is_file():
@@ -158,8 +195,9 @@ async def _channels(rig: Rig, log_text: str) -> dict[str, str]:
     return out
 
 
-async def _full_run(make_rig: RigFactory, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """Isolation + !testme of a recipe whose harness prints everything; (channels, raw log)."""
+async def _full_run(make_rig: RigFactory, tmp_path: Path, chat: Chat) -> tuple[dict[str, str], str]:
+    """Isolation + !testme of a recipe whose harness prints everything, asked on Gitea, then
+    an isolation and the results table asked in a Matrix room; (channels, raw run logs)."""
     stream = io.StringIO()
     configure_logging("debug", bot.app.Redactor(SECRETS.values()))
     root = logging.getLogger()
@@ -170,12 +208,19 @@ async def _full_run(make_rig: RigFactory, tmp_path: Path) -> tuple[dict[str, str
             env=_scenario(tmp_path),
             evidence=[f"cat {_evidence_file(tmp_path)}"],
             evidence_max_bytes=EVIDENCE_MAX,
+            matrix=chat.config(),
         ) as rig:
+            await listening(rig.bot)
             assert set(rig.bot.config.secrets()) == set(SECRETS.values())
             await rig.comment(REPO, 4, "alice", "!redfix isolate mattermost-lts --runs 1")
             await rig.comment(REPO, 4, "alice", "!testme")
             await asyncio.wait_for(rig.bot.idle(), 120)
-            channels = await _channels(rig, "")
+            cmd = await chat.alice.say(chat.room, "!redfix isolate mattermost-lts --runs 1")
+            await verdict_in(chat, cmd)
+            table = await chat.alice.say(chat.room, "!redfix report")
+            await until(lambda: chat.thread(table), "the results table in the room")
+            await asyncio.wait_for(rig.bot.idle(), 120)
+            channels = await _channels(rig, chat)
             raw_logs = "\n".join(
                 p.read_text() for p in (rig.bot.config.server.data_dir / "runs").glob("*.log")
             )
@@ -190,9 +235,9 @@ def _readable(found: set[tuple[str, str]]) -> str:
 
 
 async def test_no_secret_in_any_form_leaves_through_any_channel(
-    make_rig: RigFactory, tmp_path: Path
+    make_rig: RigFactory, tmp_path: Path, chat: Chat
 ) -> None:
-    channels, raw_logs = await _full_run(make_rig, tmp_path)
+    channels, raw_logs = await _full_run(make_rig, tmp_path, chat)
     # The harness really printed them all (raw, and the key whole) ...
     printed = search({"raw run logs": raw_logs})
     for name in SECRETS:
@@ -209,12 +254,12 @@ async def test_no_secret_in_any_form_leaves_through_any_channel(
 
 
 async def test_positive_control_the_same_search_finds_every_secret_unredacted(
-    make_rig: RigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_rig: RigFactory, tmp_path: Path, chat: Chat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same run with the bot's redactor switched off: the search finds each secret, in
     the escaped forms of the exits the issue names, so the test above can see a leak."""
     monkeypatch.setattr(bot.app, "Redactor", _Transparent)
-    channels, _ = await _full_run(make_rig, tmp_path)
+    channels, _ = await _full_run(make_rig, tmp_path, chat)
     found = search(channels)
     names = {n for _, n in found}
     for name in SECRETS:
@@ -235,6 +280,9 @@ async def test_positive_control_the_same_search_finds_every_secret_unredacted(
         ("logs", "webhook secret (raw)"),
         ("logs", "env password (repr-of-json-of-md-cell)"),
         ("logs", "printed key body"),
+        ("matrix room", "env password (raw)"),
+        ("matrix room", "env password (html-noquote)"),
+        ("matrix room", "env password (json)"),
     }
     by_kind = {(_kind(c), n) for c, n in found}
     assert expected <= by_kind, _readable(found)
