@@ -119,9 +119,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _why(e: Exception) -> str:
-    text = e.message if isinstance(e, HttpProcessingError) else str(e)
-    return str(text).splitlines()[0][:200] if text else type(e).__name__
+def _why(e: BaseException) -> str:
+    """The first line of what aiohttp says is wrong (its messages quote the bad bytes below)."""
+    if isinstance(e, HttpProcessingError):
+        return f"{e.code} {str(e.message).splitlines()[0][:200]}" if e.message else str(e.code)
+    text = str(e)
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 @routes.post("/webhooks/gitea")
@@ -373,13 +376,17 @@ def make_web_app(
 
 class ClientFaultLog(logging.Filter):
     """aiohttp answers a request it cannot parse (bad chunk framing, an over-long header line)
-    with its own 400 and logs it at ERROR with a traceback. That is the client's fault, not
-    ours: the record becomes one INFO line that says what was wrong."""
+    with its own 400 and logs it at ERROR with a traceback, as it does a body that breaks while
+    it drains it after an early answer. That is the client's fault, not ours: the record
+    becomes one INFO line that says what was wrong."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
-            record.msg = f"{record.getMessage()}: {exc.code} {_why(exc)}"
+        client_fault = isinstance(exc, web.RequestPayloadError) or (
+            isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500
+        )
+        if exc is not None and client_fault:
+            record.msg = f"{record.getMessage()}: {_why(exc)}"
             record.args = ()
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"

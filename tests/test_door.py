@@ -380,17 +380,18 @@ async def test_bad_chunked_framing_is_400_without_a_traceback(
         assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer
     faults = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert [r.levelname for r in faults] == ["INFO"], faults  # seen, as one line
-    assert "chunk" in faults[0].getMessage()
+    assert ": 400 " in faults[0].getMessage()  # what aiohttp said was wrong, on the line
     assert all(r.exc_info is None and r.levelno < logging.ERROR for r in caplog.records)
 
 
 async def test_bad_chunk_after_a_pause_is_bounded_by_the_body_timeout(tmp_path: Path) -> None:
     """aiohttp's C parser drops a framing error found mid-body without telling the reader; the
-    body timeout still answers it (408), so the connection is never stuck."""
+    body timeout still answers it (408), so the connection is never stuck. (Its pure-Python
+    parser, AIOHTTP_NO_EXTENSIONS=1, tells the reader: 400 at once.)"""
     async with open_door(tmp_path, body_timeout_s=0.5) as door:
         head = _head(None, signed(b"hello"))
         answer = await send(door.port, [(head, 0.05), (BAD_CHUNKS["bad-chunk-size"], 0.0)])
-        assert answer.status == 408, answer
+        assert answer.status in (400, 408), answer
         assert answer.seconds < 8, answer
 
 
