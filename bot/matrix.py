@@ -236,7 +236,11 @@ class MatrixBot:
         self.last_sync = time.time()
 
     async def _accept(self, room_id: str, event: Mapping[str, Any]) -> None:
-        incoming = event_to_incoming(room_id, event, self.user_id)
+        try:
+            incoming = event_to_incoming(room_id, event, self.user_id)
+        except Exception as e:  # any bug reading one event must not stop the sync loop
+            await self._reject(room_id, event, e)
+            return
         if isinstance(incoming, Ignore):
             return
         o = incoming.origin
@@ -246,6 +250,37 @@ class MatrixBot:
         if result == "new":
             log.info("matrix: command from %s in %s accepted (%s)", o.author, room_id, o.event_id)
             self._on_accept()
+
+    async def _reject(self, room_id: str, event: Mapping[str, Any], error: Exception) -> None:
+        """One event the bot cannot read: logged with a reference id and recorded as a failed
+        delivery, so the sync token moves past it (a replay after a restart finds the record
+        and stays quiet) and the events behind it are handled. Only a store failure
+        propagates: then the whole batch is tried again, and no good event is lost."""
+        ref = secrets.token_hex(4)
+        event_id = event.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            # no id to record it under: the log is its record
+            log.error(
+                "matrix: an event in %s without an id could not be read [ref %s]: %r",
+                room_id,
+                ref,
+                error,
+            )
+            return
+        log.error(
+            "matrix: event %s from %s in %s could not be read [ref %s]: %r",
+            event_id,
+            event.get("sender"),
+            room_id,
+            ref,
+            error,
+            exc_info=error,
+        )
+        did = delivery_id(event_id)
+        if await self._store.accept_delivery(did, EVENT, encode(room_id, event), None) == "new":
+            await self._store.finish_delivery(
+                did, "failed", f"unreadable event, ref {ref}: {error!r}"
+            )
 
     async def _invited(self, room_id: str, state: list[Any]) -> None:
         inviter = next(
