@@ -435,9 +435,12 @@ class StreamRedactor:
 
     def feed(self, text: str) -> str:
         buf = self._held + text
-        cut = _safe_cut(buf)
+        # The complete lines held back were all looked at: only the new ones need a look.
+        cut = _safe_cut(buf, self._held.rfind("\n") + 1)
         if cut <= 0 and len(buf) > _HOLD_MAX:
-            cut = self._long_cut(buf)
+            # Held this long without a line that ends a key: no key is this long. Let the
+            # lines go; a single huge line goes in pieces.
+            cut = buf.rfind("\n") + 1 or self._long_cut(buf)
         if cut <= 0:
             self._held = buf
             return ""
@@ -479,14 +482,13 @@ def _key_like(line: str) -> bool:
     )
 
 
-def _safe_cut(buf: str) -> int:
-    """Just after the last complete line no key block can continue through (0: none yet)."""
-    last = end = buf.rfind("\n")
-    while end >= 0:
+def _safe_cut(buf: str, floor: int) -> int:
+    """Just after the last complete line no key block can continue through (0: none). Lines
+    that end before `floor` are known to be key-like already."""
+    end = buf.rfind("\n")
+    while end >= floor:
         start = buf.rfind("\n", 0, end) + 1
         if not _key_like(buf[start:end]):
             return end + 1
-        if last - start > _HOLD_MAX:
-            return last + 1  # a key-like run this long is no key: let it through
         end = start - 1
     return 0
