@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.gitea import GiteaClient, GiteaError
 from bot.model import Origin, Place, Source
@@ -40,6 +41,8 @@ TEXT_FIELDS = ("body", "html", "description")
 # Gitea reaction names → the emoji a Matrix reaction carries.
 EMOJI = {"eyes": "👀", "+1": "👍", "-1": "👎", "heart": "❤️", "rocket": "🚀", "hooray": "🎉"}
 DONE, FAILED = "✅", "❌"
+# A retryable item is not retried forever: at the longest backoff (120 s) this is ~16 hours.
+MAX_ATTEMPTS = 500
 
 
 class DeliveryError(Exception):
@@ -71,9 +74,11 @@ class Outbox:
         bot_login: str,
         base_delay_s: float = 1.0,
         max_delay_s: float = 120.0,
+        max_attempts: int = MAX_ATTEMPTS,
         matrix: Sender | None = None,
         notify_room: str = "",
     ) -> None:
+        self._max_attempts = max_attempts
         self._store = store
         self._matrix = matrix
         self._notify = notify_room
@@ -193,10 +198,14 @@ class Outbox:
         """Deliver until `stop()`; owned by the app."""
         while True:
             self._wake.clear()
-            await self.flush_due()
+            try:
+                await self.flush_due()
+                nxt = await self._store.next_outbox_time()
+            except Exception:  # the store failed under us: nothing is lost, try again soon
+                log.exception("outbox: a delivery pass failed")
+                nxt = time.time() + self._max
             if self._stop_requested():
                 return
-            nxt = await self._store.next_outbox_time()
             delay = 30.0 if nxt is None else max(0.0, nxt - time.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(delay, 30.0)):
@@ -215,21 +224,35 @@ class Outbox:
                 return sent
             progressed = False
             for item in items:
-                if await self._deliver(item):
-                    sent += 1
-                    progressed = True
+                outcome = await self._deliver(item)
+                sent += 1 if outcome == "sent" else 0
+                # a dead item left the queue too: the next of its target is due at once
+                progressed = progressed or outcome != "retry"
             if not progressed:
                 return sent
 
-    async def _deliver(self, item: OutboxItem) -> bool:
+    async def _deliver(self, item: OutboxItem) -> Literal["sent", "retry", "dead"]:
         try:
             await self._send(item)
-        except ValueError as e:  # a malformed item can never succeed
-            log.error("outbox %s %s dropped: %s", item.kind, item.id, e)
-            await self._store.outbox_dead(item.id, self._redact(str(e)))
-            return False
+        except (ValueError, KeyError, TypeError) as e:  # a malformed item can never succeed
+            log.error("outbox %s %s dropped: %r", item.kind, item.id, e)
+            await self._store.outbox_dead(item.id, self._redact(repr(e)))
+            return "dead"
         except (GiteaError, DeliveryError) as e:
-            if e.retryable:
+            retrying = e.retryable and item.attempts + 1 < self._max_attempts
+            if e.retryable and not retrying:
+                log.error(
+                    "outbox %s %s to %s given up after %d attempts: %s",
+                    item.kind,
+                    item.id,
+                    item.target,
+                    item.attempts + 1,
+                    e,
+                )
+                await self._store.outbox_dead(
+                    item.id, self._redact(f"given up after {item.attempts + 1} attempts: {e}")
+                )
+            elif e.retryable:
                 delay = min(self._max, self._base * 2 ** min(item.attempts, 16))
                 delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter: many bots must not retry in step
                 if isinstance(e, DeliveryError) and e.retry_after is not None:
@@ -247,7 +270,16 @@ class Outbox:
             else:
                 log.error("outbox %s %s to %s given up: %s", item.kind, item.id, item.target, e)
                 await self._store.outbox_dead(item.id, self._redact(str(e)))
-            return False
+            return "retry" if retrying else "dead"
+        except Exception as e:  # a bug, or a surprise from a library: never the loop's end
+            ref = secrets.token_hex(4)
+            log.exception(
+                "outbox %s %s to %s failed [ref %s]", item.kind, item.id, item.target, ref
+            )
+            await self._store.outbox_dead(
+                item.id, self._redact(f"internal error, ref {ref}: {e!r}")
+            )
+            return "dead"
         if not await self._store.outbox_sent(item.id, item.raw or None):
             log.debug(
                 "outbox %s %s changed while it was sent; sending the newer text", item.kind, item.id
@@ -259,7 +291,7 @@ class Outbox:
             woken = await self._store.outbox_due_now(GITEA_KINDS, time.time())
             if woken:
                 log.info("Gitea answers again: %d waiting outbox item(s) are due now", woken)
-        return True
+        return "sent"
 
     async def _send(self, item: OutboxItem) -> None:
         p = self._clean(item.payload)

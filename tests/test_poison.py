@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from bot.config import ServerConfig
 from bot.dispatch import Access, Dispatcher, ForgeUnavailable
+from bot.gitea import GiteaClient
 from bot.ingress import gitea as gitea_ingress
 from bot.ingress.matrix import power_level
 from bot.model import (
@@ -37,10 +38,14 @@ from bot.model import (
     Source,
     ascii_int,
 )
+from bot.outbox import Outbox
+from bot.redact import Redactor
 from bot.runner import RemoteStatus
 from bot.sim import deliveries
+from bot.sim.gitea import GiteaSim
 from bot.store import Store
 from handlers import decide
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, seed_gitea
 
 # --- only ASCII digits are numbers ------------------------------------------------------------
 
@@ -351,3 +356,79 @@ async def test_a_hung_delivery_times_out_and_the_next_goes_ahead(tmp_path: Path)
         assert forge.asked.count("zed") == 2
     finally:
         await store.close()
+
+
+# --- the outbox: a bad item is recorded and skipped, the others go out ----------------------------
+
+
+@asynccontextmanager
+async def outbox_at_gitea(
+    tmp_path: Path, spec_path: Path, **kw: Any
+) -> AsyncIterator[tuple[GiteaSim, Store, Outbox]]:
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        store = await Store.open(tmp_path / "outbox.sqlite")
+        client = GiteaClient(gitea.api_url, GITEA_TOKEN)
+        kw = {"base_delay_s": 0.001, "max_delay_s": 0.001, **kw}
+        box = Outbox(
+            store, client, Redactor([]), status_context="redfix/testme", bot_login=BOT_LOGIN, **kw
+        )
+        try:
+            yield gitea, store, box
+        finally:
+            await client.aclose()
+            await store.close()
+
+
+async def outbox_rows(store: Store) -> list[tuple[int, str, int, str]]:
+    async with store._db.execute(
+        "SELECT id, state, attempts, last_error FROM outbox ORDER BY id"
+    ) as cur:
+        return [(int(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in await cur.fetchall()]
+
+
+MUMBLE = "recipe-maintainers/mumble"
+
+
+async def test_an_outbox_item_that_raises_is_recorded_and_the_rest_go_out(
+    tmp_path: Path, spec_path: Path
+) -> None:
+    async with outbox_at_gitea(tmp_path, spec_path) as (gitea, store, box):
+        # Damaged items (as a bug or an older version could have stored them): a comment
+        # without a body (KeyError), a reaction whose repo is a number (AttributeError deep
+        # in the client), each in front of a good comment on the same PR; one on another PR.
+        await store.enqueue(f"gitea:{MUMBLE}#4", "comment", {"repo": MUMBLE, "number": 4})
+        bad_reaction = {"repo": 5, "comment_id": 1, "content": "eyes"}
+        await store.enqueue("gitea:acme/widgets#42", "reaction", bad_reaction)
+        await box.comment(Place(MUMBLE, 4), "after-bad", "still said")
+        await box.comment(Place("acme/widgets", 42), "other-pr", "said too")
+        assert await box.flush_due() == 2  # must not raise
+        assert [c.body for c in gitea.comments(MUMBLE, 4)][-1].endswith("still said")
+        assert [c.body for c in gitea.comments("acme/widgets", 42)][-1].endswith("said too")
+        rows = await outbox_rows(store)
+        assert [(state, attempts) for _, state, attempts, _ in rows] == [
+            ("dead", 1),
+            ("dead", 1),
+            ("sent", 0),
+            ("sent", 0),
+        ]
+        assert "KeyError" in rows[0][3]
+        assert re.fullmatch(r"internal error, ref [0-9a-f]{8}: AttributeError\(.*", rows[1][3])
+        assert await store.outbox_backlog() == 0
+
+
+async def test_a_retryable_outbox_item_is_given_up_after_its_bound(
+    tmp_path: Path, spec_path: Path
+) -> None:
+    async with outbox_at_gitea(tmp_path, spec_path, max_attempts=4) as (gitea, store, box):
+        gitea.fail_until(time.monotonic() + 3600, 503)  # Gitea never comes back
+        await box.comment(Place(MUMBLE, 4), "k", "never delivered")
+        for _ in range(50):  # each pass waits out the (tiny) backoff
+            await box.flush_due()
+            if await store.outbox_backlog() == 0:
+                break
+            await asyncio.sleep(0.01)
+        ((_, state, attempts, error),) = await outbox_rows(store)
+        assert (state, attempts) == ("dead", 4)
+        assert error.startswith("given up after 4 attempts: ")
+        assert "503" in error
