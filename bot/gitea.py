@@ -52,6 +52,8 @@ class IssueComment:
     body: str
     user_login: str
     created_at: str
+    # Gitea sets it with created_at and moves it on every edit ("" if a server omits it)
+    updated_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,11 @@ def _positive(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive integer: {value!r}")
     return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _trim(text: str, limit: int) -> str:
@@ -288,6 +295,7 @@ class GiteaClient:
                     body=_get(item, "body", str, where, 200),
                     user_login=_get(user, "login", str, where, 200),
                     created_at=_get(item, "created_at", str, where, 200),
+                    updated_at=_optional_str(item, "updated_at"),
                 )
             )
         return out

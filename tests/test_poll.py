@@ -72,3 +72,57 @@ async def test_a_command_both_polled_and_delivered_runs_once(make_rig: RigFactor
         assert len(starts) == 2  # one run per command, none twice
         assert len(await rig.bot.store.commands()) == 2
         assert cid != cid2
+
+
+async def test_a_comment_edited_into_a_command_runs_on_neither_path(make_rig: RigFactory) -> None:
+    async with make_rig() as rig:
+        p = poller(rig)
+        await p.sweep()  # sets the mark
+        cid = rig.gitea.add_comment(REPO, 4, "Looks flaky to me, will look later.", user="alice")
+        await asyncio.sleep(3.2)  # Gitea's stamps are whole seconds: the edit is 3 s later
+        rig.gitea.add_token("alice-token", "alice")
+        edited = await rig.http.patch(
+            f"{rig.gitea.api_url}/repos/{REPO}/issues/comments/{cid}",
+            json={"body": "!redfix isolate mumble --runs 1"},
+            headers={"Authorization": "token alice-token"},
+        )
+        assert edited.status_code == 200
+        assert edited.json()["updated_at"] > edited.json()["created_at"]
+        # The webhook path: Gitea delivers the edit as action "edited", which carries none.
+        from bot.sim import deliveries
+
+        hook = deliveries.issue_comment(
+            REPO, 4, cid, "alice", "!redfix isolate mumble --runs 1", action="edited"
+        )
+        assert (await rig.post(hook)).json()["status"] == "ignored"
+        # The sweep path: the edited comment is no command either.
+        assert await p.sweep() == 0
+        # Positive control: the same text as a new comment is a command the sweep picks up.
+        rig.gitea.add_comment(REPO, 4, "!redfix isolate mumble --runs 1", user="alice")
+        assert await p.sweep() == 1
+        await asyncio.wait_for(rig.bot.idle(), 60)
+        assert len(await rig.bot.store.commands()) == 1
+        starts = [e for e in rig.host_events() if e["event"] == "start"]
+        assert len(starts) == 1  # the new comment's run; the edited one never ran
+
+
+async def test_a_repo_that_cannot_be_read_does_not_stop_the_sweep(make_rig: RigFactory) -> None:
+    async with make_rig() as rig:
+        # acme/ghost does not exist yet (404), and is swept before the others.
+        patterns = ("acme/ghost", "recipe-maintainers/*")
+        p = Poller(rig.bot.gitea, rig.bot.store, patterns, BOT_LOGIN, rig.bot.dispatcher.wake)
+        await p.sweep()  # sets the mark
+        rig.gitea.add_comment(REPO, 4, "!redfix help", user="alice")
+        assert await p.sweep() == 1  # mumble's command, past the repo that failed
+        assert await rig.bot.store.meta("poll_behind:acme/ghost")
+        # Once it can be read, the repo is swept from where it failed, and the mark is cleared.
+        rig.gitea.add_repo("acme/ghost")
+        rig.gitea.add_pull("acme/ghost", 1, "ab" * 20)
+        rig.gitea.add_comment("acme/ghost", 1, "!redfix status", user="alice")
+        assert await p.sweep() == 1
+        assert await rig.bot.store.meta("poll_behind:acme/ghost") == ""
+        await asyncio.wait_for(rig.bot.idle(), 30)
+        assert {(c.repo, c.name) for c in await rig.bot.store.commands()} == {
+            (REPO, "help"),
+            ("acme/ghost", "status"),
+        }
