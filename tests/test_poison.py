@@ -45,7 +45,7 @@ from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
 from bot.store import Store
 from handlers import decide
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, seed_gitea
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, RigFactory, seed_gitea
 
 # --- only ASCII digits are numbers ------------------------------------------------------------
 
@@ -432,3 +432,54 @@ async def test_a_retryable_outbox_item_is_given_up_after_its_bound(
         assert (state, attempts) == ("dead", 4)
         assert error.startswith("given up after 4 attempts: ")
         assert "503" in error
+
+
+# --- the whole bot on Gitea: a bad message, then others, before and after a restart ----------
+
+
+@pytest.mark.slow
+async def test_the_bot_answers_others_after_a_bad_message_and_after_a_restart(
+    make_rig: RigFactory,
+) -> None:
+    async with make_rig() as rig:
+        # The message that used to be a 500 at the webhook (int("²") raised in the parser).
+        _, bad = await rig.comment(MUMBLE, 4, "mallory", "!redfix isolate mumble --runs ²")
+        assert bad.status_code == 202, bad.text
+        t0 = time.monotonic()
+        await rig.comment(MUMBLE, 4, "alice", "!redfix help")
+        while not any("!redfix isolate" in c.body for c in rig.bot_comments(MUMBLE, 4)):
+            assert time.monotonic() - t0 < 20, "alice's help not answered within 20 s"
+            await asyncio.sleep(0.05)
+        print(f"alice answered in {time.monotonic() - t0:.2f}s after mallory's bad message")
+        await asyncio.wait_for(rig.bot.idle(), 30)
+        # mallory (no org, no write access) is refused, once; nothing ran
+        refusals = [c for c in rig.bot_comments(MUMBLE, 4) if "@mallory" in c.body]
+        assert len(refusals) == 1
+        assert rig.host_events() == []
+        # A damaged delivery is in the store when the bot stops (as a crash, a bug or an
+        # older version could leave one): the next start must pass it by.
+        await rig.bot.store.accept_delivery("damaged", "issue_comment", b"\xff not json", None)
+    async with make_rig() as rig:  # the same data dir: the same store
+        # A fresh fake Gitea numbers comments from the start again: skip the ids the first
+        # one used, or alice's comment would be taken for one already handled.
+        cid = rig.gitea.add_comment(MUMBLE, 4, "!redfix status", user="alice", comment_id=5001)
+        hook = deliveries.issue_comment(
+            MUMBLE, 4, cid, "alice", "!redfix status", root=rig.gitea.url
+        )
+        t0 = time.monotonic()
+        assert (await rig.post(hook)).status_code == 202
+        while not rig.bot_comments(MUMBLE, 4):
+            assert time.monotonic() - t0 < 20, "alice's status not answered within 20 s"
+            await asyncio.sleep(0.05)
+        print(f"after the restart, alice answered in {time.monotonic() - t0:.2f}s")
+        await asyncio.wait_for(rig.bot.idle(), 30)
+        assert await rig.bot.store.pending_deliveries() == []
+        state, note = await state_of(rig.bot.store, "damaged")
+        assert state == "failed"
+        assert note.startswith("undecodable, ref ")
+        names = [(c.author, c.name, c.state) for c in await rig.bot.store.commands()]
+        assert names == [
+            ("mallory", "usage", "refused"),
+            ("alice", "help", "replied"),
+            ("alice", "status", "done"),
+        ]
