@@ -102,7 +102,9 @@ async def test_every_method_round_trips_without_violations(
 
     listed = await client.list_comments(REPO, 42)
     stored = sim.comments(REPO, 42)
-    assert listed == [IssueComment(c.id, c.body, c.user, c.created_at) for c in stored]
+    want = [IssueComment(c.id, c.body, c.user, c.created_at, c.updated_at) for c in stored]
+    assert listed == want
+    assert all(c.updated_at for c in listed)  # read, not defaulted
     assert await client.find_comment_with_marker(REPO, 42, MARKER) == cid
     assert await client.find_comment_with_marker(REPO, 42, "<!-- other -->") is None
 
