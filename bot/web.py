@@ -116,6 +116,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     except (HttpProcessingError, web.RequestPayloadError) as e:
         # Bad chunk framing, a body cut short: the client's fault, answered without a traceback.
         raise _Refused(400, f"malformed request body: {_why(e)}", "bad_request") from None
+    except ConnectionError:
+        # The client hung up mid-body; the answer goes nowhere, but the refusal is counted.
+        raise _Refused(400, "the connection closed before the body ended", "bad_request") from None
     return b"".join(chunks)
 
 
@@ -127,7 +130,29 @@ def _why(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-@routes.post("/webhooks/gitea")
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """Every route's Expect handler. aiohttp's own quotes an unknown value in its 417, and one
+    that is not ASCII turned that into a 500 with a traceback; this one never quotes it."""
+    if request.headers.get(hdrs.EXPECT, "").strip().lower() != "100-continue":
+        refused = _problem(417, "the Expect header can only be 100-continue")
+        refused.force_close()  # the body it announced is never read
+        return refused
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
+    return None
+
+
+async def _webhook_expect(request: web.Request) -> web.StreamResponse | None:
+    answer = await expect_continue(request)
+    if answer is not None:
+        request.app[METRICS].delivery(
+            request.headers.get("X-Gitea-Event", "").strip(), "bad_request"
+        )
+    return answer
+
+
+@routes.post("/webhooks/gitea", expect_handler=_webhook_expect)
 async def gitea_webhook(request: web.Request) -> web.Response:
     event = request.headers.get("X-Gitea-Event", "").strip()
     try:
@@ -370,7 +395,11 @@ def make_web_app(
     app[METRICS] = metrics
     app[SNAPSHOT] = snapshot
     app[HEALTH] = health
-    app.add_routes(routes)
+    for route in routes:
+        if not isinstance(route, web.RouteDef):  # only handlers here, no static files
+            raise TypeError(f"unexpected route {route!r}")
+        options = {"expect_handler": expect_continue, **route.kwargs}
+        app.router.add_route(route.method, route.path, route.handler, **options)
     return app
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.app import running_bot, serving
 from bot.metrics import Metrics, Snapshot
@@ -438,6 +442,54 @@ async def test_bad_headers_are_4xx_never_5xx(tmp_path: Path) -> None:
         ).status == 202
 
 
+@pytest.mark.parametrize("path", ["/webhooks/gitea", "/healthz"])
+async def test_an_expect_header_is_understood_or_417_never_500(tmp_path: Path, path: str) -> None:
+    """aiohttp's own Expect handler quotes the value in its answer; a non-ASCII one was a 500."""
+    body = sized_comment(6000)
+    method = b"POST" if path.startswith("/webhooks") else b"GET"
+    async with open_door(tmp_path) as door:
+        for expect, status in ((b"\x80\xff", 417), (b"something", 417)):
+            head = _head(len(body), signed(body), raw_headers=[b"Expect: " + expect])
+            head = head.replace(b"POST /webhooks/gitea", method + b" " + path.encode(), 1)
+            raw = await send_raw(door.port, head + body)
+            assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
+            assert b"the Expect header can only be 100-continue" in raw
+        if method == b"POST":
+            assert door.count("bad_request") == 2
+            # 100-continue is honoured: the interim answer, then the delivery's own.
+            head = _head(len(body), signed(body), raw_headers=[b"Expect: 100-continue"])
+            reader, writer = await asyncio.open_connection(LOOPBACK, door.port)
+            writer.write(head)
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            head_in, _ = await asyncio.wait_for(read_answer(reader), 10)
+            writer.close()
+            assert head_in.startswith(b"HTTP/1.1 202"), head_in
+
+
+async def test_a_client_that_hangs_up_mid_body_is_counted_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = sized_comment(20_000)
+    async with open_door(tmp_path) as door:
+        _, writer = await asyncio.open_connection(LOOPBACK, door.port)
+        writer.write(_head(len(body), signed(body)) + body[:10_000])
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the door is reading the body
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(100):
+            if door.count("bad_request"):
+                break
+            await asyncio.sleep(0.05)
+        assert door.count("bad_request") == 1
+        assert await door.store.pending_deliveries() == []
+    refusals = [r.getMessage() for r in caplog.records if r.name == "bot.web"]
+    assert any("connection closed before the body ended" in m for m in refusals), refusals
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+
+
 async def test_a_body_that_stops_coming_is_answered_408(tmp_path: Path) -> None:
     body = sized_comment(20_000)
     head = _head(len(body), signed(body))
@@ -572,3 +624,107 @@ async def trickle_body(port: int, head: bytes, body: bytes) -> tuple[int, float]
         return 0, time.monotonic() - start
     finally:
         writer.close()
+
+
+# --- anything a client sends: a 4xx at worst, never a 5xx, never a traceback ----------------
+
+
+@pytest.fixture(scope="module")
+def threaded_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One door on its own loop in a thread, so hypothesis can drive it with plain sockets."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    # A short body timeout: some requests announce more body than they send.
+    context = open_door(tmp_path_factory.mktemp("fuzz"), body_timeout_s=0.3)
+    door = asyncio.run_coroutine_threadsafe(context.__aenter__(), loop).result(30)
+    try:
+        yield door.port
+    finally:
+        asyncio.run_coroutine_threadsafe(context.__aexit__(None, None, None), loop).result(30)
+        asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    """Connections still draining a body when the door closed: end them before the loop."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
+def _blocking_send(port: int, request: bytes) -> int:
+    with socket.create_connection((LOOPBACK, port), timeout=15) as s:
+        s.sendall(request)
+        answer = b""
+        while True:  # past any interim answer (100 Continue) to the final one
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed without an answer")
+                answer += chunk
+            assert answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), answer[:100]
+            status = int(answer.split(b" ", 2)[1])
+            if status >= 200:
+                return status
+            answer = answer.partition(b"\r\n\r\n")[2]
+
+
+HEADER_BYTES = st.binary(max_size=80).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                b"Content-Type",
+                b"Content-Encoding",
+                b"X-Gitea-Signature",
+                b"X-Gitea-Delivery",
+                b"X-Gitea-Event",
+                b"Expect",
+                b"Transfer-Encoding",
+            ]
+        ),
+        HEADER_BYTES
+        | st.sampled_from(
+            [b"application/x-www-form-urlencoded", b"deflate", b"chunked", b"100-continue"]
+        ),
+        max_size=6,
+    ),
+    body=st.binary(max_size=300) | st.sampled_from([BASE, PULL, b"payload=%7B%7D"]),
+    sign=st.booleans(),
+    length=st.sampled_from(["exact", "none", "short", "huge"]),
+)
+def test_no_request_gets_a_5xx_or_a_traceback(
+    threaded_door: int,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[bytes, bytes],
+    body: bytes,
+    sign: bool,
+    length: str,
+) -> None:
+    lines = [b"POST /webhooks/gitea HTTP/1.1", b"Host: redfix.test"]
+    if sign:
+        lines.append(b"X-Gitea-Signature: " + deliveries.sign(body, SECRET).encode())
+    lines += [name + b": " + value for name, value in headers.items()]
+    sizes = {"exact": len(body), "short": len(body) + 10, "huge": 10**9}
+    if length in sizes and b"Transfer-Encoding" not in headers:
+        lines.append(b"Content-Length: %d" % sizes[length])
+    request = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    caplog.set_level(logging.INFO)
+    try:
+        status = _blocking_send(threaded_door, request)
+    except (ConnectionError, TimeoutError):
+        status = 0  # closed without an answer: nothing a 5xx could come from
+    assert status < 500, request[:300]
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert problems == [], [r.getMessage() for r in problems]
