@@ -143,6 +143,19 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+async def _no_route(request: web.Request) -> web.Response:
+    """404, or 405 with Allow when the path exists for other methods, as JSON problems."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        refused = _problem(405, f"{request.method} is not allowed here")
+        refused.headers["Allow"] = ", ".join(sorted(allowed))
+        return refused
+    return _problem(404, "no such page")
+
+
 async def _webhook_expect(request: web.Request) -> web.StreamResponse | None:
     answer = await expect_continue(request)
     if answer is not None:
@@ -399,7 +412,11 @@ def make_web_app(
         if not isinstance(route, web.RouteDef):  # only handlers here, no static files
             raise TypeError(f"unexpected route {route!r}")
         options = {"expect_handler": expect_continue, **route.kwargs}
-        app.router.add_route(route.method, route.path, route.handler, **options)
+        # register() as add_routes does it: a GET route also answers HEAD
+        web.RouteDef(route.method, route.path, route.handler, options).register(app.router)
+    # Last, so it only sees what no route took: aiohttp's own 404/405 would run its Expect
+    # handler (the one that quotes the header) first.
+    app.router.add_route("*", "/{path:.*}", _no_route, expect_handler=expect_continue)
     return app
 
 

@@ -442,11 +442,16 @@ async def test_bad_headers_are_4xx_never_5xx(tmp_path: Path) -> None:
         ).status == 202
 
 
-@pytest.mark.parametrize("path", ["/webhooks/gitea", "/healthz"])
-async def test_an_expect_header_is_understood_or_417_never_500(tmp_path: Path, path: str) -> None:
-    """aiohttp's own Expect handler quotes the value in its answer; a non-ASCII one was a 500."""
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [(b"POST", "/webhooks/gitea"), (b"GET", "/healthz"), (b"GET", "/nope"), (b"PUT", "/healthz")],
+)
+async def test_an_expect_header_is_understood_or_417_never_500(
+    tmp_path: Path, method: bytes, path: str
+) -> None:
+    """aiohttp's own Expect handler quotes the value in its answer; a non-ASCII one was a 500,
+    on a route, on no route (404) and on the wrong method (405) alike."""
     body = sized_comment(6000)
-    method = b"POST" if path.startswith("/webhooks") else b"GET"
     async with open_door(tmp_path) as door:
         for expect, status in ((b"\x80\xff", 417), (b"something", 417)):
             head = _head(len(body), signed(body), raw_headers=[b"Expect: " + expect])
@@ -454,7 +459,7 @@ async def test_an_expect_header_is_understood_or_417_never_500(tmp_path: Path, p
             raw = await send_raw(door.port, head + body)
             assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
             assert b"the Expect header can only be 100-continue" in raw
-        if method == b"POST":
+        if path == "/webhooks/gitea":
             assert door.count("bad_request") == 2
             # 100-continue is honoured: the interim answer, then the delivery's own.
             head = _head(len(body), signed(body), raw_headers=[b"Expect: 100-continue"])
@@ -465,6 +470,18 @@ async def test_an_expect_header_is_understood_or_417_never_500(tmp_path: Path, p
             head_in, _ = await asyncio.wait_for(read_answer(reader), 10)
             writer.close()
             assert head_in.startswith(b"HTTP/1.1 202"), head_in
+
+
+async def test_no_route_and_wrong_method_are_json_problems(tmp_path: Path) -> None:
+    async with open_door(tmp_path) as door, httpx.AsyncClient() as http:
+        base = f"http://{LOOPBACK}:{door.port}"
+        missing = await http.get(f"{base}/nope")
+        assert (missing.status_code, missing.json()) == (404, {"error": "no such page"})
+        wrong = await http.get(f"{base}/webhooks/gitea")
+        assert (wrong.status_code, wrong.headers["Allow"]) == (405, "POST")
+        assert wrong.json() == {"error": "GET is not allowed here"}
+        head = await http.head(f"{base}/healthz")  # GET routes still answer HEAD
+        assert head.status_code == 200
 
 
 async def test_a_client_that_hangs_up_mid_body_is_counted_not_a_traceback(
@@ -703,16 +720,27 @@ HEADER_BYTES = st.binary(max_size=80).map(lambda b: b.replace(b"\r", b"").replac
     body=st.binary(max_size=300) | st.sampled_from([BASE, PULL, b"payload=%7B%7D"]),
     sign=st.booleans(),
     length=st.sampled_from(["exact", "none", "short", "huge"]),
+    start=st.sampled_from(
+        [
+            b"POST /webhooks/gitea HTTP/1.1",
+            b"POST /webhooks/gitea?payload=x HTTP/1.1",
+            b"GET /webhooks/gitea HTTP/1.1",
+            b"POST /healthz HTTP/1.1",
+            b"POST /nope/%ff HTTP/1.1",
+            b"GET /runs/%ff%fe/log HTTP/1.1",
+        ]
+    ),
 )
 def test_no_request_gets_a_5xx_or_a_traceback(
     threaded_door: int,
     caplog: pytest.LogCaptureFixture,
+    start: bytes,
     headers: dict[bytes, bytes],
     body: bytes,
     sign: bool,
     length: str,
 ) -> None:
-    lines = [b"POST /webhooks/gitea HTTP/1.1", b"Host: redfix.test"]
+    lines = [start, b"Host: redfix.test"]
     if sign:
         lines.append(b"X-Gitea-Signature: " + deliveries.sign(body, SECRET).encode())
     lines += [name + b": " + value for name, value in headers.items()]
