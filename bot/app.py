@@ -336,7 +336,9 @@ async def running_bot(
 
 @asynccontextmanager
 async def serving(bot: Bot) -> AsyncIterator[str]:
-    """Serve the bot's web app on its configured address; yields the base URL."""
+    """Serve the bot's web app on its configured address; yields the base URL. A connection
+    that has not sent a request's headers within [server] header_timeout_s is closed (the body
+    has body_timeout_s, enforced by the webhook itself)."""
     server = bot.config.server
     runner = await start_server(
         bot.web_app, server.host, server.port, header_timeout_s=server.header_timeout_s
