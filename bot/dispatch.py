@@ -51,9 +51,11 @@ WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 REFAIR_S = 0.05
 # A poisoned delivery is never tried forever: after this many attempts (retries while the
 # forge is unavailable, or starts that never finished because the process died) it is given
-# up, recorded `failed` and answered. With the retry backoff (5 s doubling to 5 min) that is
+# up, recorded `failed` and answered. A blip heals at the plain retry interval (the first
+# QUICK_RETRIES tries, a minute at 5 s); then the wait doubles up to RETRY_MAX_S: in all
 # about 70 minutes of outage.
-MAX_ATTEMPTS = 20
+MAX_ATTEMPTS = 30
+QUICK_RETRIES = 12
 RETRY_MAX_S = 300.0
 # One delivery may not hold up the ones behind it for longer than this (a hung call).
 DELIVERY_DEADLINE_S = 120.0
@@ -252,7 +254,8 @@ class Dispatcher:
             self._last_error[delivery_id] = why
             if attempts >= self._max_attempts:
                 return await self._give_up(delivery_id, incoming, attempts, why)
-            delay = min(self._retry * 2 ** (attempts - 1), self._retry_max)
+            slow = max(0, attempts - QUICK_RETRIES)
+            delay = min(self._retry * 2**slow, self._retry_max)
             self._not_before[delivery_id] = self._clock() + delay
             log.warning(
                 "delivery %s: %s; attempt %d of %d, next in %.0fs",
