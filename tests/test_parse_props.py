@@ -17,16 +17,20 @@ from bot.model import (
     MAX_LOAD,
     MAX_RUNS,
     MIN_RUNS,
+    Cancel,
+    Classify,
     Command,
     Ignore,
     Isolate,
+    Link,
     Origin,
     PullRef,
     Source,
+    Status,
     Testme,
     Usage,
 )
-from bot.parse import MAX_REPEAT, parse_command
+from bot.parse import CAUSES, MAX_REPEAT, parse_command
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
 # Deadlines off: a loaded 2-core machine must not turn a slow example into a failure.
@@ -266,3 +270,54 @@ def test_a_valid_testme_reads_back_as_written(
     out = parse_command(" ".join(words), ORIGIN)
     assert isinstance(out, Command), out
     assert out.args == Testme(quick=quick, repeat=repeat or 1, target=target)
+
+
+pull_refs = st.builds(
+    PullRef,
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,19}/[A-Za-z0-9][A-Za-z0-9_.-]{0,19}\Z"),
+    st.integers(1, 10**9 - 1),
+)
+# A reason a person types: any printable text without line breaks, quoted for the grammar.
+# Whitespace other than space and tab is left out: the grammar reads every kind as a space
+# (so words split as a reader sees them), which would change the reason's text.
+reasons = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=120
+).filter(lambda r: r.strip() and not any(ch.isspace() and ch not in " \t" for ch in r))
+
+
+@PROPS
+@given(recipe=recipes, cause=st.sampled_from(CAUSES), reason=reasons, eq=st.booleans())
+def test_a_valid_classify_reads_back_as_written(
+    recipe: str, cause: str, reason: str, eq: bool
+) -> None:
+    quoted = shlex.quote(reason)
+    flag = f"--reason={quoted}" if eq else f"--reason {quoted}"
+    out = parse_command(f"!redfix classify {recipe} {cause.upper()} {flag}", ORIGIN)
+    assert isinstance(out, Command), out
+    assert out.args == Classify(recipe=recipe, cause=cause, reason=reason.strip())
+
+
+@PROPS
+@given(
+    recipe=recipes,
+    pr=st.one_of(st.none(), pull_refs),
+    url=st.booleans(),
+    run=run_ids,
+    status=st.one_of(st.just(""), recipes),
+)
+def test_link_status_and_cancel_read_back_as_written(
+    recipe: str, pr: PullRef | None, url: bool, run: str, status: str
+) -> None:
+    if pr is None:
+        linked = parse_command(f"!redfix fixes {recipe}", ORIGIN)
+    else:
+        shown = f"https://git.example.org/{pr.repo}/pulls/{pr.number}" if url else str(pr)
+        linked = parse_command(f"!redfix link {recipe} {shown}", ORIGIN)
+    assert isinstance(linked, Command), linked
+    assert linked.args == Link(recipe, pr)
+    cancelled = parse_command(f"!redfix cancel {run}", ORIGIN)
+    assert isinstance(cancelled, Command), cancelled
+    assert cancelled.args == Cancel(run)
+    asked = parse_command(f"!redfix status {status}", ORIGIN)
+    assert isinstance(asked, Command), asked
+    assert asked.args == Status(status)
