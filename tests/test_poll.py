@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.gitea import GiteaError, IssueComment
 from bot.poll import HIGH_WATER, Poller
+from bot.store import Store
 from tests.conftest import BOT_LOGIN, Rig, RigFactory
 
 pytestmark = pytest.mark.slow
@@ -126,3 +132,45 @@ async def test_a_repo_that_cannot_be_read_does_not_stop_the_sweep(make_rig: RigF
             (REPO, "help"),
             ("acme/ghost", "status"),
         }
+
+
+class OneRepoGitea:
+    """The three calls the sweep makes, at their seam: PR 1's comments cannot be listed
+    (Gitea answers garbage), PR 2 holds a comment without a readable time, PR 3 a command."""
+
+    def __init__(self, now: str) -> None:
+        self.now = now
+
+    async def org_repos(self, owner: str) -> list[str]:
+        return ["acme/w"]
+
+    async def open_pulls(self, repo: str) -> list[int]:
+        return [1, 2, 3]
+
+    async def list_comments(self, repo: str, index: int) -> list[IssueComment]:
+        if index == 1:
+            raise GiteaError("GET .../comments: not a JSON array", status=200, retryable=False)
+        if index == 2:
+            return [IssueComment(21, "!redfix help", "alice", "yesterday-ish", "")]
+        return [IssueComment(31, "!redfix status", "alice", self.now, self.now)]
+
+
+async def test_a_bad_pr_or_comment_is_logged_and_the_others_are_swept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    try:
+        now = time.time()
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fake: Any = OneRepoGitea(stamp)
+        p = Poller(fake, store, ("acme/*",), BOT_LOGIN, lambda: None, clock=lambda: now)
+        await p.sweep()  # sets the mark
+        with caplog.at_level(logging.WARNING, logger="bot.poll"):
+            assert await p.sweep() == 1  # PR 3's command, past PR 1 and PR 2
+        assert [d for d, _, _ in await store.pending_deliveries()] == ["poll:acme/w#3:31"]
+        logged = caplog.text
+        assert "cannot read the comments of acme/w#1" in logged
+        assert "acme/w#2 comment 21 has no readable creation time ('yesterday-ish')" in logged
+        assert await store.meta("poll_behind:acme/w")  # PR 1 is read again next time
+    finally:
+        await store.close()
