@@ -1,8 +1,8 @@
 """Poison-proof loops: one bad item is answered or recorded and the items behind it go on.
 
-Every event source — the poll sweep, the dispatcher, the outbox (the Matrix sync loop has its
-own test with a real Synapse, tests/test_matrix_poison.py) — meets an item that raises, and
-the test checks both halves: the bad item got a record (and, where it has an author and a
+Here the dispatcher, the outbox and the whole bot on Gitea meet an item that raises (the
+Matrix sync loop has its own tests with a real Synapse, tests/test_matrix_poison.py; the poll
+sweep, tests/test_poll.py), and each test checks both halves: the bad item got a record (and, where it has an author and a
 place, an answer with a reference id), and a good item behind it was handled. Digits first:
 a digit that is not ASCII was the poison that started it.
 """
