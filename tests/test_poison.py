@@ -2,9 +2,10 @@
 
 Here the dispatcher, the outbox and the whole bot on Gitea meet an item that raises (the
 Matrix sync loop has its own tests with a real Synapse, tests/test_matrix_poison.py; the poll
-sweep, tests/test_poll.py), and each test checks both halves: the bad item got a record (and, where it has an author and a
-place, an answer with a reference id), and a good item behind it was handled. Digits first:
-a digit that is not ASCII was the poison that started it.
+sweep, tests/test_poll.py), and each test checks both halves: the bad item got a record
+(and, where it has an author and a place, an answer with a reference id), and a good item
+behind it was handled. Digits first: a digit that is not ASCII was the poison that started
+it.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ from bot.model import (
 )
 from bot.outbox import Outbox
 from bot.redact import Redactor
-from bot.runner import RemoteStatus
+from bot.runner import RemoteStatus, RunnerError
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
 from bot.store import Store
 from handlers import decide
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, RigFactory, seed_gitea
+from tests.sshd import Sshd
+from tests.test_runner import open_runner
 
 # --- only ASCII digits are numbers ------------------------------------------------------------
 
@@ -483,3 +486,15 @@ async def test_the_bot_answers_others_after_a_bad_message_and_after_a_restart(
             ("alice", "help", "replied"),
             ("alice", "status", "done"),
         ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("printed", ["²", "٣", "1" * 40])
+async def test_a_busy_probe_printing_odd_digits_is_a_clear_error(
+    sshd: Sshd, tmp_path: Path, printed: str
+) -> None:
+    async with open_runner(sshd, tmp_path, busy_probe="echo 3") as runner:
+        assert await runner.busy() == 3  # the positive control: a count is read
+    async with open_runner(sshd, tmp_path, busy_probe=f"echo {printed}") as runner:
+        with pytest.raises(RunnerError, match="not a number of active runs"):
+            await runner.busy()
