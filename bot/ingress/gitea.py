@@ -35,7 +35,11 @@ _MAX_INT_DIGITS = 20
 # IsUsableRepoName, v1.26): a login starts with a letter or digit, and `-`, `.`, `_` only ever
 # sit between letters or digits; a repository name is letters, digits, `-`, `.`, `_` without
 # `..`, and not one of Gitea's reserved names. Lengths are the web forms' limits.
-_LOGIN_RE = re.compile(r"[0-9A-Za-z]+(?:[-._][0-9A-Za-z]+)*")
+# Gitea's rule for *new* names is stricter (alphanumeric at both ends, no `--`/`._`), but
+# accounts and orgs made under older releases' AlphaDashDot rule (`john_`, `a..b`) still
+# exist and still comment: refusing their deliveries would lose real commands. Logins never
+# reach a shell; this rule keeps what may be named in paths and mentions to these characters.
+_LOGIN_RE = re.compile(r"[-._0-9A-Za-z]+")
 LOGIN_MAX = 40
 _REPO_NAME_RE = re.compile(r"[-.\w]+", re.ASCII)
 REPO_NAME_MAX = 100
@@ -112,9 +116,7 @@ def decode_json(body: bytes) -> object:
 
 def _login(v: str) -> str:
     if len(v) > LOGIN_MAX or not _LOGIN_RE.fullmatch(v):
-        raise ValueError(
-            f"not a Gitea login (letters, digits and single -._ between them, at most {LOGIN_MAX})"
-        )
+        raise ValueError(f"not a Gitea login (ASCII letters, digits and -._, at most {LOGIN_MAX})")
     return v
 
 
