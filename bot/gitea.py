@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 # Statuses are attached to commits; anything else in that path segment is a bug upstream of us.
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_COMMIT_SHA_RE = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")  # SHA-1 or SHA-256 objects
 STATUS_STATES = frozenset({"pending", "success", "error", "failure", "warning", "skipped"})
 # GitHub's limit, kept so a status reads the same everywhere it is mirrored.
 DESCRIPTION_MAX = 140
@@ -350,9 +351,18 @@ class GiteaClient:
         head = _get(pr, "head", dict, where, 200)
         base = _get(pr, "base", dict, where, 200)
         base_repo = _get(base, "repo", dict, where, 200)
+        sha = _get(head, "sha", str, where, 200)
+        if not _COMMIT_SHA_RE.fullmatch(sha):
+            # It becomes REF for the harness and the path of a status: refuse it here.
+            raise GiteaError(
+                f"{where}: unexpected response: head.sha {sha[:80]!r} is not a commit SHA "
+                "(40 or 64 hex digits)",
+                status=200,
+                retryable=False,
+            )
         return PullInfo(
             number=_get(pr, "number", int, where, 200),
-            head_sha=_get(head, "sha", str, where, 200),
+            head_sha=sha.lower(),
             head_ref=_get(head, "ref", str, where, 200),
             state=_get(pr, "state", str, where, 200),
             html_url=_get(pr, "html_url", str, where, 200),

@@ -241,7 +241,20 @@ class Verifier:
         if mine is not None:  # it concluded; only the command's own record was left open
             await self._store.set_command_state(command_id, "done")
             return
-        sha = await self._forge.pull_head(pr.repo, pr.number)
+        try:
+            sha = await self._forge.pull_head(pr.repo, pr.number)
+        except Exception as e:  # an unreadable PR, or a head that is no commit: nothing runs
+            log.warning("testme for %s: cannot read its head: %s", pr, e)
+            await self._say.comment(
+                o.place,
+                f"cmd-{command_id}",
+                render_failure(
+                    f"Could not read the head commit of {pr} ({e}); nothing was started.",
+                    f"cmd-{command_id}",
+                ),
+            )
+            await self._store.set_command_state(command_id, "failed")
+            return
         active = await self._store.active_verification(pr.repo, pr.number, sha)
         if active is not None:
             where = await self._comment_link(

@@ -148,3 +148,22 @@ async def test_an_outsiders_burst_costs_one_reply_and_does_not_delay_a_member(
         # The member got a real answer, not a refusal.
         alice = [c.state for c in await rig.bot.store.commands() if c.author == "alice"]
         assert alice == ["done", "done"], alice
+
+
+async def test_testme_of_a_head_that_is_no_commit_sha_starts_nothing_and_says_so(
+    make_rig: RigFactory,
+) -> None:
+    async with make_rig() as rig:
+        rig.gitea.set_pull_head(MUMBLE, 4, "refs/heads/main; rm -rf /")
+        await rig.comment(MUMBLE, 4, "alice", "!testme")
+        await asyncio.wait_for(rig.bot.idle(), 60)
+        (said,) = rig.bot_comments(MUMBLE, 4)
+        assert "Could not read the head commit of recipe-maintainers/mumble#4" in said.body
+        assert "nothing was started" in said.body
+        assert [e for e in rig.host_events() if e["event"] == "start"] == []
+        # Control: with a real head the same command runs and posts its statuses.
+        rig.gitea.set_pull_head(MUMBLE, 4, fake_sha("mumble"))
+        await rig.comment(MUMBLE, 4, "alice", "!testme")
+        await asyncio.wait_for(rig.bot.idle(), 60)
+        assert [e["recipe"] for e in rig.host_events() if e["event"] == "start"] == ["mumble"]
+        assert statuses_at_mumble(rig) >= 2

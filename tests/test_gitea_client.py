@@ -515,3 +515,16 @@ async def test_open_pulls_and_org_repos(sim: GiteaSim, client: GiteaClient) -> N
     sim.add_repo("acme/gadgets")
     assert await client.org_repos("acme") == ["acme/gadgets", "acme/widgets"]
     sim.assert_clean()
+
+
+@pytest.mark.parametrize("bad", ["not-a-sha", "c0ffee", "g" * 40, "a" * 41, "a" * 40 + "\n"])
+async def test_a_pull_head_that_is_no_commit_sha_is_refused(
+    sim: GiteaSim, client: GiteaClient, bad: str
+) -> None:
+    # It would become the harness's REF and a status path: refused where it enters.
+    sim.set_pull_head(REPO, 42, bad)
+    with pytest.raises(GiteaError, match="is not a commit SHA") as e:
+        await client.get_pull(REPO, 42)
+    assert not e.value.retryable
+    sim.set_pull_head(REPO, 42, HEAD.upper())  # control: a real one (any case) is read
+    assert (await client.get_pull(REPO, 42)).head_sha == HEAD.lower()
