@@ -102,12 +102,19 @@ command -v setsid >/dev/null 2>&1 || {
   echo "redfix-wrapper: setsid is not installed on the CI host"; exit 125; }
 cd -- "$workdir" 2>/dev/null || {
   echo "redfix-wrapper: harness workdir $workdir is missing or not accessible"; exit 125; }
-[ -e "$dir/pid" ] && { echo "redfix-wrapper: $dir already holds a started run"; exit 125; }
-mkdir -p -- "$dir" || { echo "redfix-wrapper: cannot create the run state dir $dir"; exit 125; }
+mkdir -p -- "${dir%/*}" || {
+  echo "redfix-wrapper: cannot create the run state dir ${dir%/*}"; exit 125; }
+# mkdir is the lock: of two launches of one run (the first one's answer lost with its
+# connection), only one gets past here, so a run never starts twice.
+if ! mkdir -- "$dir" 2>/dev/null; then
+  [ -e "$dir/pid" ] && { echo "redfix-wrapper: $dir already holds a started run"; exit 125; }
+  [ -d "$dir" ] || { echo "redfix-wrapper: cannot create the run state dir $dir"; exit 125; }
+  echo "redfix-wrapper: a launch of this run is already under way in $dir"; exit 125
+fi
+date +%s >"$dir/started"
 # State dirs of runs finished long ago are pruned here (their logs were truncated at finish).
 find "${dir%/*}" -mindepth 1 -maxdepth 1 -type d -mtime +14 -exec rm -rf -- {} + 2>/dev/null
 : >"$dir/out.log"
-date +%s >"$dir/started"
 setsid sh -c "$sup" redfix-supervisor "$cmd" "$dir" "$limit" "$ticks" </dev/null >/dev/null 2>&1 &
 n=0
 while [ ! -s "$dir/pid" ]; do
@@ -151,15 +158,22 @@ done
 """
 )
 
-# $1 state dir. key=value lines: state (none | running | exited | gone: no supervisor, no
-# harness, no exit code), code, ending,
+# $1 state dir. key=value lines: state (none | launching: a launch is under way, no pid yet |
+# running | exited | gone: no supervisor, no harness, no exit code), code, ending,
 # elapsed (whole seconds from launch to the end, or to now while running; the host's clock).
 STATUS = (
     r"""dir=$1
 """
     + _PRELUDE
     + r"""
-if [ ! -s "$dir/pid" ]; then echo state=none; exit 0; fi
+if [ ! -s "$dir/pid" ]; then
+  # A launch still between its lock and its pid file (it waits 10 s at most for the pid).
+  started=$(cat "$dir/started" 2>/dev/null)
+  if [ -d "$dir" ] && { [ -z "$started" ] || [ $(($(date +%s) - started)) -le 15 ]; }; then
+    echo state=launching
+  else echo state=none; fi
+  exit 0
+fi
 pid=$(cat "$dir/pid")
 if [ -e "$dir/exit" ]; then echo state=exited; echo "code=$(cat "$dir/exit")"
 elif alive "$(cat "$dir/supervisor" 2>/dev/null)" || group_alive; then echo state=running

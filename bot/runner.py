@@ -53,6 +53,10 @@ WRAPPER_EXIT = 125
 WRAPPER_TAG = "redfix-wrapper:"
 NOTE_PREFIX = "[redfix] "
 POLL_S = 0.2
+# Launches whose answer the connection lost, each followed by asking the host, before giving up.
+LAUNCH_TRIES = 3
+# How long a state dir may say "launching" (a lock, no pid yet) before it counts as never started.
+LAUNCHING_MAX_S = 30.0
 # Reconnecting to a host that dropped us: first wait, doubling up to the cap.
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
@@ -92,7 +96,9 @@ def _signed_int(text: str) -> int | None:
 class RemoteStatus:
     """Where a detached run stands on its host (hostscripts.STATUS)."""
 
-    state: str  # none (never started) | running | exited | gone (supervisor died, no exit)
+    # none (never started) | launching (no pid yet) | running | exited | gone (supervisor
+    # died, no exit)
+    state: str
     code: int | None = None
     ending: str = ""  # cancelled | timeout, when redfix stopped it
     elapsed_s: float | None = None
@@ -101,7 +107,7 @@ class RemoteStatus:
     def parse(cls, text: str) -> RemoteStatus:
         values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         state = values.get("state", "")
-        if state not in ("none", "running", "exited", "gone"):
+        if state not in ("none", "launching", "running", "exited", "gone"):
             raise RunnerError(f"unexpected run status from the host: {text.strip()[:200]!r}")
         code = values.get("code", "").strip()
         elapsed = values.get("elapsed", "").strip()
@@ -122,6 +128,7 @@ class _Follow:
     # the host's whole seconds); None for an adopted run
     stopping: str = ""  # "cancelled" | "timeout" once STOP was sent
     gave_up: bool = False  # the run did not stop after STOP
+    launching_since: float | None = None  # monotonic, when the host first said "launching"
 
 
 LineCallback = Callable[[str], None]
@@ -578,16 +585,31 @@ class SshRunner:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         sink = _LogSink(self.log_file(spec.run_id), self._tail_lines, on_line, spec.run_id)
         try:
-            problem = await self._launch(conn, spec)
-            if problem:
-                sink.note(problem)
-                return self._result(spec, RunState.INCOMPLETE, WRAPPER_EXIT, 0.0, sink, problem)
-            log.info("run %s: started %s on %s", spec.run_id, spec.recipe, self._where)
-            result = await self._supervise(
-                spec, sink, cancel, adopting=False, launched=time.monotonic()
+            for _ in range(LAUNCH_TRIES):
+                launched = time.monotonic()
+                problem = await self._launch(conn, spec)
+                if problem is None:
+                    # The launch's answer was lost with the connection: it may have started.
+                    # Find out as an adoption would (reconnecting with backoff): follow it if
+                    # it runs, launch again only once the host says it never started.
+                    adopted = await self._supervise(spec, sink, cancel, adopting=True)
+                    if adopted is not None:
+                        return adopted
+                    conn = await self._connection()
+                    continue
+                if problem:
+                    sink.note(problem)
+                    return self._result(spec, RunState.INCOMPLETE, WRAPPER_EXIT, 0.0, sink, problem)
+                log.info("run %s: started %s on %s", spec.run_id, spec.recipe, self._where)
+                result = await self._supervise(
+                    spec, sink, cancel, adopting=False, launched=launched
+                )
+                assert result is not None  # only an adopted run can turn out never to start
+                return result
+            raise RunnerError(
+                f"{self._where}: could not start the run: the connection dropped during "
+                f"{LAUNCH_TRIES} launches, and the host says it never started"
             )
-            assert result is not None  # only an adopted run can turn out never to have started
-            return result
         finally:
             sink.close()
 
@@ -637,8 +659,9 @@ class SshRunner:
         raw = done.stdout if isinstance(done.stdout, bytes) else b""
         return done.exit_status, raw[-8192:].decode("utf-8", "replace")
 
-    async def _launch(self, conn: asyncssh.SSHClientConnection, spec: RunSpec) -> str:
-        """Start the run detached; '' once it runs, else why it could not start."""
+    async def _launch(self, conn: asyncssh.SSHClientConnection, spec: RunSpec) -> str | None:
+        """Start the run detached: '' once it runs, None when the connection dropped before
+        the host answered (it may or may not have started), else why it could not start."""
         args = (
             self._harness.workdir,
             self._harness.command,
@@ -649,21 +672,29 @@ class SshRunner:
         )
         env = self._env(spec)
         try:
-            code, out = await self._script(conn, LAUNCH, *args, env=env)
-        except (OSError, asyncssh.Error, TimeoutError) as e:
-            # The connection died between reuse and use. A launch that did get through is
-            # recognised by the retry (its pid file exists) and followed, never started twice.
-            self._forget(conn)
-            log.warning(
-                "run %s: launch on %s failed (%s); reconnecting", spec.run_id, self._where, e
-            )
-            conn = await self._connection()
             try:
                 code, out = await self._script(conn, LAUNCH, *args, env=env)
-            except (OSError, asyncssh.Error, TimeoutError) as e2:
-                raise RunnerError(
-                    f"{self._where}: could not start the run: {_reason(e2)}"
-                ) from None
+            except asyncssh.ChannelOpenError as e:
+                # No channel, so the command never reached the host (a connection that died
+                # while idle): reconnect and launch; an unreachable host is a RunnerError.
+                self._forget(conn)
+                log.warning(
+                    "run %s: %s: no channel (%s); reconnecting", spec.run_id, self._where, e
+                )
+                conn = await self._connection()
+                code, out = await self._script(conn, LAUNCH, *args, env=env)
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            # The connection died between reuse and use, or while the launch ran: whether it
+            # got through is the host's to say (its state dir), never a guess that starts the
+            # run twice or leaves one running that nobody follows.
+            self._forget(conn)
+            log.warning(
+                "run %s: launch on %s got no answer (%s); asking the host whether it started",
+                spec.run_id,
+                self._where,
+                _reason(e),
+            )
+            return None
         if code == 0:
             return ""
         for line in out.splitlines():
@@ -706,6 +737,12 @@ class SshRunner:
             try:
                 conn = await self._connection()
                 status = await self._status(conn, spec.run_id)
+                if status.state == "launching":  # its pid file is due within seconds
+                    follow.launching_since = follow.launching_since or time.monotonic()
+                    if time.monotonic() - follow.launching_since < LAUNCHING_MAX_S:
+                        await asyncio.sleep(POLL_S)
+                        continue
+                    status = RemoteStatus("none", None, "", None)  # a launch that died
                 if status.state == "none":
                     if adopting:
                         return None

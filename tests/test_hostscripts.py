@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from bot.hostscripts import FOLLOW
+from bot.hostscripts import FOLLOW, LAUNCH, STATUS, SUPERVISOR
 
 
 def _ended_run(tmp_path: Path, content: bytes) -> Path:
@@ -49,3 +50,42 @@ def test_follow_copies_exactly_from_the_offset(tmp_path: Path, offset: int, copi
         (fake / "dd").chmod(0o755)
         env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     assert _follow(d, offset, env) == content[offset:]
+
+
+def _sh(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", script, "redfix", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_status_tells_a_launch_under_way_from_one_that_never_started(tmp_path: Path) -> None:
+    d = tmp_path / "rf-y"
+    assert "state=none" in _sh(STATUS, str(d)).stdout  # no state dir at all
+    d.mkdir()  # LAUNCH holds its lock, no `started` yet
+    assert "state=launching" in _sh(STATUS, str(d)).stdout
+    (d / "started").write_text(f"{int(time.time())}\n")
+    assert "state=launching" in _sh(STATUS, str(d)).stdout
+    (d / "started").write_text(f"{int(time.time()) - 60}\n")  # a launch that died long ago
+    assert "state=none" in _sh(STATUS, str(d)).stdout
+    (d / "pid").write_text("999999999\n")  # control: with a pid it is a run, here gone
+    assert "state=gone" in _sh(STATUS, str(d)).stdout
+
+
+def test_a_second_launch_of_one_run_is_refused_by_the_lock(tmp_path: Path) -> None:
+    d = tmp_path / "state" / "rf-z"
+    work = tmp_path / "work"
+    work.mkdir()
+    args = (str(work), "true", str(d), "10", "1", SUPERVISOR)
+    first = _sh(LAUNCH, *args)
+    assert first.returncode == 0, first.stdout
+    again = _sh(LAUNCH, *args)
+    assert again.returncode == 125
+    assert "already holds a started run" in again.stdout
+    (d / "pid").unlink()  # the first launch's lock is there but not (yet) its pid
+    racing = _sh(LAUNCH, *args)
+    assert racing.returncode == 125
+    assert "a launch of this run is already under way" in racing.stdout

@@ -632,3 +632,58 @@ async def test_runner_survives_a_host_restart(sshd: Sshd, tmp_path: Path) -> Non
 
     assert (before.state, after.state) == (RunState.GREEN, RunState.GREEN)
     assert [e["run_id"] for e in events(tmp_path) if e["event"] == "start"] == ["h1", "h3"]
+
+
+class LosesTheLaunchAnswer(SshRunner):
+    """The link drops around the first LAUNCH: after the host ran it (`after=True`: the
+    answer is lost) or before it got there (`after=False`); the next connect fails too."""
+
+    def __init__(self, *args: Any, after: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after = after
+        self.dropped = False
+        self.refused_connects = 0
+
+    async def _script(self, conn: Any, script: str, *args: str, **kw: Any) -> Any:
+        from bot.hostscripts import LAUNCH
+
+        if script == LAUNCH and not self.dropped:
+            self.dropped = True
+            if self.after:
+                await super()._script(conn, script, *args, **kw)
+            conn.close()
+            raise ConnectionError("the channel closed without an exit status")
+        return await super()._script(conn, script, *args, **kw)
+
+    async def _connect(self) -> Any:
+        if self.dropped and self.refused_connects == 0:
+            self.refused_connects += 1
+            raise RunnerError("cannot connect: Connect call failed (injected)")
+        return await super()._connect()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [True, False], ids=["answer-lost", "never-arrived"])
+async def test_a_launch_whose_answer_is_lost_is_followed_or_started_once(
+    sshd: Sshd, tmp_path: Path, after: bool
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runner = LosesTheLaunchAnswer(
+        sshd.host_config(),
+        sshd.harness_config(runs_dir=str(runs)),
+        tmp_path / "logs",
+        after=after,
+    )
+    try:
+        result = await runner.run(RunSpec(run_id="lost1", recipe="custom-html"))
+    finally:
+        await runner.close()
+        stop_runs_under(runs)
+    assert runner.dropped
+    assert runner.refused_connects == 1  # the reconnect failed once, as in the field
+    # Either way the run is neither lost nor doubled: it ran once and was followed to its end.
+    assert result.state is RunState.GREEN, result
+    starts = [e for e in events(tmp_path) if e["event"] == "start"]
+    assert [e["run_id"] for e in starts] == ["lost1"]
+    assert "[cc-ci] result: green" in (tmp_path / "logs" / "lost1.log").read_text()
