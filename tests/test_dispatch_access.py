@@ -27,10 +27,15 @@ class FakeLog:
     states: dict[int, str] = field(default_factory=dict)
     authors: dict[int, str] = field(default_factory=dict)
     run_targets: dict[str, tuple[str, int]] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
 
     async def pending_deliveries(self) -> list[tuple[str, str, bytes]]:
         done = {d for d, _ in self.finished}
         return [d for d in self.deliveries if d[0] not in done]
+
+    async def begin_delivery(self, delivery_id: str) -> int:
+        self.attempts[delivery_id] = self.attempts.get(delivery_id, 0) + 1
+        return self.attempts[delivery_id]
 
     async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None:
         self.finished.append((delivery_id, state))
@@ -266,3 +271,15 @@ async def test_a_rooms_refusals_are_rate_limited_per_room_not_per_thread() -> No
     await w.settle()
     assert len(w.refusals()) == 1
     assert ("@ann:hs", "eyes") in w.out.reactions
+
+
+def test_the_fakes_implement_every_method_of_their_ports() -> None:
+    # The suite is not type-checked yet, so a port that grows a method must fail here, not
+    # as an AttributeError in the middle of a dispatch.
+    from bot.dispatch import CommandLog
+    from bot.ports import Forge, Say
+
+    for port, fake in ((CommandLog, FakeLog), (Forge, FakeForge), (Say, FakeSay)):
+        wanted = {n for n in vars(port) if not n.startswith("_")}
+        missing = sorted(n for n in wanted if not callable(getattr(fake, n, None)))
+        assert missing == [], f"{fake.__name__} lacks {missing} of {port.__name__}"
