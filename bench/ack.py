@@ -238,8 +238,8 @@ async def run(settings: Settings) -> Report:
     )
     report.checks["no Gitea API violations"] = not violations
     report.notes.append(
-        "GiteaSim without spec validation (../shared/gitea/swagger.v1.json is not on this "
-        "machine, and validation costs the fake time that a real Gitea would not spend); "
-        "bot, fake Gitea and client share one event loop"
+        "GiteaSim without spec validation (validation costs the fake time that a real "
+        "Gitea would not spend; the tests validate every request); bot, fake Gitea and "
+        "client share one event loop"
     )
     return report
