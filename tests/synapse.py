@@ -143,6 +143,11 @@ class Synapse:
     def running(self) -> bool:
         return self.pid is not None and is_alive(self.pid)
 
+    def _alive_now(self) -> bool:
+        # A call, not the property: mypy keeps `running` narrowed to False after the early
+        # return above, and would call the ready check unreachable.
+        return self.running
+
     def start(self) -> None:
         """Start (or restart) on the same port; return once the client API answers *and* the
         process we started is the one alive (a leftover on the port would answer too)."""
@@ -165,7 +170,7 @@ class Synapse:
                 raise RuntimeError(
                     f"synapse exited with {self._proc.returncode} on start:\n{self.log_text()}"
                 )
-            if self._answers() and self.running:
+            if self._answers() and self._alive_now():
                 return
             time.sleep(0.1)
         self.stop()

@@ -199,7 +199,7 @@ async def _full_run(make_rig: RigFactory, tmp_path: Path, chat: Chat) -> tuple[d
     """Isolation + !testme of a recipe whose harness prints everything, asked on Gitea, then
     an isolation and the results table asked in a Matrix room; (channels, raw run logs)."""
     stream = io.StringIO()
-    configure_logging("debug", bot.app.Redactor(SECRETS.values()))
+    configure_logging("debug", Redactor(SECRETS.values()))
     root = logging.getLogger()
     root.handlers[0].stream = stream  # type: ignore[attr-defined]
     try:

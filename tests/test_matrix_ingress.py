@@ -37,6 +37,7 @@ ROOM = "!room:localhost"
 
 
 def message(body: str, *, sender: str = "@alice:localhost", **content: Any) -> dict[str, Any]:
+    """A room message event; `content` keys (e.g. "m.relates_to") join its content."""
     return {
         "type": "m.room.message",
         "event_id": "$cmd1",
@@ -44,6 +45,11 @@ def message(body: str, *, sender: str = "@alice:localhost", **content: Any) -> d
         "origin_server_ts": 1,
         "content": {"msgtype": "m.text", "body": body, **content},
     }
+
+
+def fields(content: dict[str, Any]) -> dict[str, Any]:
+    """Content keys that are no Python names ("m.relates_to"), for `message(**...)`."""
+    return content
 
 
 def test_a_room_command_is_the_same_command_as_on_a_pr() -> None:
@@ -70,7 +76,7 @@ def test_a_room_command_is_the_same_command_as_on_a_pr() -> None:
 
 def test_a_command_inside_a_thread_is_answered_in_that_thread() -> None:
     ev = message(
-        "!redfix status", **{"m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}}
+        "!redfix status", **fields({"m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}})
     )
     got = event_to_incoming(ROOM, ev, BOT)
     assert isinstance(got, Incoming)
@@ -87,10 +93,12 @@ def test_a_command_inside_a_thread_is_answered_in_that_thread() -> None:
         (
             message(
                 "* !redfix isolate mumble",
-                **{
-                    "m.new_content": {"msgtype": "m.text", "body": "!redfix isolate mumble"},
-                    "m.relates_to": {"rel_type": "m.replace", "event_id": "$old"},
-                },
+                **fields(
+                    {
+                        "m.new_content": {"msgtype": "m.text", "body": "!redfix isolate mumble"},
+                        "m.relates_to": {"rel_type": "m.replace", "event_id": "$old"},
+                    }
+                ),
             ),
             "an edit",
         ),
@@ -191,14 +199,14 @@ def test_a_place_survives_the_store_record() -> None:
 
 
 def test_power_levels_follow_the_room_version() -> None:
-    def create(version: str, **content: object) -> dict[str, object]:
+    def create(version: str, **content: object) -> dict[str, Any]:
         return {
             "type": "m.room.create",
             "sender": "@creator:x",
             "content": {"room_version": version, **content},
         }
 
-    levels = {"type": "m.room.power_levels", "content": {"users": {"@mod:x": 50}}}
+    levels: dict[str, Any] = {"type": "m.room.power_levels", "content": {"users": {"@mod:x": 50}}}
     v12 = [create("12", additional_creators=["@co:x"]), levels]
     assert power_level("@creator:x", v12) > 1000  # creators outrank every level
     assert power_level("@co:x", v12) > 1000

@@ -169,7 +169,7 @@ def test_deep_nesting_is_a_payload_error(event: str, depth: int, kind: str) -> N
     assert f"nested deeper than {MAX_JSON_DEPTH}" in str(result)
 
 
-INT_FIELDS = {
+INT_FIELDS: dict[str, list[tuple[str, ...]]] = {
     "issue_comment": [("comment", "id"), ("issue", "number")],
     "pull_request": [("number",)],
     POLL_EVENT: [("comment_id",), ("number",)],

@@ -194,7 +194,7 @@ def test_a_cut_piece_shorter_than_half_is_left_by_design() -> None:
 
 def _keys() -> dict[str, str]:
     ed = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
-    rsa = asyncssh.generate_private_key("ssh-rsa", 2048)
+    rsa = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
     body = base64.b64encode(random.Random(7).randbytes(700)).decode()
     pgp = "\n".join(
         [

@@ -32,7 +32,7 @@ def _loop_on_wait_for(event: asyncio.Event, rounds: list[int]) -> asyncio.Task[N
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="wait_for was fixed in 3.12")
 async def test_the_python_311_race_is_real_here() -> None:
     """Not vacuous: on this Python one cancel really is lost, and the loop goes on."""
-    event, rounds = asyncio.Event(), []
+    event, rounds = asyncio.Event(), list[int]()
     task = _loop_on_wait_for(event, rounds)
     await asyncio.sleep(0.01)
     event.set()
@@ -44,7 +44,7 @@ async def test_the_python_311_race_is_real_here() -> None:
 
 
 async def test_a_cancel_dropped_by_wait_for_does_not_hang_shutdown() -> None:
-    event, rounds = asyncio.Event(), []
+    event, rounds = asyncio.Event(), list[int]()
     task = _loop_on_wait_for(event, rounds)
     await asyncio.sleep(0.01)
     event.set()
