@@ -195,11 +195,18 @@ async def _channels(rig: Rig, chat: Chat) -> dict[str, str]:
     return out
 
 
-async def _full_run(make_rig: RigFactory, tmp_path: Path, chat: Chat) -> tuple[dict[str, str], str]:
+async def _full_run(
+    make_rig: RigFactory,
+    tmp_path: Path,
+    chat: Chat,
+    log_redactor: type[Redactor] = Redactor,
+) -> tuple[dict[str, str], str]:
     """Isolation + !testme of a recipe whose harness prints everything, asked on Gitea, then
-    an isolation and the results table asked in a Matrix room; (channels, raw run logs)."""
+    an isolation and the results table asked in a Matrix room; (channels, raw run logs).
+    `log_redactor` is what the log handler redacts with (the positive control switches it
+    off, as it switches off the bot's own)."""
     stream = io.StringIO()
-    configure_logging("debug", Redactor(SECRETS.values()))
+    configure_logging("debug", log_redactor(SECRETS.values()))
     root = logging.getLogger()
     root.handlers[0].stream = stream  # type: ignore[attr-defined]
     try:
@@ -259,7 +266,7 @@ async def test_positive_control_the_same_search_finds_every_secret_unredacted(
     """The same run with the bot's redactor switched off: the search finds each secret, in
     the escaped forms of the exits the issue names, so the test above can see a leak."""
     monkeypatch.setattr(bot.app, "Redactor", _Transparent)
-    channels, _ = await _full_run(make_rig, tmp_path, chat)
+    channels, _ = await _full_run(make_rig, tmp_path, chat, log_redactor=_Transparent)
     found = search(channels)
     names = {n for _, n in found}
     for name in SECRETS:
