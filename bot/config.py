@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.errors import InputError
 from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE, ascii_int
 
 ENV_SECRETS: dict[str, tuple[str, str]] = {
@@ -295,7 +296,7 @@ class Config(_Section):
         return [s for s in out if s]
 
 
-class ConfigError(Exception):
+class ConfigError(InputError):
     """A config that cannot be used; `problems` lists every one, each with its key path."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.errors import ForgeUnavailable
 from bot.jobs import Jobs
 from bot.model import (
     CancelPlan,
@@ -45,6 +46,8 @@ from bot.render import (
 )
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Access", "CommandLog", "Dispatcher", "ForgeUnavailable"]
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 # While a pass is under way, how often new arrivals may reorder what is left of it.
@@ -132,11 +135,6 @@ class Access:
             else ""
         )
         return f"the users its operator allowed{power}"
-
-
-class ForgeUnavailable(Exception):
-    """The forge (or the homeserver) could not answer now; the delivery stays pending and is
-    tried again."""
 
 
 class Dispatcher:

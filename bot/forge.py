@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dispatch import ForgeUnavailable
+from bot.errors import ForgeUnavailable
 from bot.gitea import GiteaClient, GiteaError
 
 

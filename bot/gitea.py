@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from bot import __version__
+from bot.errors import ExternalError
 from bot.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ T = TypeVar("T")
 PAGE_LIMIT = 50
 
 
-class GiteaError(Exception):
+class GiteaError(ExternalError):
     """A failed Gitea call; `retryable` says whether trying again later could help."""
 
     def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:

@@ -40,7 +40,7 @@ from nio import (
 )
 
 from bot.config import MatrixConfig
-from bot.dispatch import ForgeUnavailable
+from bot.errors import ExternalError, ForgeUnavailable
 from bot.ingress.matrix import (
     EVENT,
     delivery_id,
@@ -73,7 +73,7 @@ FIRST_SYNC_FILTER: dict[str, Any] = {
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
-class MatrixError(Exception):
+class MatrixError(ExternalError):
     """The homeserver refused something the bot needs (login, sync)."""
 
 

@@ -25,6 +25,7 @@ import secrets
 import time
 from typing import Any, Literal, Protocol
 
+from bot.errors import ExternalError
 from bot.gitea import GiteaClient, GiteaError
 from bot.model import Origin, Place, Source
 from bot.redact import Redactor
@@ -45,7 +46,7 @@ DONE, FAILED = "✅", "❌"
 MAX_ATTEMPTS = 500
 
 
-class DeliveryError(Exception):
+class DeliveryError(ExternalError):
     """A send that failed. `retryable`: trying again can help; `retry_after` (seconds): how
     long the other side asked us to wait (a rate limit), instead of our own backoff."""
 

@@ -11,6 +11,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.errors import InputError
 from bot.model import FailingTest, ResultsSummary, StageResult
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ MAX_MESSAGE_CHARS = 300
 RED_STATUSES = ("fail", "error")
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """results.json or a JUnit file that cannot be used; the message says exactly why."""
 
 

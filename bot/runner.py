@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TextIO
 import asyncssh
 
 from bot.config import HarnessConfig, HostConfig
+from bot.errors import ExternalError
 from bot.hostscripts import ATTACHED, FINISH, FOLLOW, LAUNCH, STATUS, STOP, SUPERVISOR
 from bot.model import (
     RECIPE_RE,
@@ -80,7 +81,7 @@ CIPHERS = (
 SFTP_VERSION = 6
 
 
-class RunnerError(Exception):
+class RunnerError(ExternalError):
     """The CI host cannot be used (connection, authentication, host key) or a spec was refused."""
 
 

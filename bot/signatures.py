@@ -13,6 +13,7 @@ from importlib import resources
 from itertools import accumulate, islice
 from pathlib import Path
 
+from bot.errors import InputError
 from bot.model import Cause, EvidenceLine
 from bot.results import ResultsError, parse_results
 
@@ -45,7 +46,7 @@ _LEADING_FLAGS_RE = re.compile(r"\(\?([aiLmsux]+)\)")
 _ESCAPE_ARG_LEN = {"x": 2, "u": 4, "U": 8}
 
 
-class RulesError(ValueError):
+class RulesError(InputError):
     """A signature rules file that cannot be used; `problems` lists every reason at once."""
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.errors import ExternalError
 from bot.model import Place
 
 _V1 = """
@@ -192,7 +193,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class StoreError(Exception):
+class StoreError(ExternalError):
     """The store cannot be used (e.g. written by a newer redfix)."""
 
 

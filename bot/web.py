@@ -22,7 +22,8 @@ from urllib.parse import parse_qs
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bot.ingress.gitea import POLL_EVENT, PayloadError, to_incoming
+from bot.errors import PayloadError
+from bot.ingress.gitea import POLL_EVENT, to_incoming
 from bot.markup import html_page
 from bot.metrics import CONTENT_TYPE, Metrics, Snapshot
 from bot.model import RUN_ID_RE, Ignore

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bot.errors import PayloadError
 from bot.ingress.gitea import (
     HANDLED_EVENTS,
     INT64_MAX,
     MAX_JSON_DEPTH,
     POLL_EVENT,
-    PayloadError,
     json_nesting_exceeds,
     to_incoming,
 )

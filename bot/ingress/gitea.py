@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from bot.errors import PayloadError
 from bot.model import Command, Ignore, Incoming, Origin, PullEvent, Source
 from bot.parse import parse_command
 
@@ -48,10 +49,6 @@ _RESERVED_REPO_SUFFIXES = (".wiki", ".git", ".rss", ".atom")
 # A commit id: SHA-1 (40) or SHA-256 (64) object names, as Gitea writes them.
 _SHA_RE = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _URL_RE = re.compile(r"https?://[^\s\x00-\x1f\x7f]{1,2040}")
-
-
-class PayloadError(ValueError):
-    """A signed body that is not a usable Gitea payload; the message is safe to answer with."""
 
 
 @dataclass(frozen=True)

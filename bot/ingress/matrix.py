@@ -12,14 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from bot.errors import PayloadError
 from bot.model import Ignore, Incoming, Origin, Source, ascii_int
 from bot.parse import parse_command
 
 EVENT = "matrix.message"  # the delivery's event name
-
-
-class PayloadError(ValueError):
-    """A stored Matrix delivery that is not a usable event (never user input: a bug or damage)."""
 
 
 def delivery_id(event_id: str) -> str:
