@@ -25,7 +25,14 @@ from bot.model import (
     TestmePlan,
 )
 from bot.ports import Say
-from bot.render import render_announcement, render_failure
+from bot.render import (
+    render_announcement,
+    render_cancel_ended,
+    render_cancel_unfollowed,
+    render_cancel_unknown,
+    render_cancelling,
+    render_failure,
+)
 from bot.tasks import stop_tasks
 from bot.verify import Verifier
 
@@ -101,22 +108,19 @@ class Jobs:
         run = await self._runs.run(plan.run_id)
         who = f"by {cmd.origin.author}"
         if run is None:
-            text = f"There is no run `{plan.run_id}`."
+            text = render_cancel_unknown(plan.run_id)
         elif run["state"] not in ("queued", "running"):
-            text = f"Run `{plan.run_id}` already ended ({run['state']}); nothing to cancel."
+            text = render_cancel_ended(plan.run_id, run["state"])
         elif (
             self._isolation.cancel(int(run["command_id"]), who)
             if run["kind"] == "isolation"
             else self._verifier.cancel_run(plan.run_id, f"cancelled {who}")
         ):
-            text = (
-                f"✋ Cancelling `{plan.run_id}` ({run['recipe']}): a queued run will not start, "
-                "a running one is stopped and torn down; its comment will say so."
-            )
+            text = render_cancelling(plan.run_id, run["recipe"])
         else:
             # No job here holds it (its job failed): stop it on its host all the same.
             what = await self._isolation.abandon(run, f"cancelled {who}")
-            text = f"✋ Run `{plan.run_id}` ({run['recipe']}) had no job following it: {what}."
+            text = render_cancel_unfollowed(plan.run_id, run["recipe"], what)
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
         await self._runs.set_command_state(command_id, "done")
 

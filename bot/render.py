@@ -467,3 +467,77 @@ def _fit(text: str) -> str:
     head_len = MAX_COMMENT_CHARS // 2
     tail = text[-(MAX_COMMENT_CHARS - head_len - 40) :]
     return text[:head_len] + "\n\n… (cut to fit) …\n\n" + tail
+
+
+# --- what the jobs say about cancels, verifications and fix PRs -----------------------------
+
+
+def render_cancel_unknown(run_id: str) -> str:
+    return f"There is no run `{run_id}`."
+
+
+def render_cancel_ended(run_id: str, state: str) -> str:
+    return f"Run `{run_id}` already ended ({state}); nothing to cancel."
+
+
+def render_cancelling(run_id: str, recipe: str) -> str:
+    return (
+        f"✋ Cancelling `{run_id}` ({recipe}): a queued run will not start, "
+        "a running one is stopped and torn down; its comment will say so."
+    )
+
+
+def render_cancel_unfollowed(run_id: str, recipe: str, what: str) -> str:
+    """A run no job followed (its job failed), stopped on its host all the same."""
+    return f"✋ Run `{run_id}` ({recipe}) had no job following it: {what}."
+
+
+def render_already_verifying(sha: str, state: str, where: str) -> str:
+    return (
+        f"⏳ `{sha[:10]}` is already being verified ({state}); see {where}. Not starting another."
+    )
+
+
+def render_unreadable_head(pr: str, why: str) -> str:
+    return f"Could not read the head commit of {pr} ({why}); nothing was started."
+
+
+def render_untrusted_head(sha: str, pusher: str) -> str:
+    """A push by someone who may not start runs: said once, nothing run."""
+    return (
+        f"ℹ️ The new head `{sha[:10]}` was not verified automatically: "
+        f"{mention(pusher)} may not start runs. A maintainer can comment `!testme`."
+    )
+
+
+def render_linked(pr: str, recipe: str, triage_id: int, state: str, public_url: str) -> str:
+    return (
+        f"🔗 Linked {pr} as the fix for `{recipe}` (triage #{triage_id}, {state}). "
+        f"Its verifications now count for the results table ({public_url}/report)."
+    )
+
+
+def render_test_edits(recipe: str, files: Sequence[str]) -> str:
+    """A recipe fix that edits test files: the rule, and the way out."""
+    shown = ", ".join(f"`{f}`" for f in files[:10])
+    return (
+        f"⚠️ This PR is linked as the fix of a **recipe** defect in `{recipe}`, but it also "
+        f"edits test files: {shown}. A test may be corrected in a paired test PR under "
+        "review — never weakened to turn red green. Please split the test change out."
+    )
+
+
+def render_fix_verification(
+    fix: str, recipe: str, state: str, green: int, repeat: int, sha: str, text: str, url: str
+) -> str:
+    """A fix PR's verification, told where its triage started."""
+    icon = {"success": "✅", "failure": "❌", "superseded": "⏭️"}.get(state, "⚠️")
+    words = {
+        "success": f"verified green {green}/{repeat}",
+        "failure": "red",
+        "superseded": "superseded",
+    }.get(state, state)
+    return (
+        f"{icon} Fix {fix} for `{recipe}` {words} at `{sha[:10]}` ({text}). "
+        f"Results table: {url}/report"
+    )

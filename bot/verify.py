@@ -30,10 +30,19 @@ from bot.model import (
     RunSpec,
     RunState,
     TestmePlan,
-    mention,
 )
 from bot.ports import HostRunner, Say
-from bot.render import render_failure, render_status, render_testme
+from bot.render import (
+    render_already_verifying,
+    render_failure,
+    render_fix_verification,
+    render_linked,
+    render_status,
+    render_test_edits,
+    render_testme,
+    render_unreadable_head,
+    render_untrusted_head,
+)
 from bot.report import build_report, render_report_md
 from bot.scheduler import HostPool
 
@@ -248,10 +257,7 @@ class Verifier:
             await self._say.comment(
                 o.place,
                 f"cmd-{command_id}",
-                render_failure(
-                    f"Could not read the head commit of {pr} ({e}); nothing was started.",
-                    f"cmd-{command_id}",
-                ),
+                render_failure(render_unreadable_head(str(pr), str(e)), f"cmd-{command_id}"),
             )
             await self._store.set_command_state(command_id, "failed")
             return
@@ -263,8 +269,7 @@ class Verifier:
             await self._say.comment(
                 o.place,
                 f"cmd-{command_id}",
-                f"⏳ `{sha[:10]}` is already being verified ({active['state']}); see {where}. "
-                "Not starting another.",
+                render_already_verifying(sha, active["state"], where),
             )
             await self._store.set_command_state(command_id, "replied")
             return
@@ -470,8 +475,7 @@ class Verifier:
             await self._say.comment(
                 o.place,
                 f"untrusted-{plan.head_sha}",
-                f"ℹ️ The new head `{plan.head_sha[:10]}` was not verified automatically: "
-                f"{mention(o.author)} may not start runs. A maintainer can comment `!testme`.",
+                render_untrusted_head(plan.head_sha, o.author),
             )
             await self._store.set_command_state(command_id, "done")
             return
@@ -527,9 +531,7 @@ class Verifier:
         await self._say.comment(
             o.place,
             f"cmd-{command_id}",
-            f"🔗 Linked {pr} as the fix for `{plan.recipe}` (triage #{triage_id}, {state}). "
-            f"Its verifications now count for the results table ({self._settings.public_url}"
-            "/report).",
+            render_linked(str(pr), plan.recipe, triage_id, state, self._settings.public_url),
         )
         await self._warn_test_edits(pr.repo, pr.number, plan.recipe, verdict)
         await self._store.set_command_state(command_id, "done")
@@ -550,13 +552,8 @@ class Verifier:
         ]
         if not touched:
             return
-        shown = ", ".join(f"`{f}`" for f in touched[:10])
         await self._say.comment(
-            Place(repo, number),
-            f"testedit:{repo}#{number}",
-            f"⚠️ This PR is linked as the fix of a **recipe** defect in `{recipe}`, but it also "
-            f"edits test files: {shown}. A test may be corrected in a paired test PR under "
-            "review — never weakened to turn red green. Please split the test change out.",
+            Place(repo, number), f"testedit:{repo}#{number}", render_test_edits(recipe, touched)
         )
 
     async def _fix_verified(
@@ -574,17 +571,19 @@ class Verifier:
                     "pr": f"{repo}#{number}",
                 },
             )
-            icon = {"success": "✅", "failure": "❌", "superseded": "⏭️"}.get(state, "⚠️")
-            words = {
-                "success": f"verified green {green}/{repeat}",
-                "failure": "red",
-                "superseded": "superseded",
-            }.get(state, state)
             await self._say.comment(
                 Place.from_record(t["repo"], int(t["number"])),
                 f"fix-{t['id']}",
-                f"{icon} Fix {repo}#{number} for `{t['recipe']}` {words} at `{sha[:10]}` "
-                f"({text}). Results table: {self._settings.public_url}/report",
+                render_fix_verification(
+                    f"{repo}#{number}",
+                    t["recipe"],
+                    state,
+                    green,
+                    repeat,
+                    sha,
+                    text,
+                    self._settings.public_url,
+                ),
             )
             verdict = (t.get("detail") or {}).get("verdict") or {}
             await self._warn_test_edits(repo, number, t["recipe"], verdict)
