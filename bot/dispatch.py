@@ -137,6 +137,29 @@ class Access:
         return f"the users its operator allowed{power}"
 
 
+class OncePer:
+    """ "Say it once per person and place in a window": the memory of the refusal and failure
+    replies. A place is a PR or a room — not a thread, since every Matrix command roots a
+    thread of its own. Bounded: past 10,000 keys, those outside the window are forgotten."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, o: Origin) -> bool:
+        """True (and remembered) when `o`'s author was not answered at `o`'s place lately."""
+        now = self._clock()
+        key = (o.author.lower(), o.room_id or f"{o.repo}#{o.number}".lower())
+        last = self._last.get(key)
+        if last is not None and now - last < self.window_s:
+            return False
+        if len(self._last) > 10_000:
+            self._last = {k: t for k, t in self._last.items() if now - t < self.window_s}
+        self._last[key] = now
+        return True
+
+
 class Dispatcher:
     """Works through pending deliveries: dedupe, authorize, acknowledge, decide, start."""
 
@@ -173,13 +196,14 @@ class Dispatcher:
         # delivery → when it may be tried again, and why the last try failed (this process)
         self._not_before: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
-        self._failure_replied: dict[tuple[str, str], float] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time, or a delivery could start twice
         self._clock: Callable[[], float] = time.monotonic
-        # (login, repo) → until when a "no" from Gitea stands; (author, place) → last reply.
+        # (login, repo) → until when a "no" from Gitea stands.
         self._denied: dict[tuple[str, str], float] = {}
-        self._refused: dict[tuple[str, str], float] = {}
+        # Through a lambda, so a clock swapped in later (tests) is the one the windows use.
+        self._refusals = OncePer(access.refusal_every_s, lambda: self._clock())
+        self._failure_replies = OncePer(FAILURE_REPLY_EVERY_S, lambda: self._clock())
 
     def wake(self) -> None:
         self._wake.set()
@@ -301,14 +325,8 @@ class Dispatcher:
         if not isinstance(incoming, Incoming):
             return
         o = incoming.origin
-        key, now = (o.author.lower(), repr(o.place)), self._clock()
-        last = self._failure_replied.get(key)
-        if last is not None and now - last < FAILURE_REPLY_EVERY_S:
+        if not self._failure_replies.allow(o):
             return
-        if len(self._failure_replied) > 10_000:  # bounded: forget replies out of the window
-            cutoff = now - FAILURE_REPLY_EVERY_S
-            self._failure_replied = {k: t for k, t in self._failure_replied.items() if t >= cutoff}
-        self._failure_replied[key] = now
         try:
             await self._say.comment(o.place, f"failed-{ref}", render_failure(text, ref))
             await self._say.done(o, False)
@@ -449,17 +467,9 @@ class Dispatcher:
     async def _refuse(self, command_id: int, o: Origin, text: str) -> tuple[str, str]:
         """Say no — once per person and place in `refusal_every_s`; a burst of further
         commands from them is recorded and counted, and costs no API call and no comment."""
-        now = self._clock()
-        # Per room, not per thread: every Matrix command roots a thread of its own.
-        key = (o.author.lower(), o.room_id or f"{o.repo}#{o.number}".lower())
-        last = self._refused.get(key)
-        if last is not None and now - last < self._access.refusal_every_s:
+        if not self._refusals.allow(o):
             await self._store.set_command_state(command_id, "refused_quietly")
             return "done", "refused (reply rate-limited)"
-        if len(self._refused) > 10_000:  # bounded: forget replies older than the window
-            cutoff = now - self._access.refusal_every_s
-            self._refused = {k: t for k, t in self._refused.items() if t >= cutoff}
-        self._refused[key] = now
         await self._say.comment(o.place, f"cmd-{command_id}", text)
         await self._store.set_command_state(command_id, "refused")
         return "done", "refused"

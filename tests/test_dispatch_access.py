@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import handlers
-from bot.dispatch import Access, Dispatcher
+from bot.dispatch import Access, Dispatcher, OncePer
 from bot.jobs import Jobs
 from bot.model import HandlerSettings, Ignore, Incoming, Origin, Place, Source
 from bot.parse import parse_command
@@ -283,3 +283,15 @@ def test_the_fakes_implement_every_method_of_their_ports() -> None:
         wanted = {n for n in vars(port) if not n.startswith("_")}
         missing = sorted(n for n in wanted if not callable(getattr(fake, n, None)))
         assert missing == [], f"{fake.__name__} lacks {missing} of {port.__name__}"
+
+
+def test_once_per_person_and_place_counts_rooms_not_threads() -> None:
+    clock = Clock()
+    once = OncePer(60, clock)
+    assert once.allow(room_origin("@eve:hs", "$1"))
+    assert not once.allow(room_origin("@eve:hs", "$2"))  # another thread, the same room
+    assert once.allow(room_origin("@ann:hs", "$3"))  # control: someone else is answered
+    assert once.allow(gitea_origin("eve"))  # and eve on a PR is another place
+    assert not once.allow(gitea_origin("EVE", cid=9))  # logins compare without case
+    clock.now += 61
+    assert once.allow(room_origin("@eve:hs", "$4"))  # a new window
