@@ -13,8 +13,8 @@ import httpx
 from aiohttp import web
 
 from bench.common import LOOPBACK, Report, Settings, Target, fmt, free_port, ms, percentile
+from bot.adapters.config import Config, parse_config
 from bot.app import running_bot, serving
-from bot.config import Config, parse_config
 from bot.sim import deliveries
 from bot.sim.gitea import SIM_TOKEN, GiteaSim
 from bot.sim.host import SimHost

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Report, Settings, Target, fmt, ms, percentile
+from bot.adapters.store import Store
 from bot.sim import deliveries
-from bot.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-webhook-secret-0123"  # noqa: S105 - a made-up secret on loopback
@@ -275,7 +275,7 @@ def index_dedupe_key(db: Path) -> None:
 
 async def run(settings: Settings) -> Report:
     sizes = QUICK if settings.quick else FULL
-    report = Report("ingest", "signed issue_comment deliveries → bot.web webhook app → 202")
+    report = Report("ingest", "signed issue_comment deliveries → the webhook app → 202")
     tmp = settings.tmp
     bot: dict[int, Stored] = {}
     bare: dict[int, Load] = {}

@@ -1,4 +1,4 @@
-"""Benchmark 4, scheduling: 1,000 instant runs through bot.scheduler.HostPool vs no scheduler."""
+"""Benchmark 4, scheduling: 1,000 instant runs through core.scheduler.HostPool vs none."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bench.common import Report, Settings, Target, fmt, ms, percentile
-from bot.scheduler import HostPool
+from bot.core.scheduler import HostPool
 
 HOSTS = (("ci-1", 2), ("ci-2", 2))
 RECIPES = 50

@@ -9,17 +9,17 @@ from pathlib import Path
 from aiohttp import web
 
 from bench.common import LOOPBACK
+from bot.adapters.metrics import Metrics, Snapshot
+from bot.adapters.store import Store
+from bot.adapters.web import make_web_app
 from bot.cli import configure_logging
-from bot.metrics import Metrics, Snapshot
-from bot.redact import Redactor
-from bot.store import Store
-from bot.web import make_web_app
+from bot.render.redact import Redactor
 
 BOT_LOGIN = "redfix"
 MAX_BODY = 1_048_576  # the config default ([server] max_body_bytes)
 # Prints its port once listening and serves until stdin reaches EOF, then shuts down cleanly
 # (the store closed, so the parent can count its rows).
-USAGE = """usage: python -m bench.serve bot DATA_DIR SECRET   (bot.web's app over a real Store)
+USAGE = """usage: python -m bench.serve bot DATA_DIR SECRET   (the webhook app over a Store)
        python -m bench.serve bare                   (reads the body, answers 202)"""
 
 

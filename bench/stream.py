@@ -19,9 +19,9 @@ from pathlib import Path
 import asyncssh
 
 from bench.common import Report, Settings, Target, fmt, reset_peak_rss, status_kib
-from bot.config import HarnessConfig
+from bot.adapters.config import HarnessConfig
+from bot.adapters.ssh.runner import CIPHERS, READ_CHUNK, SshRunner
 from bot.model import RunSpec
-from bot.runner import CIPHERS, READ_CHUNK, SshRunner
 from tests.sshd import SSHD, Sshd
 
 MB = 1_000_000

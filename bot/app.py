@@ -12,29 +12,29 @@ from dataclasses import dataclass
 from aiohttp import web
 
 import handlers
-from bot.config import Config, ConfigError
-from bot.dispatch import Access, Dispatcher
-from bot.forge import GiteaForge
-from bot.gitea import GiteaClient
-from bot.ingress import matrix as matrix_ingress
-from bot.ingress.gitea import to_incoming
-from bot.isolation import Isolation, IsolationSettings
-from bot.jobs import Jobs
-from bot.matrix import MatrixBot
-from bot.metrics import Metrics, Snapshot
+from bot.adapters.config import Config, ConfigError
+from bot.adapters.gitea.client import GiteaClient
+from bot.adapters.gitea.forge import GiteaForge
+from bot.adapters.gitea.payload import to_incoming
+from bot.adapters.gitea.poll import Poller
+from bot.adapters.matrix import payload as matrix_ingress
+from bot.adapters.matrix.client import MatrixBot
+from bot.adapters.metrics import Metrics, Snapshot
+from bot.adapters.outbox import Outbox
+from bot.adapters.preflight import config_problems, host_key_problems
+from bot.adapters.ssh.runner import SshRunner
+from bot.adapters.store import Store
+from bot.adapters.web import make_web_app, start_server
+from bot.core.dispatch import Access, Dispatcher
+from bot.core.isolation import Isolation, IsolationSettings
+from bot.core.jobs import Jobs
+from bot.core.ports import HostRunner
+from bot.core.scheduler import HostPool
+from bot.core.tasks import stop_tasks
+from bot.core.verify import Verifier, VerifySettings
 from bot.model import HandlerSettings, Ignore, Incoming
-from bot.outbox import Outbox
-from bot.poll import Poller
-from bot.ports import HostRunner
-from bot.preflight import config_problems, host_key_problems
-from bot.redact import Redactor
-from bot.runner import SshRunner
-from bot.scheduler import HostPool
-from bot.signatures import RuleSet
-from bot.store import Store
-from bot.tasks import stop_tasks
-from bot.verify import Verifier, VerifySettings
-from bot.web import make_web_app, start_server
+from bot.render.redact import Redactor
+from bot.verdict.signatures import RuleSet
 
 log = logging.getLogger(__name__)
 

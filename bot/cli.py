@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.config import Config, ConfigError, load_config
-from bot.redact import Redactor
+from bot.adapters.config import Config, ConfigError, load_config
+from bot.render.redact import Redactor
 
 
 class RedactingFilter(logging.Filter):
-    """The redaction layer of the logs: masks secrets (bot.redact: every encoding, key blocks)
-    in every record's final message, traceback and stack, whatever module wrote it."""
+    """The redaction layer of the logs: masks secrets (bot.render.redact: every encoding, key
+    blocks) in every record's final message, traceback and stack, whatever module wrote it."""
 
     def __init__(self, redact: Redactor) -> None:
         super().__init__()
@@ -88,7 +88,7 @@ def _print_problems(source: str, problems: Sequence[str]) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from bot.preflight import check_config_file
+    from bot.adapters.preflight import check_config_file
 
     checked = check_config_file(args.path)
     if checked.problems or checked.config is None:
@@ -118,8 +118,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.adapters.preflight import check_config_file
     from bot.app import serve_forever
-    from bot.preflight import check_config_file
 
     # The checks check-config makes, with its messages: serve refuses before it binds.
     checked = check_config_file(args.config)
@@ -185,7 +185,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_signatures_check(args: argparse.Namespace) -> int:
-    from bot.signatures import RulesError, RuleSet, check_against, format_report
+    from bot.verdict.signatures import RulesError, RuleSet, check_against, format_report
 
     try:
         rules = RuleSet.load(Path(args.path))
@@ -211,8 +211,8 @@ def cmd_signatures_check(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    from bot.report import build_report, render_report_md, report_json
-    from bot.store import Store, StoreError
+    from bot.adapters.store import Store, StoreError
+    from bot.render.report import build_report, render_report_md, report_json
 
     cfg = _load(args.config)
     if cfg is None:

@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
+from bot.adapters.config import Config, parse_config
 from bot.app import running_bot, serving
-from bot.config import Config, parse_config
 from bot.sim import harness as sim_harness
 from bot.sim.deliveries import headers, issue_comment
 from bot.sim.gitea import GiteaSim

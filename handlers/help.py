@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.model import Command, Decision, HandlerSettings, Help, Reply
-from bot.render import render_help
+from bot.render.comments import render_help
 
 
 def decide(cmd: Command, settings: HandlerSettings) -> Decision:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.adapters.config import Config, parse_config
 from bot.app import Bot, running_bot, serving
-from bot.config import Config, parse_config
 from bot.sim import deliveries
 from bot.sim.gitea import SPEC_FACTS, GiteaSim, SimComment, SimRequest
 from bot.sim.host import stop_runs_under

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncssh
 
-from bot.config import HarnessConfig, HostConfig
+from bot.adapters.config import HarnessConfig, HostConfig
 
 SSHD = Path("/usr/sbin/sshd")
 HARNESS = Path(__file__).resolve().parent.parent / "bot" / "sim" / "harness.py"

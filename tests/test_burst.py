@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.adapters.config import parse_config
 from bot.app import running_bot, serving
-from bot.config import parse_config
 from bot.sim import deliveries
 from bot.sim import harness as sim_harness
 from bot.sim.gitea import GiteaSim

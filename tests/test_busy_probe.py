@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.isolation import Isolation, IsolationSettings
-from bot.scheduler import HostPool
-from bot.signatures import RuleSet
+from bot.core.isolation import Isolation, IsolationSettings
+from bot.core.scheduler import HostPool
+from bot.verdict.signatures import RuleSet
 
 
 class ProbeOnly:

@@ -1,4 +1,4 @@
-"""Causes from evidence: one case per rule of bot.causes, on simulated and hand-made runs."""
+"""Causes from evidence: one case per rule of bot.verdict.causes, on simulated and made-up runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.causes import MAX_EVIDENCE, run_finding, verdict_finding
 from bot.model import (
     Cause,
     EvidenceLine,
@@ -19,8 +18,9 @@ from bot.model import (
     RunState,
     StageResult,
 )
-from bot.results import parse_results
-from bot.signatures import RuleSet, weakening_phrase
+from bot.verdict.causes import MAX_EVIDENCE, run_finding, verdict_finding
+from bot.verdict.results import parse_results
+from bot.verdict.signatures import RuleSet, weakening_phrase
 from tests.test_signatures import sim_run
 
 DEFAULT = RuleSet.default()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bot.classify import classify
 from bot.model import (
     Cause,
     FailingTest,
@@ -12,6 +11,7 @@ from bot.model import (
     RunState,
     StageResult,
 )
+from bot.verdict.outcome import classify
 
 T = "custom/test_protocol_handshake.py::test_handshake_completes_with_channel_presence"
 

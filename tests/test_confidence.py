@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.confidence import confidence, should_continue, wilson, zero_failure_bound
+from bot.verdict.confidence import confidence, should_continue, wilson, zero_failure_bound
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from bot.config import Config, ConfigError, load_config, parse_config
-from bot.preflight import machine_problems
+from bot.adapters.config import Config, ConfigError, load_config, parse_config
+from bot.adapters.preflight import machine_problems
 from tests.sshd import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

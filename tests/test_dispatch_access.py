@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import handlers
-from bot.dispatch import Access, Dispatcher, OncePer
-from bot.jobs import Jobs
+from bot.core.dispatch import Access, Dispatcher, OncePer
+from bot.core.jobs import Jobs
+from bot.core.parse import parse_command
 from bot.model import HandlerSettings, Ignore, Incoming, Origin, Place, Source
-from bot.parse import parse_command
 
 ROOM = "!room:localhost"
 
@@ -276,8 +276,8 @@ async def test_a_rooms_refusals_are_rate_limited_per_room_not_per_thread() -> No
 def test_the_fakes_implement_every_method_of_their_ports() -> None:
     # The suite is not type-checked yet, so a port that grows a method must fail here, not
     # as an AttributeError in the middle of a dispatch.
-    from bot.dispatch import CommandLog
-    from bot.ports import Forge, Say
+    from bot.core.dispatch import CommandLog
+    from bot.core.ports import Forge, Say
 
     for port, fake in ((CommandLog, FakeLog), (Forge, FakeForge), (Say, FakeSay)):
         wanted = {n for n in vars(port) if not n.startswith("_")}

@@ -1,8 +1,8 @@
 """The webhook door over raw sockets: every framing a real client uses, the size limit, and
 everything a client can send wrong answered with a 4xx (never a 5xx, never a hang).
 
-The door here is bot.web's app over a real Store, served as the bot serves it
-(bot.web.start_server); the slow-client test runs the whole bot (bot.app.serving).
+The door here is bot.adapters.web's app over a real Store, served as the bot serves it
+(bot.adapters.web.start_server); the slow-client test runs the whole bot (bot.app.serving).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.adapters.metrics import Metrics, Snapshot
+from bot.adapters.store import Store
+from bot.adapters.web import make_web_app, start_server
 from bot.app import running_bot, serving
-from bot.metrics import Metrics, Snapshot
-from bot.redact import Redactor
+from bot.render.redact import Redactor
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
-from bot.store import Store
-from bot.web import make_web_app, start_server
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, bot_config, seed_gitea
 from tests.sshd import Sshd
 
@@ -502,7 +502,7 @@ async def test_a_client_that_hangs_up_mid_body_is_counted_not_a_traceback(
             await asyncio.sleep(0.05)
         assert door.count("bad_request") == 1
         assert await door.store.pending_deliveries() == []
-    refusals = [r.getMessage() for r in caplog.records if r.name == "bot.web"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "bot.adapters.web"]
     assert any("connection closed before the body ended" in m for m in refusals), refusals
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 

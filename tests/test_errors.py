@@ -10,9 +10,9 @@ import pkgutil
 import pytest
 
 import bot
-from bot import errors
-from bot.ingress import gitea as gitea_door
-from bot.ingress import matrix as matrix_door
+from bot.adapters.gitea import payload as gitea_door
+from bot.adapters.matrix import payload as matrix_door
+from bot.model import errors
 
 
 def _public_errors() -> dict[str, type[BaseException]]:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bot import verify
-from bot.gitea import GiteaClient
+from bot.adapters.gitea.client import GiteaClient
+from bot.adapters.outbox import Outbox
+from bot.adapters.store import Store
+from bot.core import verify
 from bot.model import Place
-from bot.outbox import Outbox
-from bot.redact import Redactor
-from bot.render import status_marker
+from bot.render.comments import status_marker
+from bot.render.redact import Redactor
 from bot.sim.gitea import WRITE_METHODS, GiteaSim, SimWrite
-from bot.store import Store
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, Rig, RigFactory, fake_sha, seed_gitea
 
 REPO = "recipe-maintainers/custom-html"
@@ -257,7 +257,7 @@ async def test_when_a_retried_write_succeeds_the_other_prs_stop_waiting_out_thei
 
             gitea.fail_until(0)  # Gitea is back
             await asyncio.sleep(0.05)
-            with caplog.at_level("INFO", logger="bot.outbox"):
+            with caplog.at_level("INFO", logger="bot.adapters.outbox"):
                 sent = await outbox(0.01).flush_due()
             assert sent == 3
             assert await store.outbox_backlog() == 0

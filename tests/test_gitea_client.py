@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot import __version__
-from bot.gitea import GiteaClient, GiteaError, IssueComment, PullInfo
+from bot.adapters.gitea.client import GiteaClient, GiteaError, IssueComment, PullInfo
 from bot.sim.gitea import GiteaSim, SimFile
 
 TOKEN = "s3cret-gitea-token-do-not-leak-7f2c"
@@ -365,7 +365,7 @@ async def test_permission_reads_none_when_the_bot_may_not_ask(
     sim: GiteaSim, client: GiteaClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     sim.set_permission(REPO, BOT, "write")  # not admin: Gitea answers 403 about others
-    with caplog.at_level(logging.WARNING, logger="bot.gitea"):
+    with caplog.at_level(logging.WARNING, logger="bot.adapters.gitea.client"):
         assert await client.repo_permission(REPO, "bob") == "none"
     assert "is the bot a repo admin?" in caplog.text
     assert await client.repo_permission(REPO, BOT) == "write"  # itself: allowed

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.gitea import GiteaClient
+from bot.adapters.gitea.client import GiteaClient
 from bot.sim.gitea import GITEA_VERSION, OMITTED, SPEC_FACTS, GiteaSim, GiteaSpec, SimFile
 
 ROOT = Path(__file__).resolve().parents[1]

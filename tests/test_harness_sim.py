@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.results import parse_results
+from bot.verdict.results import parse_results
 from tests.sshd import HARNESS
 
 MUMBLE_TEST = "custom/test_protocol_handshake.py::test_handshake_completes_with_channel_presence"

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.adapters.config import Config
 from bot.app import Bot, running_bot, serving
-from bot.config import Config
 from bot.sim.gitea import GiteaSim
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, bot_config
 from tests.sshd import Sshd, free_port

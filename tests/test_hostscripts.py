@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.hostscripts import FOLLOW, LAUNCH, STATUS, SUPERVISOR
+from bot.adapters.ssh.hostscripts import FOLLOW, LAUNCH, STATUS, SUPERVISOR
 
 
 def _ended_run(tmp_path: Path, content: bytes) -> Path:

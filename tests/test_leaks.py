@@ -24,7 +24,7 @@ import pytest
 
 import bot.app
 from bot.cli import configure_logging
-from bot.redact import Redactor, StreamRedactor
+from bot.render.redact import Redactor, StreamRedactor
 from tests.conftest import (
     GITEA_TOKEN,
     MATRIX_BOT_PASSWORD,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.runner import MAX_LINE_BYTES, SETTLE_BYTES, _LogSink
+from bot.adapters.ssh.runner import MAX_LINE_BYTES, SETTLE_BYTES, _LogSink
 
 
 def _chunks(data: bytes, rng: random.Random, biggest: int) -> list[bytes]:

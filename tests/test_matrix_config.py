@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, parse_config
+from bot.adapters.config import ConfigError, parse_config
 from tests.test_config import minimal
 
 MATRIX = {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import handlers
-from bot.ingress.matrix import (
+from bot.adapters.matrix.payload import (
     delivery_id,
     encode,
     event_to_incoming,
@@ -15,6 +15,7 @@ from bot.ingress.matrix import (
     power_level,
     to_incoming,
 )
+from bot.core.parse import parse_command
 from bot.model import (
     Command,
     HandlerSettings,
@@ -30,7 +31,6 @@ from bot.model import (
     TestmePlan,
     Usage,
 )
-from bot.parse import parse_command
 
 BOT = "@redfix:localhost"
 ROOM = "!room:localhost"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.gitea import GiteaClient
+from bot.adapters.gitea.client import GiteaClient
+from bot.adapters.outbox import DeliveryError, Outbox
+from bot.adapters.store import SCHEMA_VERSION, Store
 from bot.model import Origin, Place, Source
-from bot.outbox import DeliveryError, Outbox
-from bot.redact import Redactor
-from bot.store import SCHEMA_VERSION, Store
+from bot.render.redact import Redactor
 
 ROOM = "!ops:localhost"
 ORIGIN = Origin(

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-import bot.matrix
-from bot.ingress.matrix import event_to_incoming
+import bot.adapters.matrix.client
+from bot.adapters.matrix.payload import event_to_incoming
 from bot.model import Ignore, Incoming
 from tests.conftest import Homeserver, RigFactory
 from tests.test_matrix_e2e import Chat, listening, until
@@ -99,7 +99,7 @@ async def test_an_event_that_cannot_be_read_is_recorded_and_the_sync_goes_on(
             raise RuntimeError("a bug reading this event")
         return event_to_incoming(room_id, event, bot_user)
 
-    monkeypatch.setattr(bot.matrix, "event_to_incoming", converter)
+    monkeypatch.setattr(bot.adapters.matrix.client, "event_to_incoming", converter)
     async with make_rig(matrix=chat.config()) as rig:
         await listening(rig.bot)
         bad = await chat.mallory.say(chat.room, poison)

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from bot.report import build_report, render_report_md
-from bot.richtext import MAX_PART_BYTES, inline, markers, split, to_html, to_matrix, to_plain
+from bot.render.report import build_report, render_report_md
+from bot.render.richtext import MAX_PART_BYTES, inline, markers, split, to_html, to_matrix, to_plain
 
 VERDICT = """<!-- redfix:status cmd-7 -->
 🟡 **redfix isolate `mumble`: flake** · cause **load** · 3/3 green alone

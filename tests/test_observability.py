@@ -11,7 +11,7 @@ import re
 import pytest
 
 from bot.cli import configure_logging
-from bot.redact import Redactor
+from bot.render.redact import Redactor
 from tests.conftest import GITEA_TOKEN, WEBHOOK_SECRET, RigFactory
 
 REPO = "recipe-maintainers/mumble"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.core.parse import parse_command
 from bot.model import (
     Classify,
     Command,
@@ -19,7 +20,6 @@ from bot.model import (
     Testme,
     Usage,
 )
-from bot.parse import parse_command
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
 
@@ -173,7 +173,7 @@ def test_usage_never_echoes_unbounded_or_backticks() -> None:
 
 
 def test_help_for_one_command_and_for_an_unknown_one() -> None:
-    from bot.render import render_help
+    from bot.render.comments import render_help
 
     one = render_help("isolate")
     assert one.startswith("`!redfix isolate <recipe>")

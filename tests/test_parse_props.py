@@ -13,6 +13,7 @@ import string
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bot.core.parse import CAUSES, MAX_REPEAT, parse_command
 from bot.model import (
     MAX_LOAD,
     MAX_RUNS,
@@ -30,7 +31,6 @@ from bot.model import (
     Testme,
     Usage,
 )
-from bot.parse import CAUSES, MAX_REPEAT, parse_command
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
 # Deadlines off: a loaded 2-core machine must not turn a slow example into a failure.

@@ -1,4 +1,4 @@
-"""Property tests of the Gitea payload decoder (bot.ingress.gitea.to_incoming): whatever a
+"""Property tests of the Gitea payload decoder (bot.adapters.gitea.payload.to_incoming): whatever a
 signed body holds, it answers an Incoming, an Ignore, or raises PayloadError — never anything
 else — and a valid payload decodes to the Origin its fields say."""
 
@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.errors import PayloadError
-from bot.ingress.gitea import (
+from bot.adapters.gitea.payload import (
     HANDLED_EVENTS,
     INT64_MAX,
     MAX_JSON_DEPTH,
@@ -22,6 +21,7 @@ from bot.ingress.gitea import (
     to_incoming,
 )
 from bot.model import Command, Ignore, Incoming, PullEvent, Source
+from bot.model.errors import PayloadError
 from bot.sim import deliveries
 
 EVENTS = [*sorted(HANDLED_EVENTS), "push", "status", ""]

@@ -23,11 +23,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.config import ServerConfig
-from bot.dispatch import Access, Dispatcher, ForgeUnavailable
-from bot.gitea import GiteaClient
-from bot.ingress import gitea as gitea_ingress
-from bot.ingress.matrix import power_level
+from bot.adapters.config import ServerConfig
+from bot.adapters.gitea import payload as gitea_ingress
+from bot.adapters.gitea.client import GiteaClient
+from bot.adapters.matrix.payload import power_level
+from bot.adapters.outbox import Outbox
+from bot.adapters.ssh.runner import RemoteStatus, RunnerError
+from bot.adapters.store import Store
+from bot.core.dispatch import Access, Dispatcher, ForgeUnavailable
 from bot.model import (
     Command,
     Decision,
@@ -39,12 +42,9 @@ from bot.model import (
     Source,
     ascii_int,
 )
-from bot.outbox import Outbox
-from bot.redact import Redactor
-from bot.runner import RemoteStatus, RunnerError
+from bot.render.redact import Redactor
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
-from bot.store import Store
 from handlers import decide
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, RigFactory, seed_gitea
 from tests.sshd import Sshd

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.gitea import GiteaError, IssueComment
-from bot.poll import HIGH_WATER, Poller
-from bot.store import Store
+from bot.adapters.gitea.client import GiteaError, IssueComment
+from bot.adapters.gitea.poll import HIGH_WATER, Poller
+from bot.adapters.store import Store
 from tests.conftest import BOT_LOGIN, Rig, RigFactory
 
 pytestmark = pytest.mark.slow
@@ -165,7 +165,7 @@ async def test_a_bad_pr_or_comment_is_logged_and_the_others_are_swept(
         fake: Any = OneRepoGitea(stamp)
         p = Poller(fake, store, ("acme/*",), BOT_LOGIN, lambda: None, clock=lambda: now)
         await p.sweep()  # sets the mark
-        with caplog.at_level(logging.WARNING, logger="bot.poll"):
+        with caplog.at_level(logging.WARNING, logger="bot.adapters.gitea.poll"):
             assert await p.sweep() == 1  # PR 3's command, past PR 1 and PR 2
         assert [d for d, _, _ in await store.pending_deliveries()] == ["poll:acme/w#3:31"]
         logged = caplog.text

@@ -10,7 +10,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from bot.isolation import Isolation, IsolationSettings
+from bot.core.isolation import Isolation, IsolationSettings
+from bot.core.scheduler import HostPool
+from bot.core.verify import Verifier, VerifySettings
 from bot.model import (
     Command,
     Isolate,
@@ -24,9 +26,7 @@ from bot.model import (
     Testme,
     TestmePlan,
 )
-from bot.scheduler import HostPool
-from bot.signatures import RuleSet
-from bot.verify import Verifier, VerifySettings
+from bot.verdict.signatures import RuleSet
 
 ORIGIN = Origin(Source.GITEA, "o/rec", 4, 1, "alice")
 SHA = "ab" * 20

@@ -18,18 +18,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.config import HarnessConfig, HostConfig
-from bot.gitea import GiteaClient
-from bot.markup import md_cell
-from bot.metrics import Metrics, Snapshot
+from bot.adapters.config import HarnessConfig, HostConfig
+from bot.adapters.gitea.client import GiteaClient
+from bot.adapters.metrics import Metrics, Snapshot
+from bot.adapters.outbox import Outbox
+from bot.adapters.ssh.runner import SshRunner
+from bot.adapters.store import Store
+from bot.adapters.web import LOG_CHUNK_BYTES, make_web_app
 from bot.model import Place
-from bot.outbox import Outbox
-from bot.redact import MASK, Redactor
-from bot.render import _code, _fit
-from bot.richtext import inline, to_html
-from bot.runner import SshRunner
-from bot.store import Store
-from bot.web import LOG_CHUNK_BYTES, make_web_app
+from bot.render.comments import _code, _fit
+from bot.render.markup import md_cell
+from bot.render.redact import MASK, Redactor
+from bot.render.richtext import inline, to_html
 
 # The shapes of secret that break naive matching: HTML/Markdown/JSON-special characters, and
 # plain tokens.
@@ -245,8 +245,9 @@ def test_a_whole_key_block_is_masked_and_its_neighbours_kept(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", sorted(KEYS))
 def test_evidence_cut_to_its_last_bytes_masks_the_rest_of_the_key(kind: str) -> None:
-    """The defect: an evidence block cut to its last `evidence_max_bytes` (bot.runner._short)
-    lost its BEGIN line, and the body lines and END were posted. Every cut point."""
+    """The defect: an evidence block cut to its last `evidence_max_bytes`
+    (bot.adapters.ssh.runner._short) lost its BEGIN line, and the body lines and END were posted.
+    Every cut point."""
     key = KEYS[kind]
     output = f"starting service\n{key}service ready\n"
     r = Redactor()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.model import IsolationPlan, QueueSpot, TestmePlan
-from bot.render import render_isolation_progress, render_queue_spot, render_testme
+from bot.render.comments import render_isolation_progress, render_queue_spot, render_testme
 
 SHA = "0123456789abcdef" * 2 + "01234567"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.report import build_report, render_report_html, render_report_md, report_json
+from bot.render.report import build_report, render_report_html, render_report_md, report_json
 
 
 def triage(recipe: str, **kw: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.results import ResultsError, parse_results
+from bot.verdict.results import ResultsError, parse_results
 
 GOOD = {
     "schema": 2,

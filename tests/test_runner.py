@@ -17,9 +17,9 @@ from typing import Any
 import asyncssh
 import pytest
 
-from bot.config import HarnessConfig, HostConfig
+from bot.adapters.config import HarnessConfig, HostConfig
+from bot.adapters.ssh.runner import CIPHERS, RunnerError, SshRunner
 from bot.model import RunSpec, RunState
-from bot.runner import CIPHERS, RunnerError, SshRunner
 from bot.sim.host import stop_runs_under
 from tests.sshd import Sshd, is_alive, known_hosts_line, write_keypair
 
@@ -645,7 +645,7 @@ class LosesTheLaunchAnswer(SshRunner):
         self.refused_connects = 0
 
     async def _script(self, conn: Any, script: str, *args: str, **kw: Any) -> Any:
-        from bot.hostscripts import LAUNCH
+        from bot.adapters.ssh.hostscripts import LAUNCH
 
         if script == LAUNCH and not self.dropped:
             self.dropped = True

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bot.core.scheduler import HostPool
 from bot.model import QueueSpot
-from bot.scheduler import HostPool
 
 
 async def test_capacity_and_recipe_exclusion() -> None:

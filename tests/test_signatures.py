@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.model import Cause
-from bot.signatures import (
+from bot.sim import harness
+from bot.verdict.signatures import (
     MAX_LINE_CHARS,
     RulesError,
     RuleSet,
@@ -21,7 +22,6 @@ from bot.signatures import (
     format_report,
     weakening_phrase,
 )
-from bot.sim import harness
 
 
 def sim_run(runs_dir: Path, recipe: str, outcome: str, run_id: str) -> tuple[int, list[str]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from bot.config import HarnessConfig
+from bot.adapters.config import HarnessConfig
+from bot.adapters.ssh.runner import RunnerError, SshRunner
 from bot.model import RunSpec, RunState
-from bot.runner import RunnerError, SshRunner
 from bot.sim.host import SimHost
 from tests.sshd import HARNESS, is_alive, write_keypair
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 
 async def test_delivery_and_semantic_dedupe_survive_reopen(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ async def test_edit_after_a_failed_attempt_is_queued_behind_it(tmp_path: Path) -
 async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
     import aiosqlite
 
-    from bot.store import _V1, SCHEMA_VERSION
+    from bot.adapters.store import _V1, SCHEMA_VERSION
 
     fresh = await Store.open(tmp_path / "fresh.sqlite3")
     assert await fresh.schema_version() == SCHEMA_VERSION
@@ -118,7 +118,7 @@ async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
 async def test_migration_from_the_previous_schema_keeps_verifications(tmp_path: Path) -> None:
     import aiosqlite
 
-    from bot.store import MIGRATIONS, SCHEMA_VERSION
+    from bot.adapters.store import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "prev.sqlite3"
     previous = SCHEMA_VERSION - 1
@@ -151,7 +151,7 @@ async def test_a_newer_store_is_refused(tmp_path: Path) -> None:
     import aiosqlite
     import pytest
 
-    from bot.store import StoreError
+    from bot.adapters.store import StoreError
 
     path = tmp_path / "new.sqlite3"
     async with aiosqlite.connect(path) as db:

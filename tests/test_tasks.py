@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bot.runner import SshRunner
-from bot.tasks import stop_tasks
+from bot.adapters.ssh.runner import SshRunner
+from bot.core.tasks import stop_tasks
 from tests.conftest import RigFactory
 
 
@@ -87,7 +87,7 @@ async def test_a_task_that_never_stops_is_named_and_left_behind_at_the_deadline(
     task = asyncio.create_task(immortal(), name="immortal-loop")
     ok = asyncio.create_task(asyncio.sleep(10), name="well-behaved")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.ERROR, logger="bot.tasks"):
+    with caplog.at_level(logging.ERROR, logger="bot.core.tasks"):
         left = await stop_tasks([task, ok], within_s=0.6, what="shutdown")
     assert left == {task}
     assert ok.cancelled()

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncssh
 
-from bot.config import HostConfig
+from bot.adapters.config import HostConfig
 
 log = logging.getLogger(__name__)
 

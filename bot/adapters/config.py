@@ -1,0 +1,417 @@
+"""The bot's configuration: a TOML file validated by pydantic, secrets overridable from the env."""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE, ascii_int
+from bot.model.errors import InputError
+
+ENV_SECRETS: dict[str, tuple[str, str]] = {
+    "REDFIX_GITEA_TOKEN": ("gitea", "token"),
+    "REDFIX_WEBHOOK_SECRET": ("gitea", "webhook_secret"),
+    "REDFIX_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
+    "REDFIX_MATRIX_PASSWORD": ("matrix", "password"),
+}
+# Sections that may be absent: their env secrets only fill a section the file has.
+OPTIONAL_SECTIONS = frozenset({"matrix"})
+_MATRIX_USER_RE = r"^@[^:\s]+:[^\s]+$"
+_MATRIX_ROOM_RE = r"^[!#][^\s]+$"
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables the bot itself sets per run; [harness.env] must not shadow them.
+RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
+# What an [harness] evidence command may name; values are shell-quoted when filled in.
+EVIDENCE_PLACEHOLDERS = frozenset({"recipe", "run_id", "runs_dir", "run_dir"})
+MATRIX_CREDENTIALS = (
+    "set access_token or password (or env REDFIX_MATRIX_ACCESS_TOKEN / REDFIX_MATRIX_PASSWORD)"
+)
+_SECRET_KEY_RE = re.compile(r"(?i)(token|password|passwd|secret|api_?key|private)")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    listen: str = Field("127.0.0.1:8480", description="host:port the webhook server binds")
+    public_url: str = Field("http://127.0.0.1:8480", description="base URL people reach the bot at")
+    data_dir: Path = Field(Path("./redfix-data"), description="SQLite db and run logs")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="seconds a connection has to send a request's headers (also the idle limit)",
+    )
+    body_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="seconds a webhook request has to send its whole body"
+    )
+    log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    health_interval_s: float = Field(60.0, ge=0, le=3600)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        number = ascii_int(port, max_digits=5)  # "8⁴80" is a digit string to isdigit()
+        if not sep or not host or number is None or not 0 < number < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8480")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://redfix.example.org")
+        return v.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return v.lower()
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class GiteaConfig(_Section):
+    url: str = Field(description="Gitea base URL, e.g. https://git.example.org")
+    token: SecretStr | None = Field(None, description="API token (or env REDFIX_GITEA_TOKEN)")
+    webhook_secret: SecretStr = Field(description="webhook secret (or env REDFIX_WEBHOOK_SECRET)")
+    bot_login: str = Field(description="the bot's own Gitea login; its comments are ignored")
+    allowed_orgs: tuple[str, ...] = ()
+    status_context: str = "redfix/testme"
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    verify_on_push: bool = False
+    fix_repeat: int = Field(3, ge=1, le=10)
+    repos: tuple[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.*?\[\]-]+$")], ...
+    ] = ()
+    poll_interval: float = Field(60.0, ge=0, le=86_400)
+    recipes: dict[str, Annotated[str, Field(pattern=RECIPE_RE.pattern)]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://git.example.org")
+        return v.rstrip("/")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters; the bot never accepts unsigned hooks")
+        return v
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v1"
+
+
+class HostConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    address: str
+    port: int = Field(22, gt=0, lt=65536)
+    username: str
+    client_keys: tuple[Path, ...] = Field(min_length=1)
+    known_hosts: Path
+    capacity: int = Field(2, ge=1, le=64)
+    connect_timeout_s: float = Field(15.0, gt=0, le=300)
+
+
+class HarnessConfig(_Section):
+    workdir: str = "/srv/cc-ci"
+    command: str = "cc-ci-run runner/run_recipe_ci.py"
+    runs_dir: str = "/var/lib/cc-ci-runs"
+    # Where redfix keeps each detached run's pid, exit code and output on the host
+    # (default: {runs_dir}/.redfix).
+    state_dir: str = ""
+    results: str = "{runs_dir}/{run_id}/results.json"
+    junit: str = "{runs_dir}/{run_id}"
+    teardown: str = ""
+    timeout_s: float = Field(4200.0, gt=0)
+    kill_grace_s: float = Field(30.0, ge=0, le=600)
+    busy_probe: str = ""
+    busy_wait_s: float = Field(1800.0, ge=0)
+    busy_poll_s: float = Field(15.0, gt=0, le=3600)
+    evidence: tuple[str, ...] = ()
+    evidence_max_bytes: int = Field(65_536, ge=1024, le=4 * 1_048_576)
+    evidence_timeout_s: float = Field(60.0, gt=0, le=3600)
+    test_paths: tuple[str, ...] = ("tests/**", "custom/**", "**/tests/**", "test_*.py")
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("results", "junit")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(runs_dir="x", run_id="y")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"only {{runs_dir}} and {{run_id}} may be used ({e})") from None
+        return v
+
+    @field_validator("evidence")
+    @classmethod
+    def _evidence(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, cmd in enumerate(v):
+            try:
+                names = {f[1] for f in string.Formatter().parse(cmd) if f[1] is not None}
+            except ValueError as e:
+                raise ValueError(f"[{i}] {cmd!r}: {e}") from None
+            unknown = sorted(names - EVIDENCE_PLACEHOLDERS)
+            if unknown:
+                raise ValueError(
+                    f"[{i}] {cmd!r}: unknown placeholder(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(sorted(EVIDENCE_PLACEHOLDERS))}"
+                )
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not _ENV_NAME_RE.match(k)]
+        if bad:
+            raise ValueError(f"not valid environment variable names: {', '.join(sorted(bad))}")
+        reserved = sorted(RESERVED_ENV & v.keys())
+        if reserved:
+            raise ValueError(f"set by the bot per run, cannot be overridden: {', '.join(reserved)}")
+        return v
+
+    @property
+    def state_root(self) -> str:
+        return self.state_dir.rstrip("/") or f"{self.runs_dir.rstrip('/')}/.redfix"
+
+    def results_path(self, run_id: str) -> str:
+        return self.results.format(runs_dir=self.runs_dir.rstrip("/"), run_id=run_id)
+
+    def junit_dir(self, run_id: str) -> str:
+        return self.junit.format(runs_dir=self.runs_dir.rstrip("/"), run_id=run_id)
+
+
+class IsolationConfig(_Section):
+    runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 3
+    max_runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] = 10
+    load: Annotated[int, Field(ge=0, le=MAX_LOAD)] = 0
+    load_recipes: tuple[Annotated[str, Field(pattern=RECIPE_RE.pattern)], ...] = ()
+    load_rounds: int = Field(1, ge=1, le=10)
+    reference_scan_limit: int = Field(200, ge=1, le=10_000)
+
+
+class SchedulerConfig(_Section):
+    max_concurrent: int = Field(0, ge=0, le=1000)
+
+
+class ClassifyConfig(_Section):
+    signatures: Path | None = None
+    default_signatures: bool = True
+
+
+class MatrixConfig(_Section):
+    """Optional: without a [matrix] section the bot runs on Gitea alone."""
+
+    homeserver: str = Field(description="homeserver base URL, e.g. https://matrix.example.org")
+    user_id: str = Field(pattern=_MATRIX_USER_RE, description="the bot's user id")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_id: str = ""
+    rooms: tuple[Annotated[str, Field(pattern=_MATRIX_ROOM_RE)], ...] = ()
+    allowed_users: tuple[Annotated[str, Field(pattern=_MATRIX_USER_RE)], ...] = ()
+    min_power_level: int | None = Field(None, ge=0, le=1000)
+    notify_room: Annotated[str, Field(pattern=r"^$|" + _MATRIX_ROOM_RE)] = ""
+    timeout_s: float = Field(30.0, gt=0, le=300)
+    # Commands that act on a Gitea PR (`!testme owner/repo#N`, `link`, `cancel`): a mapped
+    # sender's Gitea login must pass the Gitea rule there; an unmapped one is trusted on the
+    # room's word, but only for repositories matching `target_repos` (default: [gitea] repos).
+    gitea_logins: dict[
+        Annotated[str, Field(pattern=_MATRIX_USER_RE)],
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")],
+    ] = Field(default_factory=dict)
+    target_repos: tuple[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.*?\[\]-]+$")], ...
+    ] = ()
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL, e.g. https://matrix.example.org")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MatrixConfig:
+        if self.access_token is None and self.password is None:
+            raise ValueError(MATRIX_CREDENTIALS)
+        return self
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    gitea: GiteaConfig
+    hosts: tuple[HostConfig, ...] = Field(min_length=1)
+    harness: HarnessConfig = Field(default_factory=lambda: HarnessConfig())
+    isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
+    classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig())
+    matrix: MatrixConfig | None = None
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction of anything posted or logged."""
+        out = [self.gitea.webhook_secret.get_secret_value()]
+        if self.gitea.token is not None:
+            out.append(self.gitea.token.get_secret_value())
+        # The harness may print its own environment; secret-looking values must not travel.
+        out += [v for k, v in self.harness.env.items() if _SECRET_KEY_RE.search(k)]
+        if self.matrix is not None:
+            out += [
+                s.get_secret_value()
+                for s in (self.matrix.access_token, self.matrix.password)
+                if s is not None
+            ]
+        return [s for s in out if s]
+
+
+class ConfigError(InputError):
+    """A config that cannot be used; `problems` lists every one, each with its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def key_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """`hosts[0:ci].client_keys[1]` for ("hosts", 0, "client_keys", 1): list items carry the
+    `name` of their table when it has one, so a message says which host it is about."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            entry = node[item] if isinstance(node, list | tuple) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            label = f"[{item}]" if not isinstance(name, str) else f"[{item}:{name}]"
+            parts[-1:] = [(parts[-1] if parts else "") + label]
+        else:
+            parts.append(item)
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts) or "(top level)"
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, (section, key) in ENV_SECRETS.items():
+        value = env.get(var)
+        if value and (section in data or section not in OPTIONAL_SECTIONS):
+            sect = data.setdefault(section, {})
+            if isinstance(sect, dict):
+                sect[key] = value
+
+
+def parse_config(
+    data: dict[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    _apply_env(data, os.environ if env is None else env)
+    # Checks across fields run on the raw document too: pydantic skips a model's own
+    # validators once any field failed, and then one typo would hide a duplicate host name.
+    cross = cross_field_problems(data)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        problems = _schema_problems(e, data)
+        raise ConfigError(source, problems + [p for p in cross if p not in problems]) from None
+    if cross:
+        raise ConfigError(source, cross)
+    return cfg
+
+
+def _schema_problems(e: ValidationError, data: Mapping[str, Any]) -> list[str]:
+    problems = []
+    errors = e.errors()
+    for err in errors:
+        loc = tuple(err["loc"])
+        # pydantic also calls a list "too short" when only its items were invalid: noise.
+        if err["type"] == "too_short" and any(
+            len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors
+        ):
+            continue
+        path = key_path(loc, data)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "missing"
+            env_var = next(
+                (v for v, (s, k) in ENV_SECRETS.items() if (s, k) == tuple(err["loc"][:2])),
+                None,
+            )
+            if env_var:
+                msg += f" (set it in the file or in the environment as {env_var})"
+        elif err["type"] == "too_short":
+            n = (err.get("ctx") or {}).get("min_length", 1)
+            msg = f"needs at least {n} item{'s' if n != 1 else ''}"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+def cross_field_problems(data: Mapping[str, Any]) -> list[str]:
+    """Rules that tie several keys together, read from the raw document (wrong types are the
+    schema's to report, so they are skipped here)."""
+    problems = []
+    hosts = data.get("hosts")
+    if isinstance(hosts, list):
+        names = [h.get("name") for h in hosts if isinstance(h, dict)]
+        dupes = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if dupes:
+            problems.append(f"hosts: host names must be unique: {', '.join(dupes)}")
+    matrix = data.get("matrix")
+    if isinstance(matrix, dict) and not matrix.get("access_token") and not matrix.get("password"):
+        problems.append(f"matrix: {MATRIX_CREDENTIALS}")
+    return problems
+
+
+def read_document(path: Path | str) -> dict[str, Any]:
+    """The decoded TOML of a config file, not yet validated; ConfigError if it cannot be read."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(str(p), [f"cannot read: {e.strerror or e}"]) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), [f"not UTF-8 text: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(p), [f"TOML syntax: {e}"]) from None
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file (schema only; preflight checks the machine)."""
+    return parse_config(read_document(path), str(path), env)
