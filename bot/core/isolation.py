@@ -8,7 +8,8 @@
 4. With `--load K`, the recipe runs again beside K other harness runs on one host (bounded by
    its capacity): a flake is `load` only when it is green alone and red under load.
 5. After each red run, the configured evidence commands run; every red run gets a Finding
-   (bot.verdict.causes), and the verdict a cause, its rule and its evidence.
+   (bot.verdict.causes). The verdict — outcome, cause with its rule and evidence, confidence,
+   the human verdict beside it — is one pure function of all that (bot.verdict.judge).
 """
 
 from __future__ import annotations
@@ -35,13 +36,11 @@ from bot.model import (
     RunResult,
     RunSpec,
     RunState,
-    Verdict,
-    mention,
 )
 from bot.render.comments import render_failure, render_isolation_progress, render_verdict
-from bot.verdict.causes import run_finding, verdict_finding
-from bot.verdict.confidence import confidence, should_continue
-from bot.verdict.outcome import classify
+from bot.verdict.causes import run_finding
+from bot.verdict.confidence import should_continue
+from bot.verdict.judge import Override, judge, triage_verdict
 from bot.verdict.signatures import RuleSet
 
 log = logging.getLogger(__name__)
@@ -205,7 +204,7 @@ class Isolation:
     ) -> RunEvidence:
         """Evidence of a finished run: service logs (red runs), its finding from the log."""
         service: list[tuple[str, str]] = []
-        if result.state in (RunState.RED, RunState.DEADLINE):
+        if result.red:
             try:
                 service = await self._runners[host].evidence(spec)
             except Exception as e:  # evidence is a bonus; a failing command must not lose the run
@@ -487,15 +486,23 @@ class Isolation:
         if stop.is_set():
             notes.append(f"cancelled {self._stop_reasons.pop(command_id, 'on request')}")
 
-        verdict = self.judge(plan, done, reference, evidence, [r for r, _ in load_pairs], notes)
+        humans = await self._runs.overrides(plan.recipe)  # the newest first
+        override = (
+            Override(humans[0]["cause"], humans[0]["author"], humans[0]["reason"])
+            if humans
+            else None
+        )
+        verdict = judge(
+            plan.recipe,
+            reference,
+            done,
+            override,
+            test=plan.test,
+            load_runs=[r for r, _ in load_pairs],
+            evidence=evidence,
+            notes=notes,
+        )
         await self._runs.update_triage(triage, isolating=False, verdict=triage_verdict(verdict))
-        humans = await self._runs.overrides(plan.recipe)
-        if humans:
-            h = humans[0]
-            verdict = dataclasses.replace(
-                verdict,
-                human=f"cause {h['cause']} by {mention(h['author'])}: {h['reason']}",
-            )
         await self._runs.save_verdict(
             command_id,
             plan.recipe,
@@ -599,59 +606,9 @@ class Isolation:
         """With `--runs auto`: have the results told flaky from always-failing yet?"""
         if not plan.auto:
             return False
-        red = sum(1 for r in done if r.state in (RunState.RED, RunState.DEADLINE))
+        red = sum(1 for r in done if r.red)
         green = sum(1 for r in done if r.state is RunState.GREEN)
         go_on, why = should_continue(green, red, max_runs=plan.runs)
         if not go_on:
             notes.append(f"auto: stopped after {len(done)} runs — {why}")
         return not go_on
-
-    @staticmethod
-    def judge(
-        plan: IsolationPlan,
-        alone: list[RunResult],
-        reference: ResultsSummary | None,
-        evidence: list[RunEvidence],
-        load_runs: list[RunResult],
-        notes: list[str],
-    ) -> Verdict:
-        """Outcome from the isolated runs, cause from the evidence (pure)."""
-        verdict = classify(plan.recipe, alone, reference, test=plan.test)
-        by_id = {e.run_id: e for e in evidence}
-        finding = verdict_finding(
-            verdict.outcome,
-            [(r, by_id[r.run_id].finding if r.run_id in by_id else None) for r in alone],
-            [(r, by_id[r.run_id].finding if r.run_id in by_id else None) for r in load_runs],
-        )
-        red = sum(1 for r in alone if r.state in (RunState.RED, RunState.DEADLINE))
-        completed = sum(1 for r in alone if r.completed)
-        return dataclasses.replace(
-            verdict,
-            cause=finding.cause,
-            finding=finding,
-            confidence=confidence(red, completed) if completed else None,
-            load_runs=tuple(load_runs),
-            evidence=tuple(evidence),
-            notes=tuple(notes),
-        )
-
-
-def triage_verdict(v: Verdict) -> dict[str, Any]:
-    """What the results table keeps of a verdict."""
-    f = v.finding
-    red_load = sum(1 for r in v.load_runs if r.state in (RunState.RED, RunState.DEADLINE))
-    return {
-        "outcome": v.outcome.value,
-        "cause": v.cause.value,
-        "rule": f.rule if f else "",
-        "explanation": f.explanation if f else "",
-        "evidence": [
-            f"{e.run_id} {e.source}:{e.line_no} {e.text}".strip() for e in (f.evidence if f else ())
-        ],
-        "advice": f.advice if f else "",
-        "confidence": v.confidence.text if v.confidence else "",
-        "green": v.green,
-        "runs": v.total,
-        "load_runs": len(v.load_runs),
-        "load_red": red_load,
-    }

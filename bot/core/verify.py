@@ -48,7 +48,6 @@ from bot.render.report import build_report, render_report_md
 
 log = logging.getLogger(__name__)
 
-RED = (RunState.RED, RunState.DEADLINE)
 # Verdicts whose fix must be shown green more than once (the users' REPEAT=3 rule).
 FLAKY_OUTCOMES = ("flake", "intermittent")
 
@@ -402,7 +401,7 @@ class Verifier:
     ) -> None:
         url = self._settings.public_url
         green = sum(1 for r in runs if r.state is RunState.GREEN)
-        red = sum(1 for r in runs if r.state in RED)
+        red = sum(1 for r in runs if r.red)
         if active.cancel.is_set():
             state, status, text = "superseded", "error", active.reason or "cancelled"
         elif green == plan.repeat:

@@ -440,6 +440,11 @@ class RunResult:
     def completed(self) -> bool:
         return self.state in (RunState.GREEN, RunState.RED, RunState.DEADLINE)
 
+    @property
+    def red(self) -> bool:
+        """Failed: red, or stopped by the harness's deadline (exit 142), which is a failure too."""
+        return self.state in (RunState.RED, RunState.DEADLINE)
+
     def record(self) -> dict[str, Any]:
         """As kept in the store (JSON-ready); `from_record` reads it back after a restart."""
         return dataclasses.asdict(self) | {"state": self.state.value}
