@@ -1,34 +1,74 @@
-"""Command handlers: pure decisions from a Command to a Reply or a run plan (no I/O here).
+"""The command registry: every command redfix understands, one module each.
 
-A handler is `(Command, HandlerSettings) -> Decision`, registered by command name.
+A command module declares, side by side, its grammar line and help text, who may run it, how
+its words parse into typed arguments and its pure decision (`handlers.spec.CommandSpec`). This
+registry is the only list of them: the grammar (`bot.core.parse`) finds a command's spec here by
+the word typed, help lists them in this order, and `decide` routes a `Command` to its spec by the
+type of its arguments, so a command's identity is decided once. Nothing here does I/O; a
+decision is a `Reply` or a plan that `bot.core.jobs` carries out.
+
+To add a command: write `handlers/<name>.py` with a `COMMAND = CommandSpec(...)`, give its
+argument type a `command` name in `bot.model`, and add it to `COMMANDS` below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from bot.model import Command, Decision, HandlerSettings, Reply
-from handlers import cancel, classify, isolate, link, pull, report, testme
-from handlers import help as help_
+from bot.model import Command, Decision, HandlerSettings
+from handlers import (
+    cancel,
+    classify,
+    fixes,
+    help,
+    isolate,
+    link,
+    pull,
+    report,
+    status,
+    testme,
+)
+from handlers.spec import CommandSpec, Permission
 
-Handler = Callable[[Command, HandlerSettings], Decision]
+__all__ = ["COMMANDS", "LISTED", "CommandSpec", "Permission", "decide", "find", "spec_of"]
 
-HANDLERS: dict[str, Handler] = {
-    "isolate": isolate.decide,
-    "testme": testme.decide,
-    "classify": classify.decide,
-    "link": link.decide,
-    "report": report.decide,
-    "status": report.decide,
-    "pull": pull.decide,
-    "cancel": cancel.decide,
-    "help": help_.decide,
-}
+# In help's order.
+COMMANDS: tuple[CommandSpec[Any], ...] = (
+    isolate.COMMAND,
+    testme.COMMAND,
+    link.COMMAND,
+    fixes.COMMAND,
+    report.COMMAND,
+    status.COMMAND,
+    cancel.COMMAND,
+    classify.COMMAND,
+    help.COMMAND,
+    pull.COMMAND,
+)
+LISTED = tuple(c for c in COMMANDS if c.listed)
+
+_BY_WORD = {(c.prefix, w): c for c in LISTED for w in c.words}
+_BY_PREFIX = {c.prefix: c for c in LISTED if not c.words}
+# The spec that decides a command's arguments: the first declared for that type (`fixes`
+# makes the same `Link` as `link`, and `link.decide` handles both).
+_BY_ARGS: dict[type, CommandSpec[Any]] = {}
+for _c in COMMANDS:
+    _BY_ARGS.setdefault(_c.args, _c)
+PREFIXES = tuple(sorted({c.prefix for c in LISTED}))
+
+
+def find(prefix: str, word: str | None) -> CommandSpec[Any] | None:
+    """The command a prefix (`!redfix`, `!testme`) and, for `!redfix`, its next word name."""
+    if prefix in _BY_PREFIX:
+        return _BY_PREFIX[prefix]
+    return _BY_WORD.get((prefix, word or ""))
+
+
+def spec_of(cmd: Command) -> CommandSpec[Any]:
+    """The spec behind a parsed command (by its arguments' type; every type is registered)."""
+    return _BY_ARGS[type(cmd.args)]
 
 
 def decide(cmd: Command, settings: HandlerSettings) -> Decision:
-    """Route a command to its handler; an unknown name is a bug in the parser, said politely."""
-    handler = HANDLERS.get(cmd.name)
-    if handler is None:
-        return Reply(f"redfix has no handler for `{cmd.name}` yet.", ok=False)
-    return handler(cmd, settings)
+    """A command's pure decision: a Reply, or a plan for `bot.core.jobs`."""
+    return spec_of(cmd).decide(cmd, cmd.args, settings)

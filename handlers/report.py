@@ -1,14 +1,31 @@
-"""`!redfix report` and `!redfix status [recipe]`: the sweep's results, whole or brief."""
+"""`!redfix report`: the sweep's results table with the milestone lines."""
 
 from __future__ import annotations
 
-from bot.model import Command, Decision, HandlerSettings, Reply, Report, ReportPlan, Status
+from bot.model import Command, Decision, HandlerSettings, Report, ReportPlan, Usage
+from handlers.args import quote, usage
+from handlers.spec import CommandSpec, Permission
+
+USAGE = "!redfix report"
 
 
-def decide(cmd: Command, settings: HandlerSettings) -> Decision:
-    args = cmd.args
-    if isinstance(args, Report):
-        return ReportPlan()
-    if isinstance(args, Status):
-        return ReportPlan(recipe=args.recipe, brief=True)
-    return Reply("internal: report handler got other arguments", ok=False)
+def parse(word: str, args: list[str]) -> Report | Usage:
+    if args:
+        return usage(USAGE, f"Unexpected {quote(args[0])}.")
+    return Report()
+
+
+def decide(cmd: Command, args: Report, settings: HandlerSettings) -> Decision:
+    return ReportPlan()
+
+
+COMMAND = CommandSpec(
+    name="report",
+    usage=USAGE,
+    summary="the sweep's results table with the M1/M2 milestone lines",
+    args=Report,
+    permission=Permission.MAINTAINER,
+    parse=parse,
+    decide=decide,
+    words=("report",),
+)

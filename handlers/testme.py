@@ -17,13 +17,41 @@ from bot.model import (
     Source,
     Testme,
     TestmePlan,
+    Usage,
 )
+from handlers.args import bounded, flag_values, pull_ref, quote, usage
+from handlers.spec import CommandSpec, Permission
+
+USAGE = "!testme [owner/repo#N | PR URL] [--quick] [--repeat N]"
+MAX_REPEAT = 10
 
 
-def decide(cmd: Command, settings: HandlerSettings) -> Decision:
-    args = cmd.args
-    if not isinstance(args, Testme):
-        return Reply("internal: testme handler got other arguments", ok=False)
+def parse(word: str, args: list[str]) -> Testme | Usage:
+    quick = "--quick" in args
+    split = flag_values(USAGE, [a for a in args if a != "--quick"], ("--repeat",))
+    if isinstance(split, Usage):
+        return split
+    positional, values = split
+    if len(positional) > 1:
+        return usage(USAGE, f"Unexpected {quote(positional[1])}: name at most one PR.")
+    target = None
+    if positional:
+        target = pull_ref(positional[0])
+        if target is None:
+            return usage(
+                USAGE,
+                f"Unexpected {quote(positional[0])}: name a PR as `owner/repo#N` or its URL.",
+            )
+    repeat = 1
+    if "--repeat" in values:
+        n = bounded(USAGE, "--repeat", values["--repeat"], 1, MAX_REPEAT)
+        if isinstance(n, Usage):
+            return n
+        repeat = n
+    return Testme(quick=quick, repeat=repeat, target=target)
+
+
+def decide(cmd: Command, args: Testme, settings: HandlerSettings) -> Decision:
     o = cmd.origin
     if o.source is Source.MATRIX:
         if args.target is None:
@@ -51,3 +79,20 @@ def decide(cmd: Command, settings: HandlerSettings) -> Decision:
             ok=False,
         )
     return TestmePlan(recipe=recipe, quick=args.quick, repeat=args.repeat, pr=pr)
+
+
+COMMAND = CommandSpec(
+    name="testme",
+    usage=USAGE,
+    summary=(
+        "run the harness at a PR's head commit and report a commit status: on a PR, that "
+        "PR (name none); in a chat room, the PR you name "
+        f"(--quick: the fast lane, CCCI_QUICK=1; --repeat N, 1..{MAX_REPEAT}: green only if "
+        "every repeat is green, for known-flaky recipes)"
+    ),
+    args=Testme,
+    permission=Permission.MAINTAINER,
+    parse=parse,
+    decide=decide,
+    prefix="!testme",
+)

@@ -13,7 +13,7 @@ import string
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.core.parse import CAUSES, MAX_REPEAT, parse_command
+from bot.core.parse import parse_command
 from bot.model import (
     MAX_LOAD,
     MAX_RUNS,
@@ -31,6 +31,8 @@ from bot.model import (
     Testme,
     Usage,
 )
+from handlers.classify import CAUSES
+from handlers.testme import MAX_REPEAT
 
 ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
 # Deadlines off: a loaded 2-core machine must not turn a slow example into a failure.

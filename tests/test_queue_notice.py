@@ -94,7 +94,7 @@ async def test_a_waiting_isolation_shows_its_queue_position() -> None:
     runners: Any = {"h": GreenHost()}
     store: Any = Records(start_triage=1, overrides=[], command_runs=[])
     iso = Isolation(store, say, pool, runners, RuleSet.empty(), IsolationSettings("https://r"))
-    cmd = Command("isolate", Isolate("rec"), ORIGIN)
+    cmd = Command(Isolate("rec"), ORIGIN)
     await behind_another_run(pool, said, iso.run(7, cmd, IsolationPlan("rec", 1)))
     at = next(i for i, b in enumerate(said.bodies) if "⏳ queued — position 1 of 1" in b)
     assert "running run 1/1 alone" in said.bodies[at + 1]
@@ -112,7 +112,7 @@ async def test_a_waiting_testme_shows_its_queue_position() -> None:
     )
     settings = VerifySettings("https://r", "https://g")
     verifier = Verifier(store, say, forge, pool, runners, settings)
-    cmd = Command("testme", Testme(), ORIGIN)
+    cmd = Command(Testme(), ORIGIN)
     await behind_another_run(pool, said, verifier.testme(7, cmd, TestmePlan("rec", quick=False)))
     at = next(i for i, b in enumerate(said.bodies) if "— queued — position 1 of 1" in b)
     assert "— running run 1/1" in said.bodies[at + 1]

@@ -27,8 +27,6 @@ from bot.model import (
     Incoming,
     LinkPlan,
     Origin,
-    OverridePlan,
-    PullEvent,
     PullRef,
     Reply,
     Source,
@@ -39,11 +37,11 @@ from bot.model.errors import ForgeUnavailable
 from bot.render.comments import (
     GITEA_WHO_MAY,
     render_failure,
-    render_override,
     render_refusal,
     render_target_refusal,
     render_usage,
 )
+from handlers import Permission, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +91,6 @@ class CommandLog(Protocol):
     async def set_command_state(self, command_id: int, state: str) -> None: ...
 
     async def command_resumed(self, command_id: int) -> bool: ...
-
-    async def add_override(
-        self, recipe: str, cause: str, reason: str, author: str, command_id: int
-    ) -> None: ...
 
     async def run_target(self, run_id: str) -> tuple[str, int] | None: ...
 
@@ -378,7 +372,7 @@ class Dispatcher:
         )
         if command_id is None:
             return "duplicate", "command already handled"
-        if isinstance(outcome, Command) and isinstance(outcome.args, PullEvent):
+        if isinstance(outcome, Command) and spec_of(outcome).permission is Permission.FORGE:
             return await self._pull_event(command_id, outcome)
         try:
             allowed = await self._authorized(o)
@@ -421,16 +415,6 @@ class Dispatcher:
             await self._store.set_command_state(command_id, "replied")
             await self._say.done(o, decision.ok)
             return "done", "replied"
-        if isinstance(decision, OverridePlan):
-            await self._store.add_override(
-                decision.recipe, decision.cause, decision.reason, o.author, command_id
-            )
-            await self._say.comment(
-                o.place, f"cmd-{command_id}", render_override(decision, o.author)
-            )
-            await self._store.set_command_state(command_id, "done")
-            await self._say.done(o, True)
-            return "done", "override recorded"
         log.info("delivery %s: starting %s for %s", delivery_id, outcome.name, o.author)
         self._jobs.start(command_id, outcome, decision)
         return "done", f"started {outcome.name}"
@@ -444,7 +428,6 @@ class Dispatcher:
             await self._store.set_command_state(command_id, "failed")
             return "failed", decision.markdown[:200]
         trusted = await self._authorized(cmd.origin)
-        assert not isinstance(decision, OverridePlan)
         self._jobs.start(command_id, cmd, decision, trusted=trusted)
         return "done", f"pull event {cmd.text}"
 

@@ -1,8 +1,10 @@
 """Where a run starts: every plan becomes an owned background job with one error boundary.
 
-Isolations are carried out by bot.core.isolation, verifications and the fix loop by bot.core.verify;
-this module owns their tasks (drained or cancelled on shutdown) and, whatever fails, tells
-the user with a reference the operator can grep for in the logs.
+Every plan a command's decision makes comes through here, matched on its type: isolations
+are carried out by bot.core.isolation, verifications and the fix loop by bot.core.verify, and
+cancels and human verdicts here. This module owns their tasks (drained or cancelled on
+shutdown) and, whatever fails, tells the user with a reference the operator can grep for in
+the logs.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from bot.core.isolation import Isolation
 from bot.core.ports import Say
@@ -22,7 +24,9 @@ from bot.model import (
     Command,
     IsolationPlan,
     LinkPlan,
+    OverridePlan,
     PullPlan,
+    ReportPlan,
     RunPlan,
     Source,
     TestmePlan,
@@ -34,11 +38,12 @@ from bot.render.comments import (
     render_cancel_unknown,
     render_cancelling,
     render_failure,
+    render_override,
 )
 
 log = logging.getLogger(__name__)
 
-Plan = RunPlan
+Plan = RunPlan | OverridePlan
 
 # At shutdown a job only has to stop waiting (its run goes on on its host), so this is ample.
 JOB_STOP_S = 10.0
@@ -50,6 +55,10 @@ class CommandStates(Protocol):
     async def command_ok(self, command_id: int) -> bool: ...
 
     async def run(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def add_override(
+        self, recipe: str, cause: str, reason: str, author: str, command_id: int
+    ) -> None: ...
 
 
 class Jobs:
@@ -71,18 +80,23 @@ class Jobs:
     def start(self, command_id: int, cmd: Command, plan: Plan, *, trusted: bool = True) -> None:
         """Run a plan as an owned task. `trusted`: the sender may start runs (PR events)."""
         coro: Coroutine[Any, Any, None]
-        if isinstance(plan, IsolationPlan):
-            coro = self._isolation.run(command_id, cmd, plan)
-        elif isinstance(plan, TestmePlan):
-            coro = self._verifier.testme(command_id, cmd, plan)
-        elif isinstance(plan, LinkPlan):
-            coro = self._verifier.link(command_id, cmd, plan)
-        elif isinstance(plan, PullPlan):
-            coro = self._verifier.pull_event(command_id, cmd, plan, trusted)
-        elif isinstance(plan, CancelPlan):
-            coro = self._cancel(command_id, cmd, plan)
-        else:
-            coro = self._verifier.report(command_id, cmd, plan)
+        match plan:
+            case IsolationPlan():
+                coro = self._isolation.run(command_id, cmd, plan)
+            case TestmePlan():
+                coro = self._verifier.testme(command_id, cmd, plan)
+            case LinkPlan():
+                coro = self._verifier.link(command_id, cmd, plan)
+            case PullPlan():
+                coro = self._verifier.pull_event(command_id, cmd, plan, trusted)
+            case CancelPlan():
+                coro = self._cancel(command_id, cmd, plan)
+            case ReportPlan():
+                coro = self._verifier.report(command_id, cmd, plan)
+            case OverridePlan():
+                coro = self._override(command_id, cmd, plan)
+            case _:
+                assert_never(plan)
         # A run a person started on a PR is also announced in the operators' channel.
         announce = (
             cmd.origin.source is Source.GITEA
@@ -122,6 +136,15 @@ class Jobs:
             what = await self._isolation.abandon(run, f"cancelled {who}")
             text = render_cancel_unfollowed(plan.run_id, run["recipe"], what)
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
+        await self._runs.set_command_state(command_id, "done")
+
+    async def _override(self, command_id: int, cmd: Command, plan: OverridePlan) -> None:
+        """`!redfix classify`: record the human's cause beside the machine's, and say so."""
+        author = cmd.origin.author
+        await self._runs.add_override(plan.recipe, plan.cause, plan.reason, author, command_id)
+        await self._say.comment(
+            cmd.origin.place, f"cmd-{command_id}", render_override(plan, author)
+        )
         await self._runs.set_command_state(command_id, "done")
 
     async def _guarded(

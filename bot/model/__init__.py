@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 # A recipe name doubles as a remote environment value and a path component on the CI host,
 # so it is held to the Co-op Cloud naming rule before it goes anywhere.
@@ -120,6 +120,7 @@ class Origin:
 
 @dataclass(frozen=True)
 class Isolate:
+    command: ClassVar[str] = "isolate"
     recipe: str
     runs: int | str | None = None  # a count, AUTO, or None: the configured default
     run: str | None = None  # the reference run id (else the newest red run of the recipe)
@@ -140,6 +141,7 @@ class PullRef:
 
 @dataclass(frozen=True)
 class Testme:
+    command: ClassVar[str] = "testme"
     __test__ = False  # not a pytest class, despite the name
     quick: bool = False
     repeat: int = 1  # green only if every repeat is green (the REPEAT=3 rule for flaky recipes)
@@ -150,22 +152,25 @@ class Testme:
 class Link:
     """Link a fix PR to a recipe's current triage (`pr` None: the PR commented on)."""
 
+    command: ClassVar[str] = "link"
     recipe: str
     pr: PullRef | None = None
 
 
 @dataclass(frozen=True)
 class Report:
-    pass
+    command: ClassVar[str] = "report"
 
 
 @dataclass(frozen=True)
 class Status:
+    command: ClassVar[str] = "status"
     recipe: str = ""
 
 
 @dataclass(frozen=True)
 class Cancel:
+    command: ClassVar[str] = "cancel"
     run_id: str
 
 
@@ -173,6 +178,7 @@ class Cancel:
 class PullEvent:
     """Gitea told us a PR changed: a new head (synchronized), opened, reopened or closed."""
 
+    command: ClassVar[str] = "pull"
     action: str
     head_sha: str
     merged: bool = False
@@ -182,6 +188,7 @@ class PullEvent:
 class Classify:
     """A human verdict recorded beside the machine's."""
 
+    command: ClassVar[str] = "classify"
     recipe: str
     cause: str
     reason: str
@@ -189,6 +196,7 @@ class Classify:
 
 @dataclass(frozen=True)
 class Help:
+    command: ClassVar[str] = "help"
     topic: str = ""
 
 
@@ -199,10 +207,14 @@ Args = Isolate | Testme | Classify | Link | Report | Status | Cancel | Help | Pu
 class Command:
     """One normalised command, whatever platform it arrived on."""
 
-    name: str  # "isolate" | "testme" | "classify" | "link" | "report" | "status" | "help" | "pull"
     args: Args
     origin: Origin
     text: str = ""  # the command line as written, for the record
+
+    @property
+    def name(self) -> str:
+        """What the command is, derived from its arguments' type (the one place it is decided)."""
+        return self.args.command
 
 
 @dataclass(frozen=True)

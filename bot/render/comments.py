@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from bot.core.parse import COMMANDS
 from bot.model import (
     Finding,
     IsolationPlan,
@@ -57,15 +56,28 @@ def _code(text: str) -> str:
     return "`" + md_cell(text).replace("`", "'") + "`"
 
 
-def render_help(topic: str = "") -> str:
+class HelpLine(Protocol):
+    """What help shows of a command (the registry's specs, `handlers.spec.CommandSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def usage(self) -> str: ...
+
+    @property
+    def summary(self) -> str: ...
+
+
+def render_help(topic: str, commands: Sequence[HelpLine]) -> str:
     """All commands, or the one `topic` names (`!redfix help isolate`)."""
-    chosen = [c for c in COMMANDS if c.name == topic.lower().lstrip("!")]
+    chosen = [c for c in commands if c.name == topic.lower().lstrip("!")]
     if chosen:
         return f"`{chosen[0].usage}` — {chosen[0].summary}"
     lines = ["**redfix** — CI failure triage. Commands:", ""]
     if topic:
         lines[1:1] = [f"(No command {md_cell(topic[:40])!r}; here are all of them.)", ""]
-    lines += [f"- `{c.usage}` — {c.summary}" for c in COMMANDS]
+    lines += [f"- `{c.usage}` — {c.summary}" for c in commands]
     lines += [
         "",
         "On Gitea, members of the allowed organisations and people with write access may start "

@@ -311,7 +311,7 @@ def _pull_event(delivery_id: str, body: bytes) -> Incoming | Ignore:
         event_key=f"pull:{p.action}:{sha}",
     )
     event = PullEvent(p.action, sha, p.pull_request.merged)
-    return Incoming(origin, Command("pull", event, origin, f"pull_request {p.action}"), sha)
+    return Incoming(origin, Command(event, origin, f"pull_request {p.action}"), sha)
 
 
 def to_incoming(event: str, delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
