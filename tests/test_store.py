@@ -16,7 +16,7 @@ async def test_delivery_and_semantic_dedupe_survive_reopen(tmp_path: Path) -> No
     await store.close()
     store = await Store.open(db)  # a restart forgets nothing
     assert await store.accept_delivery("d2", "issue_comment", b"{}", "k1") == "duplicate_command"
-    assert [d for d, _, _ in await store.pending_deliveries()] == ["d1"]
+    assert [d.delivery_id for d in await store.pending_deliveries()] == ["d1"]
     await store.close()
 
 
@@ -48,7 +48,7 @@ async def test_requeue_hands_back_only_unfinished_started_commands(tmp_path: Pat
     await store.accept_delivery("d9", "issue_comment", b"{}", "k9")  # never processed
 
     assert await store.requeue_unfinished() == 2
-    pending = [d for d, _, _ in await store.pending_deliveries()]
+    pending = [d.delivery_id for d in await store.pending_deliveries()]
     assert pending == ["d0", "d1", "d9"]
     assert await store.command_resumed(ids["running"])
     assert not await store.command_resumed(ids["done"])
@@ -90,7 +90,8 @@ async def test_edit_after_a_failed_attempt_is_queued_behind_it(tmp_path: Path) -
 async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
     import aiosqlite
 
-    from bot.adapters.store import _V1, SCHEMA_VERSION
+    from bot.adapters.store import SCHEMA_VERSION
+    from bot.adapters.store.schema import _V1
 
     fresh = await Store.open(tmp_path / "fresh.sqlite3")
     assert await fresh.schema_version() == SCHEMA_VERSION
@@ -109,9 +110,9 @@ async def test_migrations_from_empty_and_from_schema_1(tmp_path: Path) -> None:
     store = await Store.open(old)
     assert await store.schema_version() == SCHEMA_VERSION
     (run,) = await store.runs()
-    assert (run["run_id"], run["phase"], run["note"]) == ("r1", "alone", "")
+    assert (run.run_id, run.phase, run.note) == ("r1", "alone", "")
     await store.add_override("mumble", "load", "db restarts", "alice", 1)
-    assert (await store.overrides("mumble"))[0]["cause"] == "load"
+    assert (await store.overrides("mumble"))[0].cause == "load"
     await store.close()
 
 
@@ -137,13 +138,13 @@ async def test_migration_from_the_previous_schema_keeps_verifications(tmp_path: 
     assert await store.schema_version() == SCHEMA_VERSION
     found = await store.command_verification(7)
     assert found is not None
-    assert (found["sha"], found["state"]) == ("abc", "running")
-    assert await store.verification_runs(found["id"]) == []
-    await store.set_verification_runs(found["id"], ["rf-1", "rf-2"])
-    assert await store.verification_runs(found["id"]) == ["rf-1", "rf-2"]
+    assert (found.sha, found.state) == ("abc", "running")
+    assert await store.verification_runs(found.id) == []
+    await store.set_verification_runs(found.id, ["rf-1", "rf-2"])
+    assert await store.verification_runs(found.id) == ["rf-1", "rf-2"]
     # Resuming the command's verification of that head finds the same row.
     again = await store.add_verification("a/b", 4, "abc", "mumble", 7, False, 2, False)
-    assert again == found["id"]
+    assert again == found.id
     await store.close()
 
 
@@ -160,3 +161,63 @@ async def test_a_newer_store_is_refused(tmp_path: Path) -> None:
         await db.commit()
     with pytest.raises(StoreError, match="newer than this redfix"):
         await Store.open(path)
+
+
+def test_no_two_parts_of_the_store_define_the_same_method() -> None:
+    """`Store` is its parts over one connection: a name two parts defined would silently
+    resolve to one of them."""
+    seen: dict[str, str] = {}
+    for part in Store.__bases__:
+        for name in vars(part):
+            if name.startswith("__"):
+                continue
+            assert name not in seen, f"{name} in both {seen[name]} and {part.__name__}"
+            seen[name] = part.__name__
+
+
+async def test_rows_come_back_as_records_with_their_json_decoded(tmp_path: Path) -> None:
+    from bot.model import RunResult, RunState
+    from bot.model.records import KeptEvidence, RunRow, TriageVerdict
+
+    store = await Store.open(tmp_path / "s.sqlite3")
+    await store.add_run("r1", 7, "mumble", "isolation")
+    await store.add_run("r2", 7, "mumble", "isolation", "load")
+    await store.note_run("r1", "busy probe: 0 active runs")
+    await store.start_run("r1", "ci")
+    result = RunResult("r1", "mumble", "ci", RunState.RED, 1, 2.0, problem="red at restore")
+    kept = {"alone": "probed", "service": [["docker logs", "db restarted"]]}
+    await store.finish_run("r1", "red", 1, result.record() | {"evidence": kept})
+    first, second = await store.command_runs(7)
+    assert (first.result, first.evidence) == (
+        result,
+        KeptEvidence("probed", (("docker logs", "db restarted"),)),
+    )
+    assert (second.state, second.result, second.evidence) == ("queued", None, KeptEvidence())
+    assert await store.run("r1") == RunRow(
+        "r1", 7, "mumble", "isolation", "alone", "ci", "red", 1, "busy probe: 0 active runs",
+        problem="red at restore",
+    )  # fmt: skip
+
+    tid = await store.start_triage("mumble", 7, "a/b", 1)
+    await store.update_triage(tid, isolating=True, verdict=None, failure=None)
+    triage = await store.triage("mumble")
+    assert triage is not None
+    assert (triage.detail.isolating, triage.detail.verdict, triage.detail.failure) == (
+        True,
+        None,
+        None,
+    )
+    await store.update_triage(
+        tid, isolating=False, verdict={"outcome": "flake", "cause": "load", "green": 2}
+    )
+    (triage,) = await store.triages()
+    assert triage.detail.verdict == TriageVerdict(outcome="flake", cause="load", green=2)
+    assert not triage.detail.isolating
+
+    vid = await store.add_verification("a/b", 4, "abc", "mumble", 8, True, 2, False)
+    await store.set_verification_runs(vid, ["rf-1", "rf-2"])
+    found = await store.verification(vid)
+    assert found is not None
+    assert (found.quick, found.automatic, found.run_ids) == (True, False, ("rf-1", "rf-2"))
+    assert (await store.tallies()).runs == (("isolation", "queued", 1), ("isolation", "red", 1))
+    await store.close()

@@ -27,9 +27,10 @@ import time
 from typing import Any, Literal, Protocol
 
 from bot.adapters.gitea.client import GiteaClient, GiteaError
-from bot.adapters.store import OutboxItem, Store
+from bot.adapters.store import Store
 from bot.model import Origin, Place, Source
 from bot.model.errors import ExternalError
+from bot.model.records import OutboxItem
 from bot.render.comments import status_marker
 from bot.render.redact import Redactor
 from bot.render.richtext import to_matrix
