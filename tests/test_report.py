@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.model.records import OverrideRow, TriageDetail, TriageRow
 from bot.render.report import build_report, render_report_html, render_report_md, report_json
 
 
-def triage(recipe: str, **kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"recipe": recipe, "fix_repo": None, "fix_number": None, "detail": {}}
-    return base | kw
+def triage(
+    recipe: str,
+    fix_repo: str | None = None,
+    fix_number: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> TriageRow:
+    """A triage as the store returns it, its detail given as the JSON the store keeps."""
+    return TriageRow(
+        1, recipe, None, "o/r", 1, fix_repo, fix_number, 0.0, 0.0, TriageDetail.from_json(detail)
+    )
 
 
 VERDICT = {
@@ -77,8 +85,8 @@ def test_no_triage_yet_is_not_met() -> None:
 
 def test_human_verdict_wins_and_machine_is_still_shown() -> None:
     human = [
-        {"recipe": "mumble", "cause": "load", "author": "alice", "reason": "db restarts"},
-        {"recipe": "mumble", "cause": "test", "author": "bob", "reason": "older"},
+        OverrideRow("mumble", "load", "db restarts", "alice", 1, 0.0),
+        OverrideRow("mumble", "test", "older", "bob", 1, 0.0),
     ]
     report = build_report([triage("mumble", detail={"verdict": VERDICT})], human, "https://g")
     assert report.rows[0].classification == (

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from bot.model import (
     Finding,
@@ -19,6 +19,7 @@ from bot.model import (
     exit_meaning,
     mention,
 )
+from bot.model.records import RunRow, TriageRow
 from bot.render.markup import md_cell
 
 # Gitea stores comments as TEXT, but a page people can read stays far below that.
@@ -432,15 +433,15 @@ def render_testme(
 
 
 def render_status(
-    triages: Sequence[Mapping[str, Any]],
+    triages: Sequence[TriageRow],
     recipe: str,
     public_url: str,
-    active: Sequence[Mapping[str, Any]] = (),
+    active: Sequence[RunRow] = (),
 ) -> str:
     """`!redfix status`: where each recipe's triage stands, and what is queued or running."""
     work = [
-        f"- `{r['run_id']}` ({md_cell(r['recipe'])}, {r['kind']}): {r['state']}"
-        + (f" on `{r['host']}`" if r.get("host") else "")
+        f"- `{r.run_id}` ({md_cell(r.recipe)}, {r.kind}): {r.state}"
+        + (f" on `{r.host}`" if r.host else "")
         for r in active
     ]
     work_lines = (
@@ -455,19 +456,18 @@ def render_status(
         )
     lines = ["**redfix status**", ""]
     for t in triages:
-        d = t.get("detail") or {}
-        v = d.get("verdict") or {}
+        v = t.detail.verdict
         state = (
             "isolating"
-            if d.get("isolating")
-            else f"{v['outcome']} / {v['cause']} ({v['green']}/{v['runs']} green alone)"
+            if t.detail.isolating
+            else f"{v.outcome} / {v.cause} ({v.green}/{v.runs} green alone)"
             if v
             else "not isolated"
         )
-        fix = f"fix {t['fix_repo']}#{t['fix_number']}" if t.get("fix_repo") else "no fix PR"
-        ver = d.get("verification") or {}
-        verified = f", verification {ver['state']} at `{ver['sha'][:10]}`" if ver else ""
-        lines.append(f"- `{t['recipe']}`: {md_cell(state)}; {fix}{verified}")
+        fix = f"fix {t.fix_repo}#{t.fix_number}" if t.fix_repo else "no fix PR"
+        ver = t.detail.verification
+        verified = f", verification {ver.state} at `{ver.sha[:10]}`" if ver else ""
+        lines.append(f"- `{t.recipe}`: {md_cell(state)}; {fix}{verified}")
     lines += [*work_lines, "", f"Full table: {public_url}/report"]
     return "\n".join(lines)
 

@@ -8,11 +8,12 @@ with evidence; M2 when every failure has a fix PR verified green. Pure functions
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bot.model import mention
+from bot.model.records import OverrideRow, RunRow, TriageDetail, TriageRow
 from bot.render.markup import html_page, md_cell
 
 COLUMNS = (
@@ -79,73 +80,71 @@ class SweepReport:
     m2: Milestone
 
 
-def _failure(d: Mapping[str, Any]) -> str:
-    f = d.get("failure") or {}
-    if not f:
+def _failure(d: TriageDetail) -> str:
+    f = d.failure
+    if f is None:
         return "no reference run found"
-    stages = ", ".join(f.get("stages", [])) or "?"
-    tests = ", ".join(f.get("tests", [])[:3])
-    more = f" (+{len(f['tests']) - 3})" if len(f.get("tests", [])) > 3 else ""
+    stages = ", ".join(f.stages) or "?"
+    tests = ", ".join(f.tests[:3])
+    more = f" (+{len(f.tests) - 3})" if len(f.tests) > 3 else ""
     return f"{stages}: {tests}{more}" if tests else f"stage {stages}"
 
 
-def _isolation(d: Mapping[str, Any]) -> str:
-    v = d.get("verdict") or {}
-    if not v:
-        return "running" if d.get("isolating") else "not isolated"
-    text = f"{v['green']}/{v['runs']} green alone"
-    if v.get("load_runs"):
-        text += f"; {v['load_red']}/{v['load_runs']} red under load"
+def _isolation(d: TriageDetail) -> str:
+    v = d.verdict
+    if v is None:
+        return "running" if d.isolating else "not isolated"
+    text = f"{v.green}/{v.runs} green alone"
+    if v.load_runs:
+        text += f"; {v.load_red}/{v.load_runs} red under load"
     return text
 
 
 def build_report(
-    triages: Sequence[Mapping[str, Any]],
-    overrides: Sequence[Mapping[str, Any]],
+    triages: Sequence[TriageRow],
+    overrides: Sequence[OverrideRow],
     gitea_url: str,
-    runs: Sequence[Mapping[str, Any]] = (),
+    runs: Sequence[RunRow] = (),
 ) -> SweepReport:
     """Rows from the store's current triages; the newest human verdict per recipe wins.
     `runs` (the store's run rows, oldest first) give each row the runs of its isolation."""
-    human: dict[str, Mapping[str, Any]] = {}
+    human: dict[str, OverrideRow] = {}
     for o in overrides:  # newest first
-        human.setdefault(o["recipe"], o)
-    by_command: dict[object, list[RunLink]] = {}
+        human.setdefault(o.recipe, o)
+    by_command: dict[int, list[RunLink]] = {}
     for r in runs:
-        if r.get("kind") == "isolation":
-            link = RunLink(str(r["run_id"]), str(r.get("phase") or "alone"))
-            by_command.setdefault(r.get("command_id"), []).append(link)
+        if r.kind == "isolation":
+            link = RunLink(r.run_id, r.phase or "alone")
+            by_command.setdefault(r.command_id, []).append(link)
     rows = []
     for t in triages:
-        d: Mapping[str, Any] = t.get("detail") or {}
-        v = d.get("verdict") or {}
-        h = human.get(t["recipe"])
-        machine = f"{v['outcome']} / {v['cause']}" if v else ""
+        d = t.detail
+        v = d.verdict
+        h = human.get(t.recipe)
+        machine = f"{v.outcome} / {v.cause}" if v else ""
         if h is not None:
-            classification = f"{h['cause']} (human: {mention(h['author'])}: {h['reason']})"
+            classification = f"{h.cause} (human: {mention(h.author)}: {h.reason})"
             if machine:
                 classification += f"; machine: {machine}"
         else:
             classification = machine or "—"
-        evidence = v.get("evidence") or []
-        root = v.get("rule", "")
+        evidence = v.evidence if v else ()
+        root = v.rule if v else ""
         if evidence:
             root = f"{root}: {evidence[0]}"
-        classified = bool(v and (evidence or v.get("outcome") == "flake")) or h is not None
-        fix = f"{t['fix_repo']}#{t['fix_number']}" if t.get("fix_repo") else ""
-        url = f"{gitea_url}/{t['fix_repo']}/pulls/{t['fix_number']}" if fix else ""
-        ver = d.get("verification") or {}
-        verified = bool(fix) and ver.get("state") == "success"
-        if not ver:
+        classified = bool(v and (evidence or v.outcome == "flake")) or h is not None
+        fix = f"{t.fix_repo}#{t.fix_number}" if t.fix_repo else ""
+        url = f"{gitea_url}/{t.fix_repo}/pulls/{t.fix_number}" if fix else ""
+        ver = d.verification
+        verified = bool(fix) and ver is not None and ver.state == "success"
+        if ver is None:
             verification = "not verified" if fix else "—"
-        elif ver.get("state") == "success":
-            verification = f"green ×{ver['green']} at {ver['sha'][:10]}"
-        elif ver.get("state") in ("queued", "running"):
-            verification = f"pending at {ver['sha'][:10]}"
+        elif ver.state == "success":
+            verification = f"green ×{ver.green} at {ver.sha[:10]}"
+        elif ver.state in ("queued", "running"):
+            verification = f"pending at {ver.sha[:10]}"
         else:
-            verification = (
-                f"{ver.get('state')} at {ver.get('sha', '')[:10]}: {ver.get('summary', '')}"
-            )
+            verification = f"{ver.state} at {ver.sha[:10]}: {ver.summary}"
         missing = []
         if not classified:
             missing.append("not classified with evidence" if v else "not isolated")
@@ -155,21 +154,19 @@ def build_report(
             missing.append("fix not verified green")
         rows.append(
             Row(
-                recipe=t["recipe"],
+                recipe=t.recipe,
                 failure=_failure(d),
                 isolation=_isolation(d),
                 root_cause=root or "—",
                 classification=classification,
-                fix_approach=v.get("advice", "") or "—",
+                fix_approach=(v.advice if v else "") or "—",
                 fix_pr=fix or "—",
                 fix_pr_url=url,
                 verification=verification,
                 classified=classified,
                 verified=verified,
                 missing=", ".join(missing),
-                runs=tuple(by_command.get(t.get("command_id"), ()))
-                if t.get("command_id") is not None
-                else (),
+                runs=tuple(by_command.get(t.command_id, ())) if t.command_id is not None else (),
             )
         )
 
