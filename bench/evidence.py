@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import Report, Settings, Target, fmt
-from bot.verdict.signatures import RuleSet
+from bot.verdict.rules import RuleSet
 
 SEED = 20261127
 MB = 1_000_000

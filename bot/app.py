@@ -34,7 +34,7 @@ from bot.core.tasks import stop_tasks
 from bot.core.verify import Verifier, VerifySettings
 from bot.model import HandlerSettings, Ignore, Incoming
 from bot.render.redact import Redactor
-from bot.verdict.signatures import RuleSet
+from bot.verdict.rules import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -185,7 +185,8 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_signatures_check(args: argparse.Namespace) -> int:
-    from bot.verdict.signatures import RulesError, RuleSet, check_against, format_report
+    from bot.verdict.corpus import check_against, format_report
+    from bot.verdict.rules import RulesError, RuleSet
 
     try:
         rules = RuleSet.load(Path(args.path))

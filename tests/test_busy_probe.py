@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.scheduler import HostPool
-from bot.verdict.signatures import RuleSet
+from bot.verdict.rules import RuleSet
 
 
 class ProbeOnly:

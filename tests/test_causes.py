@@ -20,7 +20,7 @@ from bot.model import (
 )
 from bot.verdict.causes import MAX_EVIDENCE, run_finding, verdict_finding
 from bot.verdict.results import parse_results
-from bot.verdict.signatures import RuleSet, weakening_phrase
+from bot.verdict.rules import RuleSet, weakening_phrase
 from tests.test_signatures import sim_run
 
 DEFAULT = RuleSet.default()

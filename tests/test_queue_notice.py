@@ -26,7 +26,7 @@ from bot.model import (
     Testme,
     TestmePlan,
 )
-from bot.verdict.signatures import RuleSet
+from bot.verdict.rules import RuleSet
 
 ORIGIN = Origin(Source.GITEA, "o/rec", 4, 1, "alice")
 SHA = "ab" * 20

@@ -14,14 +14,9 @@ import pytest
 
 from bot.model import Cause
 from bot.sim import harness
-from bot.verdict.signatures import (
-    MAX_LINE_CHARS,
-    RulesError,
-    RuleSet,
-    check_against,
-    format_report,
-    weakening_phrase,
-)
+from bot.verdict.corpus import check_against, format_report
+from bot.verdict.prefilter import MAX_LINE_CHARS
+from bot.verdict.rules import RulesError, RuleSet, weakening_phrase
 
 
 def sim_run(runs_dir: Path, recipe: str, outcome: str, run_id: str) -> tuple[int, list[str]]:

@@ -31,7 +31,7 @@ from bot.adapters.config import (
     parse_config,
     read_document,
 )
-from bot.verdict.signatures import RulesError, RuleSet
+from bot.verdict.rules import RulesError, RuleSet
 
 # Key files, known_hosts and rule files are small; a path to something huge is a mistake.
 MAX_FILE_BYTES = 1_048_576

@@ -41,7 +41,7 @@ from bot.render.comments import render_failure, render_isolation_progress, rende
 from bot.verdict.causes import run_finding
 from bot.verdict.confidence import should_continue
 from bot.verdict.judge import Override, judge, triage_verdict
-from bot.verdict.signatures import RuleSet
+from bot.verdict.rules import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -1,39 +1,77 @@
-"""Why a run is red, from its evidence, by explicit rules; and the cause a verdict carries.
+"""Why a run is red, and the cause a verdict carries: two chains of small explicit rules.
 
-A red run's finding comes from the first of these rules that applies (each finding names it):
-(a) `signature:<id>` — a signature rule matches (bot.verdict.signatures), looked for in the failing
-    assertions, then the run's log, then the service logs: a known failure overrides the rest;
-(b) `exit-142` — the harness's deadline fired (exit 142) → timeout;
-(c) `harness-error` — the harness itself broke: a Python traceback whose frames are in harness
-    code (/runner/, cc-ci, harness) and none in the recipe's tests (tests/, custom/, test_*.py),
-    a warm/canonical promotion or advance that errored, or a stage ending in `error` with no
-    failing test and no convergence trouble in the logs → harness;
-(d) `recipe-not-converging` — services did not converge or crash-looped (0/N replicas, task
-    restarting, Rejected/Failed tasks, CrashLoop, non-zero task exits) → recipe;
-    `recipe-lifecycle` — a lifecycle stage (install, backup, restore) failed → recipe;
-(e) `stale-test` — only tests outside the lifecycle stages (custom, ...) failed, every lifecycle
-    stage that ran passed, and no convergence trouble shows → test, a suspected stale test;
-(f) `no-rule-matched` — nothing above applies → unknown.
+Each rule looks at the evidence and returns a Finding (naming itself in `Finding.rule`) or None;
+the first rule in its chain that returns a finding decides. The order is the point: a rule
+further down may assume that none above it applied.
+
+A red run's finding (`run_finding`, the chain `RUN_RULES`):
+
+| # | rule (Finding.rule)        | cause   | when, and why at this place                           |
+|---|----------------------------|---------|-------------------------------------------------------|
+| 1 | `signature:<id>`           | rule's  | a signature rule (bot.verdict.rules) matches, in the  |
+|   |                            |         | failing assertions, else the run's log, else the      |
+|   |                            |         | service logs: a known failure overrides the rest      |
+|   |                            |         | (and an assertion that matches spares reading the log)|
+| 2 | `exit-142`                 | timeout | the harness deadline fired (exit 142): what else is   |
+|   |                            |         | red is cut short, so it comes before the heuristics   |
+| 3 | `harness-error`            | harness | a Python traceback whose frames are in harness code   |
+|   |                            |         | (/runner/, cc-ci, harness) and none in the recipe's   |
+|   |                            |         | tests (tests/, custom/, test_*.py): the harness broke |
+|   |                            |         | before any test could judge the app                   |
+| 4 | `harness-error`            | harness | a warm/canonical promotion or advance errored         |
+| 5 | `harness-error`            | harness | a stage ended in `error` with no failing test and no  |
+|   |                            |         | convergence trouble (which would explain it: rule 6)  |
+| 6 | `recipe-not-converging`    | recipe  | services did not converge or crash-looped (0/N        |
+|   |                            |         | replicas, task restarting, Rejected/Failed tasks,     |
+|   |                            |         | CrashLoop, non-zero task exits): failing tests after  |
+|   |                            |         | that are symptoms, so this precedes the stage rules   |
+| 7 | `recipe-lifecycle`         | recipe  | a lifecycle stage (install, backup, restore) failed,  |
+|   |                            |         | which exercises the recipe itself                     |
+| 8 | `stale-test`               | test    | only tests outside the lifecycle stages (custom, ...) |
+|   |                            |         | failed, install passed and every lifecycle stage that |
+|   |                            |         | ran passed: suspected only once 1–7 are ruled out     |
+| 9 | `no-rule-matched`          | unknown | nothing above applies (the fallback, always last)     |
+
 Green runs, and runs that did not complete, have no finding.
 
-A verdict's finding (`verdict_finding`): a flake red in a run under load → `green-alone-red-
-under-load` (load); a flake not reproduced under load → `not-reproduced` (unknown); an
-inconclusive verdict → `inconclusive` (unknown); otherwise the cause most red isolated runs'
-findings share, ties broken signature > timeout > harness > recipe > test.
+A verdict's finding (`verdict_finding`, the chain `VERDICT_RULES`):
 
-Advice always names a fix route — a recipe PR, a harness stabilisation, or a test PR under
-review — and never weakening a test.
+| # | rule (Finding.rule)          | cause   | when, and why at this place                         |
+|---|------------------------------|---------|-----------------------------------------------------|
+| 1 | `inconclusive`               | unknown | some runs could not complete: they support no cause,|
+|   |                              |         | whatever the others found                           |
+| 2 | `green-alone-red-under-load` | load    | a flake (green alone) that was red beside other     |
+|   |                              |         | runs: the load is what differs                      |
+| 3 | `not-reproduced`             | unknown | a flake not red under load (or not tried): no cause |
+| 4 | the chosen run's rule        | its own | the cause most red isolated runs' findings share,   |
+|   |                              |         | ties broken signature > timeout > harness > recipe >|
+|   |                              |         | test (the more specific kind of evidence wins)      |
+| 5 | `no-rule-matched`            | unknown | no red isolated run has a finding (the fallback)    |
+
+Advice always names a fix route (bot.verdict.advice), never weakening a test.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
-from bot.model import Cause, EvidenceLine, Finding, Outcome, RunResult, RunState
-from bot.verdict.signatures import RuleSet, SignatureMatch, evidence_text, line_text
+from bot.model import Cause, EvidenceLine, FailingTest, Finding, Outcome, RunResult, RunState
+from bot.verdict.advice import (
+    CONVERGENCE_ADVICE,
+    HARNESS_ADVICE,
+    INCONCLUSIVE_ADVICE,
+    LIFECYCLE_ADVICE,
+    LOAD_ADVICE,
+    NOT_REPRODUCED_ADVICE,
+    STALE_TEST_ADVICE,
+    TIMEOUT_ADVICE,
+    UNKNOWN_ADVICE,
+)
+from bot.verdict.logwatch import LogWatch
+from bot.verdict.rules import RuleSet, SignatureMatch
 
 # The generic lifecycle every recipe goes through. `upgrade` is not among them: its tests
 # check recipe-specific overlays, and a failing one with a healthy app was the sweep's stale
@@ -41,61 +79,6 @@ from bot.verdict.signatures import RuleSet, SignatureMatch, evidence_text, line_
 LIFECYCLE_STAGES = frozenset({"install", "backup", "restore"})
 MAX_EVIDENCE = 5
 DEADLINE_EXIT = 142
-# A traceback longer than this is not followed further; its frames so far still count.
-_MAX_TRACEBACK_LINES = 200
-_KEEP_LINES = 4
-
-_FRAME_RE = re.compile(r'File "([^"]+)", line \d+')
-_HARNESS_PATH_RE = re.compile(r"/runner/|cc-ci|harness")
-_TEST_PATH_RE = re.compile(r"(?:^|/)(?:tests|custom)/|(?:^|/)(?:test_[^/]*|conftest)\.py$")
-_CONVERGENCE_RE = re.compile(
-    r"\b0/[1-9]\d* replicas\b"
-    r"|task restarting|\brestarting \(\d+\)|CrashLoop|crash[- ]loop"
-    r"|\b(?:Rejected|Failed) +(?:about +|less than +)?(?:\d+|an?) +\w+ +ago\b"
-    r"|task: non-zero exit|\bOOMKilled\b"
-)
-_STAGE_RED_RE = re.compile(r"\bstage [a-z][a-z0-9_-]*: (?:fail|error)\b")
-_DEADLINE_RE = re.compile(r"\bDEADLINE\b|\bdeadline (?:fired|exceeded|reached)")
-
-TIMEOUT_ADVICE = (
-    "Find what the run was waiting on when the deadline fired (the last convergence lines): a "
-    "service that never converges needs a recipe PR; one that converges slowly only under load "
-    "needs a harness PR (serialise heavy deploys, more deploy headroom). Re-run alone to tell."
-)
-HARNESS_ADVICE = (
-    "Harness PR (cc-ci, on a branch): fix the harness fault the evidence shows and verify it "
-    "with a re-run; the recipe and its tests are not at fault."
-)
-CONVERGENCE_ADVICE = (
-    "Recipe PR: make the services converge — read docker service ps --no-trunc and docker "
-    "service logs for the failing task (image, healthcheck, config, resources), fix the "
-    "recipe, and verify with !testme."
-)
-LIFECYCLE_ADVICE = (
-    "Recipe PR fixing what the failing {stages} stage exercises (hooks, volumes, config), "
-    "after a re-run alone rules out load; verify with !testme."
-)
-STALE_TEST_ADVICE = (
-    "Suspected stale test: check what the app does now. If the test is out of date, a test PR "
-    "under review (the --with-tests gate) or a PR comment; if the app is wrong, a recipe PR. "
-    "Never weaken the test to turn it green."
-)
-UNKNOWN_ADVICE = (
-    "No rule explains this failure: read the failing assertion, the log and the service logs, "
-    "and add a signature rule once the cause is known."
-)
-LOAD_ADVICE = (
-    "Harness stabilisation: find the step that races under load (readiness, settling, backup "
-    "and restore timing) and add a settle, verify or retry step in cc-ci, or serialise the "
-    "recipe's heavy steps; verify with repeated runs under load, every repeat green."
-)
-NOT_REPRODUCED_ADVICE = (
-    "Re-run under load (alongside 2–3 concurrent deploys) to reproduce the sweep failure "
-    "before choosing a fix; until then no cause is claimed."
-)
-INCONCLUSIVE_ADVICE = (
-    "Re-run alone once the host is healthy; no cause is claimed until runs complete."
-)
 
 # Tie-break between causes with equally many runs: the more specific kind of evidence wins.
 _RANK = {Cause.TIMEOUT: 1, Cause.HARNESS: 2, Cause.RECIPE: 3, Cause.TEST: 4, Cause.LOAD: 5}
@@ -107,93 +90,6 @@ def _rank(finding: Finding) -> int:
     return _RANK.get(finding.cause, 6)
 
 
-@dataclass
-class _Traceback:
-    header: EvidenceLine
-    prefix: str
-    lines: int = 0
-    harness_frame: EvidenceLine | None = None
-    test_frame: bool = False
-    exception: EvidenceLine | None = None
-
-
-@dataclass
-class _LogWatch:
-    """Bounded evidence gathered while a log streams past: first hits only, a few of each."""
-
-    source: str
-    run_id: str
-    line_no: int = 0
-    convergence: list[EvidenceLine] = field(default_factory=list)
-    promotion: list[EvidenceLine] = field(default_factory=list)
-    stage_red: list[EvidenceLine] = field(default_factory=list)
-    deadline: list[EvidenceLine] = field(default_factory=list)
-    harness_traceback: _Traceback | None = None
-    _open: _Traceback | None = None
-
-    def watch(self, lines: Iterable[str]) -> Iterator[str]:
-        """Pass lines through, looking at each once."""
-        for line in lines:
-            self.feed(line)
-            yield line
-
-    def _keep(self, into: list[EvidenceLine], text: str) -> None:
-        if len(into) < _KEEP_LINES:
-            into.append(EvidenceLine(self.source, self.line_no, evidence_text(text), self.run_id))
-
-    def feed(self, raw: str) -> None:
-        self.line_no += 1
-        text = line_text(raw)
-        if self._open is not None:
-            self._follow(self._open, text)
-        elif "Traceback (most recent call last)" in text and self.harness_traceback is None:
-            header = EvidenceLine(self.source, self.line_no, evidence_text(text), self.run_id)
-            self._open = _Traceback(header, text[: text.index("Traceback")])
-        if (
-            "replicas" in text
-            or "restart" in text
-            or "Rejected" in text
-            or "Failed" in text
-            or "rash" in text
-            or "OOMKilled" in text
-            or "non-zero exit" in text
-        ) and _CONVERGENCE_RE.search(text):
-            self._keep(self.convergence, text)
-        if "stage" in text and _STAGE_RED_RE.search(text):
-            self._keep(self.stage_red, text)
-        if ("eadline" in text or "DEADLINE" in text) and _DEADLINE_RE.search(text):
-            self._keep(self.deadline, text)
-        low = text.lower()
-        if (
-            ("warm" in low or "canonical" in low)
-            and ("promot" in low or "advanc" in low)
-            and ("error" in low or "fail" in low)
-        ):
-            self._keep(self.promotion, text)
-
-    def _follow(self, tb: _Traceback, text: str) -> None:
-        """One more line of an open traceback: a frame, source, or the closing exception line."""
-        tb.lines += 1
-        body = text.removeprefix(tb.prefix) if tb.prefix else text
-        frame = _FRAME_RE.search(body)
-        if frame:
-            path = frame.group(1)
-            if _TEST_PATH_RE.search(path):
-                tb.test_frame = True
-            elif _HARNESS_PATH_RE.search(path):
-                tb.harness_frame = EvidenceLine(
-                    self.source, self.line_no, evidence_text(text.strip()), self.run_id
-                )
-            return
-        if body[:1] in (" ", "\t") and tb.lines < _MAX_TRACEBACK_LINES:
-            return  # the frame's source line, or 3.11's ^^^ markers
-        if body.strip():
-            tb.exception = EvidenceLine(self.source, self.line_no, evidence_text(text), self.run_id)
-        self._open = None
-        if tb.harness_frame is not None and not tb.test_frame:
-            self.harness_traceback = tb
-
-
 def _bounded(*groups: Iterable[EvidenceLine]) -> tuple[EvidenceLine, ...]:
     """Evidence in order of weight, without repeats, at most MAX_EVIDENCE lines."""
     out: list[EvidenceLine] = []
@@ -202,6 +98,89 @@ def _bounded(*groups: Iterable[EvidenceLine]) -> tuple[EvidenceLine, ...]:
             if line not in out and len(out) < MAX_EVIDENCE:
                 out.append(line)
     return tuple(out)
+
+
+# --- one red run -----------------------------------------------------------------------------
+
+
+class RunClues:
+    """What the run rules read about one red run.
+
+    The log is read once, and only when a rule first needs it (a failing assertion that
+    matches a signature decides without it); it may be a file of any size: only the first few
+    lines of each kind of evidence are kept."""
+
+    def __init__(
+        self,
+        run: RunResult,
+        log_lines: Iterable[str],
+        service_lines: Sequence[str],
+        rules: RuleSet,
+    ) -> None:
+        self.run = run
+        self.failing: tuple[FailingTest, ...] = run.results.failing if run.results else ()
+        self.stages = run.results.stages if run.results else ()
+        self._log_lines = log_lines
+        self._service_lines = service_lines
+        self._rules = rules
+
+    @cached_property
+    def tests(self) -> list[EvidenceLine]:
+        """The failing tests as evidence, in the results' order."""
+        return [
+            EvidenceLine(
+                "assertion", i, f"{t.test_id} ({t.stage}): {t.message or t.status}", self.run.run_id
+            )
+            for i, t in enumerate(self.failing, start=1)
+        ]
+
+    @cached_property
+    def assertion_signature(self) -> SignatureMatch | None:
+        messages = [t.message for t in self.failing]
+        found = self._rules.match_lines(
+            "assertion", messages, source="assertion", run_id=self.run.run_id
+        )
+        return found[0] if found else None
+
+    @cached_property
+    def _read(self) -> tuple[LogWatch, LogWatch, SignatureMatch | None]:
+        """Both logs watched, and the first signature in the run's log, else the service logs."""
+        run_id = self.run.run_id
+        log = LogWatch("log", run_id)
+        lines = log.watch(self._log_lines)
+        found = self._rules.match_lines("log", lines, source="log", run_id=run_id)
+        for _ in lines:
+            pass  # matching may stop early; the other rules still need every line
+        service = LogWatch("service_logs", run_id)
+        for line in self._service_lines:
+            service.feed(line)
+        found = found or self._rules.match_lines(
+            "service_logs", self._service_lines, source="service_logs", run_id=run_id
+        )
+        return log, service, found[0] if found else None
+
+    @property
+    def log(self) -> LogWatch:
+        return self._read[0]
+
+    @property
+    def service(self) -> LogWatch:
+        return self._read[1]
+
+    @property
+    def log_signature(self) -> SignatureMatch | None:
+        return self._read[2]
+
+    @property
+    def convergence(self) -> list[EvidenceLine]:
+        return [*self.log.convergence, *self.service.convergence]
+
+    @property
+    def red_stages(self) -> list[str]:
+        return [s.name for s in self.stages if s.status in ("fail", "error")]
+
+
+RunRule = Callable[[RunClues], Finding | None]
 
 
 def _signature_finding(match: SignatureMatch, context: Sequence[EvidenceLine]) -> Finding:
@@ -226,190 +205,246 @@ def _signature_finding(match: SignatureMatch, context: Sequence[EvidenceLine]) -
     )
 
 
-def run_finding(
-    run: RunResult, log_lines: Iterable[str], service_lines: Sequence[str], rules: RuleSet
-) -> Finding | None:
-    """The cause of one red run, by the module's rules in order; None for a run that is not red.
+def signature(c: RunClues) -> Finding | None:
+    """1. A known signature: in a failing assertion, else the run's log, else service logs."""
+    found = c.assertion_signature or c.log_signature
+    return _signature_finding(found, c.tests) if found is not None else None
 
-    `log_lines` is read at most once and may be a file of any size: only the first few lines
-    of each kind of evidence are kept.
-    """
-    if run.state not in (RunState.RED, RunState.DEADLINE):
+
+def deadline(c: RunClues) -> Finding | None:
+    """2. The harness's deadline fired (exit 142)."""
+    if c.run.state is not RunState.DEADLINE and c.run.exit_code != DEADLINE_EXIT:
         return None
-    failing = run.results.failing if run.results else ()
-    stages = run.results.stages if run.results else ()
-    tests = [
-        EvidenceLine(
-            "assertion", i, f"{t.test_id} ({t.stage}): {t.message or t.status}", run.run_id
-        )
-        for i, t in enumerate(failing, start=1)
+    exit_line = EvidenceLine("run", 0, "exit code 142: the harness deadline fired", c.run.run_id)
+    return Finding(
+        Cause.TIMEOUT,
+        "exit-142",
+        "The harness's one-hour deadline fired (exit 142) before the run finished.",
+        _bounded([exit_line], c.log.deadline, c.convergence),
+        TIMEOUT_ADVICE,
+    )
+
+
+def harness_traceback(c: RunClues) -> Finding | None:
+    """3. A traceback from harness code, with no frame in the recipe's tests."""
+    tb = c.log.harness_traceback or c.service.harness_traceback
+    if tb is None:
+        return None
+    assert tb.harness_frame is not None
+    what = f": {tb.exception.text}" if tb.exception else ""
+    return Finding(
+        Cause.HARNESS,
+        "harness-error",
+        f"A Python traceback from the harness's own code, not the recipe's tests{what}.",
+        _bounded([tb.header, tb.harness_frame], [tb.exception] if tb.exception else []),
+        HARNESS_ADVICE,
+    )
+
+
+def harness_promotion(c: RunClues) -> Finding | None:
+    """4. A warm/canonical promotion or advance that errored."""
+    promotion = [*c.log.promotion, *c.service.promotion]
+    if not promotion:
+        return None
+    return Finding(
+        Cause.HARNESS,
+        "harness-error",
+        "A warm/canonical promotion or advance failed in the harness.",
+        _bounded(promotion, c.log.stage_red),
+        HARNESS_ADVICE,
+    )
+
+
+def harness_stage_error(c: RunClues) -> Finding | None:
+    """5. A stage in `error` without a failing test, and no convergence trouble."""
+    failed_tests_stages = {t.stage for t in c.failing}
+    errored = [
+        s.name for s in c.stages if s.status == "error" and s.name not in failed_tests_stages
     ]
-    found = rules.match_lines(
-        "assertion", [t.message for t in failing], source="assertion", run_id=run.run_id
+    if not errored or c.convergence:
+        return None
+    stage_lines = [
+        EvidenceLine("results", 0, f"stage {name}: error, no failing test", c.run.run_id)
+        for name in errored
+    ]
+    return Finding(
+        Cause.HARNESS,
+        "harness-error",
+        f"Stage {', '.join(errored)} ended in error without a failing test and with no "
+        "convergence trouble in the logs: the harness broke, not a test.",
+        _bounded(stage_lines, c.log.stage_red),
+        HARNESS_ADVICE,
     )
-    if found:
-        return _signature_finding(found[0], tests)
 
-    log = _LogWatch("log", run.run_id)
-    lines = log.watch(log_lines)
-    found = rules.match_lines("log", lines, source="log", run_id=run.run_id)
-    for _ in lines:
-        pass  # matching may stop early; the other rules still need every line
-    service = _LogWatch("service_logs", run.run_id)
-    for line in service_lines:
-        service.feed(line)
-    found = found or rules.match_lines(
-        "service_logs", service_lines, source="service_logs", run_id=run.run_id
+
+def recipe_not_converging(c: RunClues) -> Finding | None:
+    """6. The app's services did not converge."""
+    if not c.convergence:
+        return None
+    return Finding(
+        Cause.RECIPE,
+        "recipe-not-converging",
+        "The app's services did not converge (replicas missing, tasks restarting or rejected).",
+        _bounded(c.convergence, c.tests),
+        CONVERGENCE_ADVICE,
     )
-    if found:
-        return _signature_finding(found[0], tests)
 
-    convergence = [*log.convergence, *service.convergence]
-    if run.state is RunState.DEADLINE or run.exit_code == DEADLINE_EXIT:
-        exit_line = EvidenceLine("run", 0, "exit code 142: the harness deadline fired", run.run_id)
-        return Finding(
-            Cause.TIMEOUT,
-            "exit-142",
-            "The harness's one-hour deadline fired (exit 142) before the run finished.",
-            _bounded([exit_line], log.deadline, convergence),
-            TIMEOUT_ADVICE,
-        )
 
-    tb = log.harness_traceback or service.harness_traceback
-    if tb is not None:
-        assert tb.harness_frame is not None
-        what = f": {tb.exception.text}" if tb.exception else ""
-        return Finding(
-            Cause.HARNESS,
-            "harness-error",
-            f"A Python traceback from the harness's own code, not the recipe's tests{what}.",
-            _bounded([tb.header, tb.harness_frame], [tb.exception] if tb.exception else []),
-            HARNESS_ADVICE,
-        )
-    promotion = [*log.promotion, *service.promotion]
-    if promotion:
-        return Finding(
-            Cause.HARNESS,
-            "harness-error",
-            "A warm/canonical promotion or advance failed in the harness.",
-            _bounded(promotion, log.stage_red),
-            HARNESS_ADVICE,
-        )
-    failed_tests_stages = {t.stage for t in failing}
-    errored = [s.name for s in stages if s.status == "error" and s.name not in failed_tests_stages]
-    if errored and not convergence:
-        stage_lines = [
-            EvidenceLine("results", 0, f"stage {name}: error, no failing test", run.run_id)
-            for name in errored
-        ]
-        return Finding(
-            Cause.HARNESS,
-            "harness-error",
-            f"Stage {', '.join(errored)} ended in error without a failing test and with no "
-            "convergence trouble in the logs: the harness broke, not a test.",
-            _bounded(stage_lines, log.stage_red),
-            HARNESS_ADVICE,
-        )
+def recipe_lifecycle(c: RunClues) -> Finding | None:
+    """7. A lifecycle stage (install, backup, restore) failed."""
+    lifecycle = [s for s in c.red_stages if s in LIFECYCLE_STAGES]
+    if not lifecycle:
+        return None
+    in_lifecycle = [e for e, t in zip(c.tests, c.failing, strict=True) if t.stage in lifecycle]
+    return Finding(
+        Cause.RECIPE,
+        "recipe-lifecycle",
+        f"The lifecycle stage {', '.join(lifecycle)} failed, which exercises the recipe itself.",
+        _bounded(in_lifecycle, c.log.stage_red),
+        LIFECYCLE_ADVICE.format(stages="/".join(lifecycle)),
+    )
 
-    if convergence:
-        return Finding(
-            Cause.RECIPE,
-            "recipe-not-converging",
-            "The app's services did not converge (replicas missing, tasks restarting or rejected).",
-            _bounded(convergence, tests),
-            CONVERGENCE_ADVICE,
-        )
-    red_stages = [s.name for s in stages if s.status in ("fail", "error")]
-    lifecycle = [s for s in red_stages if s in LIFECYCLE_STAGES]
-    if lifecycle:
-        in_lifecycle = [e for e, t in zip(tests, failing, strict=True) if t.stage in lifecycle]
-        return Finding(
-            Cause.RECIPE,
-            "recipe-lifecycle",
-            f"The lifecycle stage {', '.join(lifecycle)} failed, which exercises the recipe "
-            "itself.",
-            _bounded(in_lifecycle, log.stage_red),
-            LIFECYCLE_ADVICE.format(stages="/".join(lifecycle)),
-        )
-    ran_lifecycle = [s for s in stages if s.name in LIFECYCLE_STAGES and s.status != "skip"]
-    install_passed = any(s.name == "install" and s.status == "pass" for s in stages)
-    if (
+
+def stale_test(c: RunClues) -> Finding | None:
+    """8. Only tests outside the lifecycle failed, while the lifecycle that ran passed."""
+    red_stages = c.red_stages
+    ran_lifecycle = [s for s in c.stages if s.name in LIFECYCLE_STAGES and s.status != "skip"]
+    install_passed = any(s.name == "install" and s.status == "pass" for s in c.stages)
+    if not (
         red_stages
-        and failing
+        and c.failing
         and install_passed
         and all(s.status == "pass" for s in ran_lifecycle)
-        and {t.stage for t in failing} <= set(red_stages)
+        and {t.stage for t in c.failing} <= set(red_stages)
     ):
-        passed = ", ".join(s.name for s in ran_lifecycle)
-        return Finding(
-            Cause.TEST,
-            "stale-test",
-            f"Only tests in {', '.join(red_stages)} failed while {passed} passed and the logs "
-            "show no convergence trouble: a suspected stale test.",
-            _bounded(tests, log.stage_red),
-            STALE_TEST_ADVICE,
-        )
+        return None
+    passed = ", ".join(s.name for s in ran_lifecycle)
+    return Finding(
+        Cause.TEST,
+        "stale-test",
+        f"Only tests in {', '.join(red_stages)} failed while {passed} passed and the logs "
+        "show no convergence trouble: a suspected stale test.",
+        _bounded(c.tests, c.log.stage_red),
+        STALE_TEST_ADVICE,
+    )
+
+
+def no_run_rule(c: RunClues) -> Finding:
+    """9. The fallback: nothing explains the failure."""
     return Finding(
         Cause.UNKNOWN,
         "no-rule-matched",
         "No rule explains this failure from its evidence.",
-        _bounded(tests, log.stage_red, convergence),
+        _bounded(c.tests, c.log.stage_red, c.convergence),
         UNKNOWN_ADVICE,
     )
 
 
-def _is_red(run: RunResult) -> bool:
-    return run.state in (RunState.RED, RunState.DEADLINE)
+RUN_RULES: tuple[RunRule, ...] = (
+    signature,
+    deadline,
+    harness_traceback,
+    harness_promotion,
+    harness_stage_error,
+    recipe_not_converging,
+    recipe_lifecycle,
+    stale_test,
+)
 
 
-def verdict_finding(
-    outcome: Outcome,
-    alone: Sequence[tuple[RunResult, Finding | None]],
-    under_load: Sequence[tuple[RunResult, Finding | None]],
-) -> Finding:
-    """The cause a verdict carries, from the findings of its isolated (and loaded) runs."""
-    if outcome is Outcome.INCONCLUSIVE:
-        return Finding(
-            Cause.UNKNOWN,
-            "inconclusive",
-            "Some runs could not complete, so they support no cause.",
-            advice=INCONCLUSIVE_ADVICE,
-        )
-    if outcome is Outcome.FLAKE:
-        red_load = [(r, f) for r, f in under_load if _is_red(r)]
-        if not red_load:
-            tried = f"{len(under_load)} runs under load" if under_load else "no run under load"
-            return Finding(
-                Cause.UNKNOWN,
-                "not-reproduced",
-                f"Green in all {len(alone)} isolated runs and not reproduced in {tried}, so "
-                "the sweep failure's cause is not established.",
-                advice=NOT_REPRODUCED_ADVICE,
-            )
-        run, finding = next(((r, f) for r, f in red_load if f is not None), red_load[0])
-        evidence: tuple[EvidenceLine, ...] = finding.evidence if finding else ()
-        if not evidence:
-            code = f"exit {run.exit_code}" if run.exit_code is not None else "no exit code"
-            evidence = (EvidenceLine("run", 0, f"red under load ({code})", run.run_id),)
-        by_signature = finding is not None and finding.rule.startswith("signature:")
-        load_signature = by_signature and finding is not None and finding.cause is Cause.LOAD
-        return Finding(
-            Cause.LOAD,
-            "green-alone-red-under-load",
-            f"Green in all {len(alone)} isolated runs but red in {len(red_load)} of "
-            f"{len(under_load)} runs under load: a load or concurrency flake.",
-            _bounded(evidence),
-            finding.advice if load_signature and finding else LOAD_ADVICE,
-            finding.link if load_signature and finding else "",
-        )
-    findings = [f for r, f in alone if _is_red(r) and f is not None]
+def run_finding(
+    run: RunResult, log_lines: Iterable[str], service_lines: Sequence[str], rules: RuleSet
+) -> Finding | None:
+    """The cause of one red run: the first of RUN_RULES that applies, else `no-rule-matched`;
+    None for a run that is not red.
+
+    `log_lines` is read at most once and may be a file of any size.
+    """
+    if not run.red:
+        return None
+    clues = RunClues(run, log_lines, service_lines, rules)
+    for rule in RUN_RULES:
+        if (finding := rule(clues)) is not None:
+            return finding
+    return no_run_rule(clues)
+
+
+# --- the verdict -----------------------------------------------------------------------------
+
+Findings = Sequence[tuple[RunResult, Finding | None]]
+
+
+@dataclass(frozen=True)
+class VerdictClues:
+    """What the verdict rules read: the outcome, and each isolated and loaded run's finding."""
+
+    outcome: Outcome
+    alone: Findings
+    under_load: Findings
+
+    @property
+    def red_load(self) -> list[tuple[RunResult, Finding | None]]:
+        return [(r, f) for r, f in self.under_load if r.red]
+
+
+VerdictRule = Callable[[VerdictClues], Finding | None]
+
+
+def inconclusive(v: VerdictClues) -> Finding | None:
+    """1. Runs that could not complete support no cause."""
+    if v.outcome is not Outcome.INCONCLUSIVE:
+        return None
+    return Finding(
+        Cause.UNKNOWN,
+        "inconclusive",
+        "Some runs could not complete, so they support no cause.",
+        advice=INCONCLUSIVE_ADVICE,
+    )
+
+
+def load_flake(v: VerdictClues) -> Finding | None:
+    """2. A flake red beside other runs: a load or concurrency flake."""
+    red_load = v.red_load
+    if v.outcome is not Outcome.FLAKE or not red_load:
+        return None
+    run, finding = next(((r, f) for r, f in red_load if f is not None), red_load[0])
+    evidence: tuple[EvidenceLine, ...] = finding.evidence if finding else ()
+    if not evidence:
+        code = f"exit {run.exit_code}" if run.exit_code is not None else "no exit code"
+        evidence = (EvidenceLine("run", 0, f"red under load ({code})", run.run_id),)
+    # A signature that itself names load brings its own advice and link.
+    own = finding is not None and finding.rule.startswith("signature:")
+    own = own and finding is not None and finding.cause is Cause.LOAD
+    return Finding(
+        Cause.LOAD,
+        "green-alone-red-under-load",
+        f"Green in all {len(v.alone)} isolated runs but red in {len(red_load)} of "
+        f"{len(v.under_load)} runs under load: a load or concurrency flake.",
+        _bounded(evidence),
+        finding.advice if own and finding else LOAD_ADVICE,
+        finding.link if own and finding else "",
+    )
+
+
+def not_reproduced(v: VerdictClues) -> Finding | None:
+    """3. A flake that no run under load reproduced."""
+    if v.outcome is not Outcome.FLAKE or v.red_load:
+        return None
+    tried = f"{len(v.under_load)} runs under load" if v.under_load else "no run under load"
+    return Finding(
+        Cause.UNKNOWN,
+        "not-reproduced",
+        f"Green in all {len(v.alone)} isolated runs and not reproduced in {tried}, so "
+        "the sweep failure's cause is not established.",
+        advice=NOT_REPRODUCED_ADVICE,
+    )
+
+
+def most_red_runs(v: VerdictClues) -> Finding | None:
+    """4. The cause most red isolated runs' findings share (ties: the more specific)."""
+    findings = [f for r, f in v.alone if r.red and f is not None]
     if not findings:
-        return Finding(
-            Cause.UNKNOWN,
-            "no-rule-matched",
-            "No red isolated run has a finding to take a cause from.",
-            advice=UNKNOWN_ADVICE,
-        )
+        return None
     counts = Counter(f.cause for f in findings)
     best_rank = {c: min(_rank(f) for f in findings if f.cause is c) for c in counts}
     cause = min(counts, key=lambda c: (-counts[c], best_rank[c]))
@@ -425,3 +460,31 @@ def verdict_finding(
         chosen.advice,
         chosen.link,
     )
+
+
+def no_verdict_rule(v: VerdictClues) -> Finding:
+    """5. The fallback: no red isolated run has a finding."""
+    return Finding(
+        Cause.UNKNOWN,
+        "no-rule-matched",
+        "No red isolated run has a finding to take a cause from.",
+        advice=UNKNOWN_ADVICE,
+    )
+
+
+VERDICT_RULES: tuple[VerdictRule, ...] = (
+    inconclusive,
+    load_flake,
+    not_reproduced,
+    most_red_runs,
+)
+
+
+def verdict_finding(outcome: Outcome, alone: Findings, under_load: Findings) -> Finding:
+    """The cause a verdict carries, from the findings of its isolated (and loaded) runs: the
+    first of VERDICT_RULES that applies, else `no-rule-matched`."""
+    clues = VerdictClues(outcome, alone, under_load)
+    for rule in VERDICT_RULES:
+        if (finding := rule(clues)) is not None:
+            return finding
+    return no_verdict_rule(clues)

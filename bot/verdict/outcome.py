@@ -33,7 +33,7 @@ def classify(
     reasons: list[str] = []
     incomplete = [r for r in runs if not r.completed]
     green = [r for r in runs if r.state is RunState.GREEN]
-    red = [r for r in runs if r.state in (RunState.RED, RunState.DEADLINE)]
+    red = [r for r in runs if r.red]
     cause = Cause.TIMEOUT if any(r.state is RunState.DEADLINE for r in runs) else Cause.UNKNOWN
     if cause is Cause.TIMEOUT:
         reasons.append("a run hit the harness deadline (exit 142) → cause timeout")

@@ -1,0 +1,48 @@
+"""The fix route each finding advises, as the texts a verdict shows.
+
+Advice always names a fix route — a recipe PR, a harness stabilisation, or a test PR under
+review — and never weakening a test (a signature rule's own advice is checked for that when
+its rules are loaded, bot.verdict.rules).
+"""
+
+from __future__ import annotations
+
+TIMEOUT_ADVICE = (
+    "Find what the run was waiting on when the deadline fired (the last convergence lines): a "
+    "service that never converges needs a recipe PR; one that converges slowly only under load "
+    "needs a harness PR (serialise heavy deploys, more deploy headroom). Re-run alone to tell."
+)
+HARNESS_ADVICE = (
+    "Harness PR (cc-ci, on a branch): fix the harness fault the evidence shows and verify it "
+    "with a re-run; the recipe and its tests are not at fault."
+)
+CONVERGENCE_ADVICE = (
+    "Recipe PR: make the services converge — read docker service ps --no-trunc and docker "
+    "service logs for the failing task (image, healthcheck, config, resources), fix the "
+    "recipe, and verify with !testme."
+)
+LIFECYCLE_ADVICE = (
+    "Recipe PR fixing what the failing {stages} stage exercises (hooks, volumes, config), "
+    "after a re-run alone rules out load; verify with !testme."
+)
+STALE_TEST_ADVICE = (
+    "Suspected stale test: check what the app does now. If the test is out of date, a test PR "
+    "under review (the --with-tests gate) or a PR comment; if the app is wrong, a recipe PR. "
+    "Never weaken the test to turn it green."
+)
+UNKNOWN_ADVICE = (
+    "No rule explains this failure: read the failing assertion, the log and the service logs, "
+    "and add a signature rule once the cause is known."
+)
+LOAD_ADVICE = (
+    "Harness stabilisation: find the step that races under load (readiness, settling, backup "
+    "and restore timing) and add a settle, verify or retry step in cc-ci, or serialise the "
+    "recipe's heavy steps; verify with repeated runs under load, every repeat green."
+)
+NOT_REPRODUCED_ADVICE = (
+    "Re-run under load (alongside 2–3 concurrent deploys) to reproduce the sweep failure "
+    "before choosing a fix; until then no cause is claimed."
+)
+INCONCLUSIVE_ADVICE = (
+    "Re-run alone once the host is healthy; no cause is claimed until runs complete."
+)
