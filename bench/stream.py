@@ -20,7 +20,9 @@ import asyncssh
 
 from bench.common import Report, Settings, Target, fmt, reset_peak_rss, status_kib
 from bot.adapters.config import HarnessConfig
-from bot.adapters.ssh.runner import CIPHERS, READ_CHUNK, SshRunner
+from bot.adapters.ssh.commands import READ_CHUNK
+from bot.adapters.ssh.connection import CIPHERS
+from bot.adapters.ssh.runner import SshRunner
 from bot.model import RunSpec
 from tests.sshd import SSHD, Sshd
 

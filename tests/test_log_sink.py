@@ -1,6 +1,6 @@
-"""The run log sink (bot/runner.py `_LogSink`): the file is an exact copy of what was fed, and
-the tail it keeps is the same whether lines are cut as they arrive (a live callback) or
-lazily from raw chunks (the hot path, no callback), whatever the chunking."""
+"""The run log sink (bot/adapters/ssh/logsink.py `LogSink`): the file is an exact copy of what
+was fed, and the tail it keeps is the same whether lines are cut as they arrive (a live
+callback) or lazily from raw chunks (the hot path, no callback), whatever the chunking."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.ssh.runner import MAX_LINE_BYTES, SETTLE_BYTES, _LogSink
+from bot.adapters.ssh.logsink import MAX_LINE_BYTES, SETTLE_BYTES, LogSink
 
 
 def _chunks(data: bytes, rng: random.Random, biggest: int) -> list[bytes]:
@@ -23,7 +23,7 @@ def _chunks(data: bytes, rng: random.Random, biggest: int) -> list[bytes]:
 
 def _feed(path: Path, chunks: list[bytes], tail_lines: int, live: bool) -> tuple[str, ...]:
     seen: list[str] = []
-    sink = _LogSink(path, tail_lines, seen.append if live else None, "r")
+    sink = LogSink(path, tail_lines, seen.append if live else None, "r")
     for c in chunks:
         sink.feed(c)
     sink.end_partial()
@@ -51,7 +51,7 @@ def test_fewer_lines_than_the_tail_holds(tmp_path: Path) -> None:
 
 
 def test_a_huge_line_is_kept_as_bounded_pieces_and_memory_stays_bounded(tmp_path: Path) -> None:
-    sink = _LogSink(tmp_path / "h.log", 10, None, "r")
+    sink = LogSink(tmp_path / "h.log", 10, None, "r")
     piece = b"y" * 65_536
     for _ in range(100):  # 6.5 MB without a single newline
         sink.feed(piece)
@@ -66,7 +66,7 @@ def test_a_huge_line_is_kept_as_bounded_pieces_and_memory_stays_bounded(tmp_path
 
 
 def test_a_note_after_raw_output_lands_after_it(tmp_path: Path) -> None:
-    sink = _LogSink(tmp_path / "n.log", 5, None, "r")
+    sink = LogSink(tmp_path / "n.log", 5, None, "r")
     sink.feed(b"a\nb\npartial")
     sink.note("stopped")
     tail = sink.tail

@@ -28,7 +28,8 @@ from bot.adapters.gitea import payload as gitea_ingress
 from bot.adapters.gitea.client import GiteaClient
 from bot.adapters.matrix.payload import power_level
 from bot.adapters.outbox import Outbox
-from bot.adapters.ssh.runner import RemoteStatus, RunnerError
+from bot.adapters.ssh.connection import RunnerError
+from bot.adapters.ssh.detached import RemoteStatus
 from bot.adapters.store import Store
 from bot.core.dispatch import Access, Dispatcher, ForgeUnavailable
 from bot.model import (

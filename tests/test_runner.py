@@ -18,7 +18,8 @@ import asyncssh
 import pytest
 
 from bot.adapters.config import HarnessConfig, HostConfig
-from bot.adapters.ssh.runner import CIPHERS, RunnerError, SshRunner
+from bot.adapters.ssh.connection import CIPHERS, RunnerError
+from bot.adapters.ssh.runner import SshRunner
 from bot.model import RunSpec, RunState
 from bot.sim.host import stop_runs_under
 from tests.sshd import Sshd, is_alive, known_hosts_line, write_keypair

@@ -13,7 +13,8 @@ import asyncssh
 import pytest
 
 from bot.adapters.config import HarnessConfig
-from bot.adapters.ssh.runner import RunnerError, SshRunner
+from bot.adapters.ssh.connection import RunnerError
+from bot.adapters.ssh.runner import SshRunner
 from bot.model import RunSpec, RunState
 from bot.sim.host import SimHost
 from tests.sshd import HARNESS, is_alive, write_keypair

@@ -1,0 +1,226 @@
+"""What the bot reads off a CI host besides a run's log: results.json and the run's JUnit files
+over SFTP (a file over its cap is refused, not truncated), the newest red run of a recipe (the
+reference), and the output of short operator-configured commands (evidence, the busy probe),
+capped. Everything handed on is redacted: the harness's words can quote a secret.
+
+Names reaching here (run ids, recipes) were checked by the runner before any path is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import posixpath
+import shlex
+
+import asyncssh
+
+from bot.adapters.config import HarnessConfig
+from bot.adapters.ssh.connection import HostConnection, RunnerError, reason
+from bot.model import RUN_ID_RE, ResultsSummary, RunSpec, ascii_int
+from bot.render.redact import Redactor
+from bot.verdict.results import MAX_RESULTS_BYTES, ResultsError, parse_results
+
+log = logging.getLogger(__name__)
+
+MAX_JUNIT_BYTES = 1024 * 1024
+MAX_JUNIT_FILES = 20
+# Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
+SFTP_VERSION = 6
+# SFTP errors that mean the connection is gone, not that one file is unusable.
+_LINK_DOWN = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
+
+
+class _TooBig(Exception):
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(f"{size} bytes, over the {cap} limit")
+        self.size = size
+        self.cap = cap
+
+
+async def _read_capped(sftp: asyncssh.SFTPClient, path: str, cap: int) -> bytes:
+    """Read a remote file, refusing (not truncating) one over `cap` bytes."""
+    async with sftp.open(path, "rb") as f:
+        data: bytes = await f.read(cap + 1)
+    if len(data) > cap:
+        size = (await sftp.stat(path)).size or len(data)
+        raise _TooBig(size, cap)
+    return data
+
+
+class HostReader:
+    """Reads results, references, evidence and the busy count off one host."""
+
+    def __init__(self, link: HostConnection, harness: HarnessConfig, redact: Redactor) -> None:
+        self._link = link
+        self._harness = harness
+        self._redact = redact
+
+    # --- results --------------------------------------------------------------------------
+
+    async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]:
+        """results.json plus the run's JUnit files, parsed; (None, why) if missing or malformed."""
+        conn = await self._link.get()
+        path = self._harness.results_path(run_id)
+        try:
+            async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+                try:
+                    raw = await _read_capped(sftp, path, MAX_RESULTS_BYTES)
+                except asyncssh.SFTPNoSuchFile:
+                    return None, f"results.json missing at {path}"
+                junit = await self._read_junit(sftp, run_id)
+        except _TooBig as e:
+            return None, f"results.json at {path} is {e.size} bytes, over the {e.cap} limit"
+        except (OSError, asyncssh.Error) as e:
+            return None, f"cannot read {path}: {reason(e)}"
+        try:
+            return self._redact_results(parse_results(raw, junit)), ""
+        except ResultsError as e:
+            return None, self._redact(str(e))
+
+    async def _read_junit(self, sftp: asyncssh.SFTPClient, run_id: str) -> dict[str, bytes]:
+        """Every readable *.xml in the run's JUnit dir, within the caps; the rest is skipped."""
+        directory = self._harness.junit_dir(run_id)
+        try:
+            entries = await sftp.readdir(directory)
+        except _LINK_DOWN:
+            raise
+        except asyncssh.SFTPError:
+            return {}  # no JUnit dir: the results still stand, without assertion texts
+        names = sorted(
+            str(e.filename)
+            for e in entries
+            if str(e.filename).endswith(".xml") and e.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+        )
+        files: dict[str, bytes] = {}
+        for name in names[:MAX_JUNIT_FILES]:
+            try:
+                files[name] = await _read_capped(
+                    sftp, posixpath.join(directory, name), MAX_JUNIT_BYTES
+                )
+            except _LINK_DOWN:
+                raise
+            except (_TooBig, asyncssh.SFTPError) as e:
+                log.warning("run %s: skipping JUnit file %s: %s", run_id, name, reason(e))
+        return files
+
+    def _redact_results(self, summary: ResultsSummary) -> ResultsSummary:
+        """JUnit messages are the harness's words: they can quote a secret too."""
+        failing = tuple(
+            dataclasses.replace(t, message=self._redact(t.message)) for t in summary.failing
+        )
+        return dataclasses.replace(summary, failing=failing)
+
+    async def find_reference(self, recipe: str, limit: int) -> ResultsSummary | None:
+        """The newest red results of `recipe` among the `limit` newest run dirs, or None.
+
+        RunnerError if the host cannot be asked at all: "no reference" must mean none was found.
+        """
+        conn = await self._link.get()
+        try:
+            return await self._find_reference(conn, recipe, limit)
+        except (OSError, asyncssh.Error) as e:
+            if conn.is_closed():
+                self._link.forget(conn)
+            raise RunnerError(
+                f"{self._link.where}: cannot search {self._harness.runs_dir} over SFTP: {reason(e)}"
+            ) from None
+
+    async def _find_reference(
+        self, conn: asyncssh.SSHClientConnection, recipe: str, limit: int
+    ) -> ResultsSummary | None:
+        runs_dir = self._harness.runs_dir
+        async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+            try:
+                entries = await sftp.readdir(runs_dir)
+            except asyncssh.SFTPNoSuchFile:
+                log.warning("no runs dir %s on %s yet", runs_dir, self._link.where)
+                return None
+            # SFTP v3 (OpenSSH) gives whole-second mtimes; the name breaks ties deterministically.
+            runs = sorted(
+                (
+                    (e.attrs.mtime or 0, e.attrs.mtime_ns or 0, str(e.filename))
+                    for e in entries
+                    if e.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY
+                    and RUN_ID_RE.match(str(e.filename))
+                ),
+                reverse=True,
+            )
+            for *_mtime, run_id in runs[:limit]:
+                try:
+                    raw = await _read_capped(
+                        sftp, self._harness.results_path(run_id), MAX_RESULTS_BYTES
+                    )
+                    summary = parse_results(raw)
+                except _LINK_DOWN:
+                    raise
+                except (_TooBig, asyncssh.SFTPError, ResultsError):
+                    continue  # a run without usable results cannot be a reference
+                if summary.recipe == recipe and summary.red:
+                    junit = await self._read_junit(sftp, run_id)
+                    return self._redact_results(parse_results(raw, junit))
+        return None
+
+    # --- short commands -------------------------------------------------------------------
+
+    async def _short(self, command: str, limit_s: float, cap: int) -> tuple[int | None, str]:
+        """Run a short operator-configured command in the workdir; (exit code, capped output).
+
+        Bounded on the remote side too (coreutils `timeout`): asyncssh's own timeout would leave
+        the remote command running."""
+        conn = await self._link.get()
+        script = (
+            f"cd {shlex.quote(self._harness.workdir)} 2>/dev/null || cd /; "
+            f"exec timeout -k 5 {math.ceil(limit_s)} sh -c {shlex.quote(command)} 2>&1"
+        )
+        try:
+            async with asyncio.timeout(limit_s + 10):
+                done = await conn.run(script, stdin=asyncssh.DEVNULL, encoding=None, check=False)
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            if conn.is_closed():
+                self._link.forget(conn)
+            raise RunnerError(
+                f"{self._link.where}: command did not complete: {reason(e)}"
+            ) from None
+        raw = done.stdout if isinstance(done.stdout, bytes) else b""
+        if len(raw) > cap:  # the end of a log says most about how it ended
+            raw = b"[... cut ...]\n" + raw[-cap:]
+        # Redacted after the cut: a key block that lost its BEGIN, a secret that lost its head.
+        return done.exit_status, self._redact(raw.decode("utf-8", "replace"))
+
+    async def busy(self) -> int | None:
+        """Active runs on the host per the configured busy probe; None when there is none."""
+        probe = self._harness.busy_probe
+        if not probe:
+            return None
+        code, out = await self._short(probe, 60, 4096)
+        text = out.strip()
+        count = ascii_int(text)
+        if code != 0 or count is None:
+            raise RunnerError(
+                f"{self._link.where}: busy probe exited {code} and printed {text[:80]!r}, "
+                "not a number of active runs"
+            )
+        return count
+
+    async def evidence(self, spec: RunSpec) -> list[tuple[str, str]]:
+        """Run the configured evidence commands for a run; (command, capped output) each."""
+        runs_dir = self._harness.runs_dir.rstrip("/")
+        values = {
+            "recipe": spec.recipe,
+            "run_id": spec.run_id,
+            "runs_dir": runs_dir,
+            "run_dir": posixpath.join(runs_dir, spec.run_id),
+        }
+        quoted = {k: shlex.quote(v) for k, v in values.items()}
+        out: list[tuple[str, str]] = []
+        for template in self._harness.evidence:
+            command = template.format(**quoted)
+            code, text = await self._short(
+                command, self._harness.evidence_timeout_s, self._harness.evidence_max_bytes
+            )
+            shown = template.format(**values)
+            out.append((shown if code == 0 else f"{shown}  (exit {code})", text))
+        return out
