@@ -57,7 +57,7 @@ async def test_link_to_another_repos_pr_needs_write_access_there(make_rig: RigFa
         assert [e["recipe"] for e in rig.host_events() if e["event"] == "start"] == ["mumble"]
         triage = await rig.bot.store.triage("mumble")
         assert triage is not None
-        assert (triage["fix_repo"], triage["fix_number"]) == (MUMBLE, 4)
+        assert (triage.fix_repo, triage.fix_number) == (MUMBLE, 4)
 
 
 async def test_cancel_of_a_run_on_another_repos_pr_needs_write_access_there(
@@ -77,7 +77,7 @@ async def test_cancel_of_a_run_on_another_repos_pr_needs_write_access_there(
         assert "Cancelling" not in refusal.body
         run = await rig.bot.store.run(run_id)
         assert run is not None
-        assert run["state"] == "running"  # untouched
+        assert run.state == "running"  # untouched
         # Positive control: alice may, and the same cancel does stop it.
         await rig.comment(MUMBLE, 4, "alice", f"!redfix cancel {run_id}")
         await asyncio.wait_for(rig.bot.idle(), 60)

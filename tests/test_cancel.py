@@ -92,15 +92,17 @@ async def test_cancel_of_a_run_no_job_follows_stops_it_on_the_host(
         run_id = await first_start(rig)
         await asyncio.sleep(0.3)
         await rig.bot.jobs.cancel_all()  # its job is gone; the run goes on on the host
-        assert (await rig.bot.store.run(run_id) or {})["state"] == "running"
+        before = await rig.bot.store.run(run_id)
+        assert before is not None
+        assert before.state == "running"
         await rig.comment(REPO, 4, "alice", f"!redfix cancel {run_id}")
         await asyncio.wait_for(rig.bot.idle(), 60)
         said = next(c.body for c in rig.bot_comments(REPO, 4) if "no job following" in c.body)
         assert "its process group was stopped; teardown ran, exit 0" in said
         run = await rig.bot.store.run(run_id)
         assert run is not None
-        assert run["state"] == "cancelled"
-        assert run["problem"].startswith("cancelled by alice")
+        assert run.state == "cancelled"
+        assert run.problem.startswith("cancelled by alice")
         ends = [e for e in rig.host_events() if e["event"] == "end"]
         assert [e["run_id"] for e in ends] == [run_id]  # the harness really stopped
         assert (rig.runs_dir / ".sim" / "teardown" / run_id).is_file()

@@ -14,6 +14,7 @@ from bot.core.dispatch import Access, Dispatcher, OncePer
 from bot.core.jobs import Jobs
 from bot.core.parse import parse_command
 from bot.model import HandlerSettings, Ignore, Incoming, Origin, Place, Source
+from bot.model.records import PendingDelivery
 
 ROOM = "!room:localhost"
 
@@ -22,16 +23,16 @@ ROOM = "!room:localhost"
 class FakeLog:
     """The CommandLog port: deliveries in arrival order, commands by id, runs' targets."""
 
-    deliveries: list[tuple[str, str, bytes]] = field(default_factory=list)
+    deliveries: list[PendingDelivery] = field(default_factory=list)
     finished: list[tuple[str, str]] = field(default_factory=list)
     states: dict[int, str] = field(default_factory=dict)
     authors: dict[int, str] = field(default_factory=dict)
     run_targets: dict[str, tuple[str, int]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
 
-    async def pending_deliveries(self) -> list[tuple[str, str, bytes]]:
+    async def pending_deliveries(self) -> list[PendingDelivery]:
         done = {d for d, _ in self.finished}
-        return [d for d in self.deliveries if d[0] not in done]
+        return [d for d in self.deliveries if d.delivery_id not in done]
 
     async def begin_delivery(self, delivery_id: str) -> int:
         self.attempts[delivery_id] = self.attempts.get(delivery_id, 0) + 1
@@ -161,7 +162,7 @@ class World:
         outcome = parse_command(text, origin)
         assert not isinstance(outcome, Ignore)
         self._incoming[origin.delivery_id] = Incoming(origin, outcome)
-        self.log.deliveries.append((origin.delivery_id, "test", b""))
+        self.log.deliveries.append(PendingDelivery(origin.delivery_id, "test", b""))
 
     async def settle(self) -> None:
         await self.dispatcher.process_pending()

@@ -75,7 +75,7 @@ async def test_gitea_500s_for_30s_every_comment_and_status_arrives_once_and_in_o
         assert time.monotonic() < deadline, "the run outlasted the outage: slow the test down"
         assert gitea.writes == [], "a write got through during the outage"
         assert gitea.faults, "the outage answered no request: the test would pass vacuously"
-        assert (await rig.bot.store.tallies())["outbox"]["pending"] > 0
+        assert (await rig.bot.store.tallies()).outbox.pending > 0
 
         # After the outage, the outbox catches up on its own.
         await asyncio.wait_for(rig.bot.idle(), deadline - time.monotonic() + RECOVERY_S)
@@ -87,15 +87,15 @@ async def test_gitea_500s_for_30s_every_comment_and_status_arrives_once_and_in_o
         faulted = [(f.method, f.path.rsplit("/", 1)[-1]) for f in gitea.faults]
         assert len(gitea.faults) >= 5, faulted
         assert {f.method for f in gitea.faults} <= set(WRITE_METHODS), faulted
-        tallies = (await rig.bot.store.tallies())["outbox"]
-        assert tallies["retries"] == len(gitea.faults), (tallies, faulted)
-        assert (tallies["pending"], tallies["dead"]) == (0, 0), tallies
+        tallies = (await rig.bot.store.tallies()).outbox
+        assert tallies.retries == len(gitea.faults), (tallies, faulted)
+        assert (tallies.pending, tallies.dead) == (0, 0), tallies
 
         mine = [w for w in gitea.writes if w.user == BOT_LOGIN]
         assert mine == gitea.writes  # nobody else wrote anything
         assert all(w.at >= deadline for w in mine), "a write was applied during the outage"
         # Each outbox item sent became exactly one change in Gitea: none twice, none lost.
-        assert tallies["sent"] == len(mine), (tallies, _summary(mine))
+        assert tallies.sent == len(mine), (tallies, _summary(mine))
 
         # 👀 on the command: once, and before anything else (it was said first).
         assert [(r.user, r.content) for r in gitea.reactions(cmd_comment)] == [(BOT_LOGIN, "eyes")]

@@ -117,7 +117,7 @@ async def test_link_by_url_short_ref_and_fixes(make_rig: RigFactory, how: str) -
         await settle(rig)
         triage = await rig.bot.store.triage("mumble")
         assert triage is not None
-        assert (triage["fix_repo"], triage["fix_number"]) == (MUMBLE, 4)
+        assert (triage.fix_repo, triage.fix_number) == (MUMBLE, 4)
         # The link starts a verification of the fix PR's head.
         assert states(rig, MUMBLE, fake_sha("mumble"))[-1] == "success"
 

@@ -180,7 +180,7 @@ async def _channels(rig: Rig, chat: Chat) -> dict[str, str]:
     out["gitea statuses"] = "\n".join(
         s.description for s in rig.gitea.statuses(REPO, fake_sha("mattermost-lts"))
     )
-    run_ids = [r["run_id"] for r in await rig.bot.store.runs()]
+    run_ids = [r.run_id for r in await rig.bot.store.runs()]
     assert len(run_ids) >= 2  # the isolation's run and the !testme run
     pages = ["/report", "/api/report", "/metrics", "/healthz"]
     pages += [p for rid in run_ids for p in (f"/runs/{rid}", f"/runs/{rid}/log")]

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from bot.model.records import TriageDetail, TriageRow
 from bot.render.report import build_report, render_report_md
 from bot.render.richtext import MAX_PART_BYTES, inline, markers, split, to_html, to_matrix, to_plain
 
@@ -105,23 +106,31 @@ def test_inline_escapes_and_links() -> None:
 
 def _report_md(rows: int) -> str:
     triages = [
-        {
-            "recipe": f"recipe-{i:03d}",
-            "detail": {
-                "failure": {"stages": ["custom"], "tests": [f"test_{i}.py::test_x"]},
-                "verdict": {
-                    "outcome": "genuine",
-                    "cause": "recipe",
-                    "green": 0,
-                    "runs": 3,
-                    "rule": "deploy-never-converged",
-                    "evidence": [f"rf-{i} log:12 service {'x' * 80} never converged"],
-                    "advice": "a recipe PR",
-                },
-            },
-            "fix_repo": None,
-            "fix_number": None,
-        }
+        TriageRow(
+            i,
+            f"recipe-{i:03d}",
+            None,
+            "o/r",
+            1,
+            None,
+            None,
+            0.0,
+            0.0,
+            TriageDetail.from_json(
+                {
+                    "failure": {"stages": ["custom"], "tests": [f"test_{i}.py::test_x"]},
+                    "verdict": {
+                        "outcome": "genuine",
+                        "cause": "recipe",
+                        "green": 0,
+                        "runs": 3,
+                        "rule": "deploy-never-converged",
+                        "evidence": [f"rf-{i} log:12 service {'x' * 80} never converged"],
+                        "advice": "a recipe PR",
+                    },
+                }
+            ),
+        )
         for i in range(rows)
     ]
     return render_report_md(build_report(triages, [], "https://git.example"), "https://r/report")

@@ -167,7 +167,7 @@ async def test_a_bad_pr_or_comment_is_logged_and_the_others_are_swept(
         await p.sweep()  # sets the mark
         with caplog.at_level(logging.WARNING, logger="bot.adapters.gitea.poll"):
             assert await p.sweep() == 1  # PR 3's command, past PR 1 and PR 2
-        assert [d for d, _, _ in await store.pending_deliveries()] == ["poll:acme/w#3:31"]
+        assert [d.delivery_id for d in await store.pending_deliveries()] == ["poll:acme/w#3:31"]
         logged = caplog.text
         assert "cannot read the comments of acme/w#1" in logged
         assert "acme/w#2 comment 21 has no readable creation time ('yesterday-ish')" in logged

@@ -208,7 +208,7 @@ async def test_human_verdict_is_recorded_and_shown_beside_the_machines(
         (reply,) = rig.bot_comments(REPO, 4)
         assert "Human verdict recorded for `mumble`: cause **load**, by @alice" in reply.body
         (h,) = await rig.bot.store.overrides("mumble")
-        assert (h["cause"], h["author"], h["reason"]) == ("load", "alice", "db restarts mid-backup")
+        assert (h.cause, h.author, h.reason) == ("load", "alice", "db restarts mid-backup")
         v, body = await isolate_again(rig, "!redfix isolate mumble --runs 1")
         assert v["cause"] == "unknown"  # the machine keeps its own judgement ...
         assert (

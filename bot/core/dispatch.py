@@ -34,6 +34,7 @@ from bot.model import (
     Usage,
 )
 from bot.model.errors import ForgeUnavailable
+from bot.model.records import PendingDelivery
 from bot.render.comments import (
     GITEA_WHO_MAY,
     render_failure,
@@ -71,7 +72,7 @@ Decide = Callable[[Command, HandlerSettings], Decision]
 class CommandLog(Protocol):
     """The store's delivery/command records, as dispatch needs them."""
 
-    async def pending_deliveries(self) -> list[tuple[str, str, bytes]]: ...
+    async def pending_deliveries(self) -> list[PendingDelivery]: ...
 
     async def begin_delivery(self, delivery_id: str) -> int: ...
 
@@ -229,7 +230,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             listed = self._clock()
-            batch = [d for d in await self._store.pending_deliveries() if d[0] not in seen]
+            batch = [d for d in await self._store.pending_deliveries() if d.delivery_id not in seen]
             if not batch:
                 return retry
             for delivery_id, event, body, incoming in self._fair(batch, decoded):
@@ -329,14 +330,15 @@ class Dispatcher:
 
     def _fair(
         self,
-        batch: Sequence[tuple[str, str, bytes]],
+        batch: Sequence[PendingDelivery],
         decoded: dict[str, Incoming | Ignore | None],
     ) -> list[tuple[str, str, bytes, Incoming | Ignore | None]]:
         """Round-robin across authors, first-come per author: one person's burst of 500
         comments puts their 500th after everyone else's first. Each body is decoded here
         once and handed on; one that cannot be decoded goes first (it fails fast, recorded)."""
         queues: dict[str, list[tuple[str, str, bytes, Incoming | Ignore | None]]] = {}
-        for delivery_id, event, body in batch:
+        for d in batch:
+            delivery_id, event, body = d.delivery_id, d.event, d.body
             if delivery_id not in decoded:
                 try:
                     decoded[delivery_id] = self._decode(event, delivery_id, body)

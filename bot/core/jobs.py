@@ -31,6 +31,7 @@ from bot.model import (
     Source,
     TestmePlan,
 )
+from bot.model.records import RunRow
 from bot.render.comments import (
     render_announcement,
     render_cancel_ended,
@@ -54,7 +55,7 @@ class CommandStates(Protocol):
 
     async def command_ok(self, command_id: int) -> bool: ...
 
-    async def run(self, run_id: str) -> dict[str, Any] | None: ...
+    async def run(self, run_id: str) -> RunRow | None: ...
 
     async def add_override(
         self, recipe: str, cause: str, reason: str, author: str, command_id: int
@@ -123,18 +124,18 @@ class Jobs:
         who = f"by {cmd.origin.author}"
         if run is None:
             text = render_cancel_unknown(plan.run_id)
-        elif run["state"] not in ("queued", "running"):
-            text = render_cancel_ended(plan.run_id, run["state"])
+        elif run.state not in ("queued", "running"):
+            text = render_cancel_ended(plan.run_id, run.state)
         elif (
-            self._isolation.cancel(int(run["command_id"]), who)
-            if run["kind"] == "isolation"
+            self._isolation.cancel(run.command_id, who)
+            if run.kind == "isolation"
             else self._verifier.cancel_run(plan.run_id, f"cancelled {who}")
         ):
-            text = render_cancelling(plan.run_id, run["recipe"])
+            text = render_cancelling(plan.run_id, run.recipe)
         else:
             # No job here holds it (its job failed): stop it on its host all the same.
             what = await self._isolation.abandon(run, f"cancelled {who}")
-            text = render_cancel_unfollowed(plan.run_id, run["recipe"], what)
+            text = render_cancel_unfollowed(plan.run_id, run.recipe, what)
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
         await self._runs.set_command_state(command_id, "done")
 

@@ -33,6 +33,7 @@ from bot.model import (
     RunState,
     TestmePlan,
 )
+from bot.model.records import OverrideRow, RunRow, TriageRow, TriageVerdict, VerificationRow
 from bot.render.comments import (
     render_already_verifying,
     render_failure,
@@ -87,9 +88,9 @@ class VerifyLog(Protocol):
 
     async def active_verification(
         self, repo: str, number: int, sha: str
-    ) -> dict[str, Any] | None: ...
+    ) -> VerificationRow | None: ...
 
-    async def active_verifications(self, repo: str, number: int) -> list[dict[str, Any]]: ...
+    async def active_verifications(self, repo: str, number: int) -> list[VerificationRow]: ...
 
     async def update_verification(
         self, vid: int, state: str, green: int, red: int, summary: str
@@ -99,23 +100,23 @@ class VerifyLog(Protocol):
         self, recipe: str, fix_repo: str, fix_number: int, repo: str, number: int
     ) -> int: ...
 
-    async def triage(self, recipe: str) -> dict[str, Any] | None: ...
+    async def triage(self, recipe: str) -> TriageRow | None: ...
 
-    async def triages(self) -> list[dict[str, Any]]: ...
+    async def triages(self) -> list[TriageRow]: ...
 
-    async def triages_fixed_by(self, repo: str, number: int) -> list[dict[str, Any]]: ...
+    async def triages_fixed_by(self, repo: str, number: int) -> list[TriageRow]: ...
 
     async def update_triage(self, triage_id: int, **detail: Any) -> None: ...
 
-    async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
+    async def overrides(self, recipe: str | None = None) -> list[OverrideRow]: ...
 
     async def comment_id(self, key: str) -> int | None: ...
 
-    async def active_runs(self) -> list[dict[str, Any]]: ...
+    async def active_runs(self) -> list[RunRow]: ...
 
-    async def command_runs(self, command_id: int) -> list[dict[str, Any]]: ...
+    async def command_runs(self, command_id: int) -> list[RunRow]: ...
 
-    async def command_verification(self, command_id: int) -> dict[str, Any] | None: ...
+    async def command_verification(self, command_id: int) -> VerificationRow | None: ...
 
     async def set_verification_runs(self, vid: int, run_ids: list[str]) -> None: ...
 
@@ -241,9 +242,9 @@ class Verifier:
         o = cmd.origin
         pr = plan.pr or PullRef(o.repo, o.number)
         mine = await self._store.command_verification(command_id)
-        if mine is not None and mine["state"] in ("queued", "running"):
+        if mine is not None and mine.state in ("queued", "running"):
             # Started before a restart: resume it at the head it was verifying.
-            await self._verify(command_id, pr.repo, pr.number, o.author, mine["sha"], plan, o.place)
+            await self._verify(command_id, pr.repo, pr.number, o.author, mine.sha, plan, o.place)
             await self._store.set_command_state(command_id, "done")
             return
         if mine is not None:  # it concluded; only the command's own record was left open
@@ -268,7 +269,7 @@ class Verifier:
             await self._say.comment(
                 o.place,
                 f"cmd-{command_id}",
-                render_already_verifying(sha, active["state"], where),
+                render_already_verifying(sha, active.state, where),
             )
             await self._store.set_command_state(command_id, "replied")
             return
@@ -304,9 +305,7 @@ class Verifier:
             # these runs instead of inventing new ones.
             run_ids = await self._store.verification_runs(vid)
             earlier = (
-                {r["run_id"]: r for r in await self._store.command_runs(command_id)}
-                if run_ids
-                else {}
+                {r.run_id: r for r in await self._store.command_runs(command_id)} if run_ids else {}
             )
             if not run_ids:
                 run_ids = [new_run_id(plan.recipe) for _ in range(plan.repeat)]
@@ -326,13 +325,13 @@ class Verifier:
                 if active.cancel.is_set():
                     break
                 row = earlier.get(rid)
-                if row is not None and row["result"] is not None:  # ended before a restart
-                    runs.append(RunResult.from_record(row["result"]))
+                if row is not None and row.result is not None:  # ended before a restart
+                    runs.append(row.result)
                     if runs[-1].state is not RunState.GREEN:
                         break
                     continue
                 spec = RunSpec(rid, plan.recipe, ref=sha, pr=str(number), quick=plan.quick)
-                adopt_on = row["host"] if row is not None and row["state"] == "running" else ""
+                adopt_on = row.host if row is not None and row.state == "running" else ""
 
                 async def started(host: str, rid: str = rid, adopted: str = adopt_on) -> None:
                     if adopted and host == adopted:
@@ -454,13 +453,13 @@ class Verifier:
     ) -> None:
         o = cmd.origin
         for v in await self._store.active_verifications(o.repo, o.number):
-            if plan.action == "closed" or v["sha"] != plan.head_sha:
+            if plan.action == "closed" or v.sha != plan.head_sha:
                 why = (
                     "the PR was closed"
                     if plan.action == "closed"
                     else f"superseded by the new head {plan.head_sha[:10]}"
                 )
-                self._cancel(int(v["id"]), why)
+                self._cancel(v.id, why)
         if plan.action == "closed":
             await self._store.set_command_state(command_id, "done")
             return
@@ -499,9 +498,9 @@ class Verifier:
             active.cancel.set()
             log.info("verification %d cancelled: %s", vid, reason)
 
-    def _fix_repeat(self, triages: Sequence[Mapping[str, Any]]) -> int:
+    def _fix_repeat(self, triages: Sequence[TriageRow]) -> int:
         flaky = any(
-            ((t.get("detail") or {}).get("verdict") or {}).get("outcome") in FLAKY_OUTCOMES
+            t.detail.verdict is not None and t.detail.verdict.outcome in FLAKY_OUTCOMES
             for t in triages
         )
         return self._settings.fix_repeat_flaky if flaky else 1
@@ -525,8 +524,8 @@ class Verifier:
             return
         triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, *o.place.record())
         triage = await self._store.triage(plan.recipe)
-        verdict = ((triage or {}).get("detail") or {}).get("verdict") or {}
-        state = f"{verdict['outcome']} / {verdict['cause']}" if verdict else "not isolated yet"
+        verdict = triage.detail.verdict if triage is not None else None
+        state = f"{verdict.outcome} / {verdict.cause}" if verdict else "not isolated yet"
         await self._say.comment(
             o.place,
             f"cmd-{command_id}",
@@ -540,10 +539,10 @@ class Verifier:
             await self._verify(command_id, pr.repo, pr.number, o.author, head, verify)
 
     async def _warn_test_edits(
-        self, repo: str, number: int, recipe: str, verdict: Mapping[str, Any]
+        self, repo: str, number: int, recipe: str, verdict: TriageVerdict | None
     ) -> None:
         """A recipe fix must not touch the harness's tests: warn if it does."""
-        if verdict.get("cause") != "recipe":
+        if verdict is None or verdict.cause != "recipe":
             return
         files = await self._forge.pull_files(repo, number)
         touched = [
@@ -560,7 +559,7 @@ class Verifier:
     ) -> None:
         for t in await self._store.triages_fixed_by(repo, number):
             await self._store.update_triage(
-                int(t["id"]),
+                t.id,
                 verification={
                     "state": state,
                     "green": green,
@@ -571,11 +570,11 @@ class Verifier:
                 },
             )
             await self._say.comment(
-                Place.from_record(t["repo"], int(t["number"])),
-                f"fix-{t['id']}",
+                Place.from_record(t.repo, t.number),
+                f"fix-{t.id}",
                 render_fix_verification(
                     f"{repo}#{number}",
-                    t["recipe"],
+                    t.recipe,
                     state,
                     green,
                     repeat,
@@ -584,8 +583,7 @@ class Verifier:
                     self._settings.public_url,
                 ),
             )
-            verdict = (t.get("detail") or {}).get("verdict") or {}
-            await self._warn_test_edits(repo, number, t["recipe"], verdict)
+            await self._warn_test_edits(repo, number, t.recipe, t.detail.verdict)
 
     # --- report and status -------------------------------------------------------------------
 
@@ -594,11 +592,11 @@ class Verifier:
         triages = await self._store.triages()
         overrides = await self._store.overrides()
         if plan.brief:
-            rows = [t for t in triages if not plan.recipe or t["recipe"] == plan.recipe]
+            rows = [t for t in triages if not plan.recipe or t.recipe == plan.recipe]
             active = [
                 r
                 for r in await self._store.active_runs()
-                if not plan.recipe or r["recipe"] == plan.recipe
+                if not plan.recipe or r.recipe == plan.recipe
             ]
             body = render_status(rows, plan.recipe, self._settings.public_url, active)
         else:
