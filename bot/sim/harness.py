@@ -440,6 +440,24 @@ def _stage_tests(stage: str) -> tuple[str, ...]:
     return STAGE_TESTS.get(stage, (f"test_{stage.replace('-', '_')}.py::test_{stage}_passes",))
 
 
+def _run_tests(record: StageRecord, failure: tuple[str, str, str] | None) -> None:
+    """Run a stage's tests (the scripted failure among them, if it strikes this stage)."""
+    stage = record.name
+    tests = list(_stage_tests(stage))
+    if failure and failure[1] == stage and failure[0] not in tests:
+        tests.append(failure[0])
+    for test in tests:
+        ms = random.randint(40, 900)
+        if failure and failure[0] == test and failure[1] == stage:
+            record.tests.append(CaseRecord(test, "fail", ms, failure[2]))
+            record.status = "fail"
+            say(f"[pytest] {test} FAILED [{ms}ms]")
+            say(f"[pytest] E   {failure[2]}")
+        else:
+            record.tests.append(CaseRecord(test, "pass", ms))
+            say(f"[pytest] {test} PASSED [{ms}ms]")
+
+
 def perform(job: Job, outcome: str) -> int:
     """Run the stages as scripted; return the exit code. SIGTERM surfaces as Terminated."""
     failure = _failure_for(job, outcome)
@@ -481,19 +499,7 @@ def perform(job: Job, outcome: str) -> int:
             say("[cc-ci] DEADLINE: the 3600s run deadline fired; tearing down")
             say(f"[cc-ci] abra app undeploy {job.domain} --no-input")
             return EXIT_DEADLINE
-        tests = list(_stage_tests(stage))
-        if failure and failure[1] == stage and failure[0] not in tests:
-            tests.append(failure[0])
-        for test in tests:
-            ms = random.randint(40, 900)
-            if failure and failure[0] == test and failure[1] == stage:
-                record.tests.append(CaseRecord(test, "fail", ms, failure[2]))
-                record.status = "fail"
-                say(f"[pytest] {test} FAILED [{ms}ms]")
-                say(f"[pytest] E   {failure[2]}")
-            else:
-                record.tests.append(CaseRecord(test, "pass", ms))
-                say(f"[pytest] {test} PASSED [{ms}ms]")
+        _run_tests(record, failure)
         write_junit(job.run_dir / f"junit-{stage}.xml", record)
         say(f"[cc-ci] <== stage {stage}: {record.status}")
         # Nothing is deployed after a failed install, so later stages cannot run.
