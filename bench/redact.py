@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.common import Report, Settings, Target, fmt
-from bot.adapters.web import LOG_CHUNK_BYTES
+from bot.adapters.web.pages import LOG_CHUNK_BYTES
 from bot.render.redact import MASK, Redactor, variants
 
 SEED = 20261204
@@ -69,7 +69,8 @@ def write_log(path: Path, size: int) -> int:
 
 
 def _serve(path: Path, redactor: Redactor | None) -> tuple[float, str]:
-    """As bot.adapters.web.run_log reads, decodes and redacts the file; (seconds, output)."""
+    """As bot.adapters.web.pages serves a run log: read, decoded and redacted in chunks;
+    (seconds, output)."""
     out: list[str] = []
     t0 = time.perf_counter()
     stream = redactor.stream() if redactor is not None else None

@@ -11,7 +11,7 @@ from aiohttp import web
 from bench.common import LOOPBACK
 from bot.adapters.metrics import Metrics, Snapshot
 from bot.adapters.store import Store
-from bot.adapters.web import make_web_app
+from bot.adapters.web.server import make_web_app
 from bot.cli import configure_logging
 from bot.render.redact import Redactor
 

@@ -15,16 +15,15 @@ import handlers
 from bot.adapters.config import Config, ConfigError
 from bot.adapters.gitea.client import GiteaClient
 from bot.adapters.gitea.forge import GiteaForge
-from bot.adapters.gitea.payload import to_incoming
 from bot.adapters.gitea.poll import Poller
-from bot.adapters.matrix import payload as matrix_ingress
+from bot.adapters.ingress import Ingress
 from bot.adapters.matrix.client import MatrixBot
 from bot.adapters.metrics import Metrics, Snapshot
 from bot.adapters.outbox import Outbox
 from bot.adapters.preflight import config_problems, host_key_problems
 from bot.adapters.ssh.runner import SshRunner
 from bot.adapters.store import Store
-from bot.adapters.web import make_web_app, start_server
+from bot.adapters.web.server import make_web_app, start_server
 from bot.core.dispatch import Access, Dispatcher
 from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.jobs import Jobs
@@ -32,7 +31,7 @@ from bot.core.ports import HostRunner
 from bot.core.scheduler import HostPool
 from bot.core.tasks import stop_tasks
 from bot.core.verify import Verifier, VerifySettings
-from bot.model import HandlerSettings, Ignore, Incoming
+from bot.model import HandlerSettings
 from bot.render.redact import Redactor
 from bot.verdict.rules import RuleSet
 
@@ -219,19 +218,14 @@ async def running_bot(
     jobs = Jobs(store, outbox, isolation, verifier)
     bot_login = config.gitea.bot_login
 
-    matrix_user = config.matrix.user_id if config.matrix is not None else ""
-
-    def decode(event: str, delivery_id: str, body: bytes) -> Incoming | Ignore:
-        if event == matrix_ingress.EVENT:
-            return matrix_ingress.to_incoming(delivery_id, body, matrix_user)
-        return to_incoming(event, delivery_id, body, bot_login)
+    ingress = Ingress(bot_login, config.matrix.user_id if config.matrix is not None else "")
 
     dispatcher = Dispatcher(
         store,
         forge,
         outbox,
         jobs,
-        decode,
+        ingress.decode,
         handlers.decide,
         HandlerSettings(
             isolation_runs=config.isolation.runs,
@@ -262,7 +256,6 @@ async def running_bot(
         metrics=metrics,
         snapshot=snapshot,
         health=health,
-        public_url=config.server.public_url,
         gitea_url=config.gitea.url,
         body_timeout_s=config.server.body_timeout_s,
     )

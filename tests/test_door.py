@@ -1,8 +1,8 @@
 """The webhook door over raw sockets: every framing a real client uses, the size limit, and
 everything a client can send wrong answered with a 4xx (never a 5xx, never a hang).
 
-The door here is bot.adapters.web's app over a real Store, served as the bot serves it
-(bot.adapters.web.start_server); the slow-client test runs the whole bot (bot.app.serving).
+The door here is bot.adapters.web.server's app over a real Store, served as the bot serves it
+(bot.adapters.web.server.start_server); the slow-client test runs the whole bot (bot.app.serving).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from bot.adapters.metrics import Metrics, Snapshot
 from bot.adapters.store import Store
-from bot.adapters.web import make_web_app, start_server
+from bot.adapters.web.server import make_web_app, start_server
 from bot.app import running_bot, serving
 from bot.render.redact import Redactor
 from bot.sim import deliveries
@@ -502,7 +502,7 @@ async def test_a_client_that_hangs_up_mid_body_is_counted_not_a_traceback(
             await asyncio.sleep(0.05)
         assert door.count("bad_request") == 1
         assert await door.store.pending_deliveries() == []
-    refusals = [r.getMessage() for r in caplog.records if r.name == "bot.adapters.web"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "bot.adapters.gitea.webhook"]
     assert any("connection closed before the body ended" in m for m in refusals), refusals
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 

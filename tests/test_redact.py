@@ -24,7 +24,8 @@ from bot.adapters.metrics import Metrics, Snapshot
 from bot.adapters.outbox import Outbox
 from bot.adapters.ssh.runner import SshRunner
 from bot.adapters.store import Store
-from bot.adapters.web import LOG_CHUNK_BYTES, make_web_app
+from bot.adapters.web.pages import LOG_CHUNK_BYTES
+from bot.adapters.web.server import make_web_app
 from bot.model import Place
 from bot.render.comments import _code, _fit
 from bot.render.markup import md_cell

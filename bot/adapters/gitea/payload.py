@@ -1,4 +1,10 @@
-"""The Gitea door's converter: a verified webhook body in, an Incoming (or a reason) out. Pure."""
+"""The Gitea door's converter: a verified webhook body in, an Incoming (or a reason) out. Pure.
+
+Two readings of one body, validated alike (the same PayloadError for the same bytes):
+`admit` is what the webhook needs before it stores a delivery (its Origin, for the dedupe key,
+or why it is ignored) and leaves the command unparsed; `to_incoming` is the whole conversion,
+run once, by the dispatcher through bot.adapters.ingress.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,12 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from bot.core.parse import parse_command
+from bot.core.parse import find_command_line, parse_command
 from bot.model import Command, Ignore, Incoming, Origin, PullEvent, Source
 from bot.model.errors import PayloadError
 
-# Not a Gitea event: the poll sweep stores the comments it finds under this name. The web door
-# refuses it, so only the sweep can produce one.
+# Not a Gitea event: the poll sweep stores the comments it finds under this name. The webhook
+# does not admit it, so only the sweep can produce one.
 POLL_EVENT = "redfix_poll_comment"
 HANDLED_EVENTS = frozenset({"issue_comment", "pull_request", POLL_EVENT})
 # What a PR event can change for the fix loop; other actions (labels, edits...) do not.
@@ -273,7 +279,16 @@ class PolledComment(_Loose):
     html_url: Link = ""
 
 
-def _polled(delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
+@dataclass(frozen=True)
+class _Said:
+    """A comment that may hold a command: where it was said and its text, not yet parsed."""
+
+    origin: Origin
+    text: str
+    head_sha: str = ""
+
+
+def _polled(delivery_id: str, body: bytes, bot_login: str) -> _Said | Ignore:
     c = _decode(body, PolledComment, POLL_EVENT)
     if c.author.lower() == bot_login.lower():
         return Ignore("the bot's own comment")
@@ -289,10 +304,27 @@ def _polled(delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
         delivery_id=delivery_id,
         is_pull=True,
     )
-    outcome = parse_command(c.body, origin)
-    if isinstance(outcome, Ignore):
-        return outcome
-    return Incoming(origin, outcome)
+    return _Said(origin, c.body)
+
+
+def _issue_comment(delivery_id: str, body: bytes, bot_login: str) -> _Said | Ignore:
+    p = decode_issue_comment(body)
+    if p.action != "created":
+        return Ignore(f"comment action {p.action!r}: only new comments carry commands")
+    if p.comment.user.login.lower() == bot_login.lower():
+        return Ignore("the bot's own comment")
+    origin = Origin(
+        source=Source.GITEA,
+        repo=p.repository.full_name,
+        number=p.issue.number,
+        comment_id=p.comment.id,
+        author=p.comment.user.login,
+        html_url=p.comment.html_url,
+        delivery_id=delivery_id,
+        is_pull=p.is_pull,
+    )
+    head = p.pull_request.head.sha if p.pull_request and p.pull_request.head else ""
+    return _Said(origin, p.comment.body, head)
 
 
 def _pull_event(delivery_id: str, body: bytes) -> Incoming | Ignore:
@@ -314,31 +346,41 @@ def _pull_event(delivery_id: str, body: bytes) -> Incoming | Ignore:
     return Incoming(origin, Command(event, origin, f"pull_request {p.action}"), sha)
 
 
-def to_incoming(event: str, delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
-    """Convert a verified delivery; raises PayloadError for malformed bodies of handled events."""
+def _validated(
+    event: str, delivery_id: str, body: bytes, bot_login: str
+) -> Incoming | _Said | Ignore:
+    """A delivery's body checked field by field; a PR event is then complete (it carries no
+    command text), a comment is left unparsed. Raises PayloadError for a malformed body."""
     if event not in HANDLED_EVENTS:
         return Ignore(f"event {event!r} not handled")
     if event == "pull_request":
         return _pull_event(delivery_id, body)
     if event == POLL_EVENT:
         return _polled(delivery_id, body, bot_login)
-    p = decode_issue_comment(body)
-    if p.action != "created":
-        return Ignore(f"comment action {p.action!r}: only new comments carry commands")
-    if p.comment.user.login.lower() == bot_login.lower():
-        return Ignore("the bot's own comment")
-    origin = Origin(
-        source=Source.GITEA,
-        repo=p.repository.full_name,
-        number=p.issue.number,
-        comment_id=p.comment.id,
-        author=p.comment.user.login,
-        html_url=p.comment.html_url,
-        delivery_id=delivery_id,
-        is_pull=p.is_pull,
-    )
-    outcome = parse_command(p.comment.body, origin)
+    return _issue_comment(delivery_id, body, bot_login)
+
+
+def admit(event: str, delivery_id: str, body: bytes, bot_login: str) -> Origin | Ignore:
+    """What the webhook needs of a signed delivery to store it: its Origin (the dedupe key and
+    what the accept line names), or why it is ignored. Exactly the deliveries to_incoming
+    turns into an Incoming are admitted, with the same Ignore reasons and PayloadError texts;
+    the command itself is parsed later, once. Raises PayloadError for a malformed body."""
+    if event == POLL_EVENT:
+        return Ignore("not a Gitea event")  # only the poll sweep stores these
+    said = _validated(event, delivery_id, body, bot_login)
+    if isinstance(said, Ignore):
+        return said
+    if isinstance(said, _Said) and find_command_line(said.text) is None:
+        return Ignore("no command")  # parse_command's answer to a text with no command line
+    return said.origin
+
+
+def to_incoming(event: str, delivery_id: str, body: bytes, bot_login: str) -> Incoming | Ignore:
+    """Convert a verified delivery; raises PayloadError for malformed bodies of handled events."""
+    said = _validated(event, delivery_id, body, bot_login)
+    if not isinstance(said, _Said):
+        return said
+    outcome = parse_command(said.text, said.origin)
     if isinstance(outcome, Ignore):
         return outcome
-    head = p.pull_request.head.sha if p.pull_request and p.pull_request.head else ""
-    return Incoming(origin, outcome, head_sha=head)
+    return Incoming(said.origin, outcome, head_sha=said.head_sha)
