@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
@@ -145,11 +145,11 @@ async def running_bot(
     async def snapshot() -> Snapshot:
         t = await store.tallies()
         return Snapshot(
-            commands=t["commands"],
-            runs=t["runs"],
-            verdicts=t["verdicts"],
-            verdict_seconds=t["verdict_seconds"],
-            outbox=t["outbox"],
+            commands=t.commands,
+            runs=t.runs,
+            verdicts=t.verdicts,
+            verdict_seconds=t.verdict_seconds,
+            outbox=asdict(t.outbox),
             queue_depth=pool.waiting,
             queue_waits=list(pool.waits),
             ssh_errors={name: r.connect_errors for name, r in runners.items()},
@@ -267,13 +267,13 @@ async def running_bot(
     # Runs still going on their hosts keep their slots: nothing new is placed beside an
     # isolation, or over a host's capacity, before the resumed job adopts its run.
     for run in await store.active_runs():
-        if run["state"] == "running" and pool.reserve(
-            f"cmd-{run['command_id']}",
-            run["host"],
-            run["recipe"],
-            exclusive=run["kind"] == "isolation",
+        if run.state == "running" and pool.reserve(
+            f"cmd-{run.command_id}",
+            run.host,
+            run.recipe,
+            exclusive=run.kind == "isolation",
         ):
-            log.info("run %s on %s: slot kept for its resumed job", run["run_id"], run["host"])
+            log.info("run %s on %s: slot kept for its resumed job", run.run_id, run.host)
     outbox_task = asyncio.create_task(outbox.run(), name="outbox")
     tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), outbox_task]
     if config.gitea.repos and config.gitea.poll_interval > 0:

@@ -209,7 +209,7 @@ async def test_every_framing_is_read_to_the_end_and_bounded(
         if status == 202:
             assert answer.body == {"status": "accepted"}
             # The signature was checked over exactly these bytes, and they were stored whole.
-            assert [b for _, _, b in stored] == [body]
+            assert [d.body for d in stored] == [body]
             assert door.count("accepted") == 1
         else:
             assert answer.body == {"error": f"body over {LIMIT} bytes"}
@@ -228,7 +228,7 @@ async def test_form_encoded_delivery_is_verified_over_its_json(tmp_path: Path) -
         for framing in ("one_write", "chunked"):
             answer = await send(door.port, writes(framing, form, headers))
             assert answer.status in (202, 200), answer.body
-        assert [b for _, _, b in await door.store.pending_deliveries()] == [payload]
+        assert [d.body for d in await door.store.pending_deliveries()] == [payload]
         bad = [
             (b"payload=%ff%fe", "not URL-encoded UTF-8"),
             ("payload=é".encode(), "not URL-encoded UTF-8"),
@@ -359,7 +359,7 @@ async def test_non_hex_head_sha_of_a_pull_request_is_refused_at_the_door(tmp_pat
         assert "pull_request.head.sha: not a commit id" in answer.body["error"]
         good = await send(door.port, writes("one_write", PULL, signed(PULL, **_pull_headers())))
         assert good.status == 202, good.body  # positive control
-        assert [b for _, _, b in await door.store.pending_deliveries()] == [PULL]
+        assert [d.body for d in await door.store.pending_deliveries()] == [PULL]
 
 
 def _pull_headers() -> dict[str, str]:

@@ -37,6 +37,7 @@ from bot.model import (
     RunSpec,
     RunState,
 )
+from bot.model.records import OverrideRow, RunRow, TriageRow
 from bot.render.comments import render_failure, render_isolation_progress, render_verdict
 from bot.verdict.causes import run_finding
 from bot.verdict.confidence import should_continue
@@ -76,13 +77,13 @@ class RunLog(Protocol):
 
     async def set_command_state(self, command_id: int, state: str) -> None: ...
 
-    async def overrides(self, recipe: str | None = None) -> list[dict[str, Any]]: ...
+    async def overrides(self, recipe: str | None = None) -> list[OverrideRow]: ...
 
     async def start_triage(self, recipe: str, command_id: int, repo: str, number: int) -> int: ...
 
-    async def triage(self, recipe: str) -> dict[str, Any] | None: ...
+    async def triage(self, recipe: str) -> TriageRow | None: ...
 
-    async def command_runs(self, command_id: int) -> list[dict[str, Any]]: ...
+    async def command_runs(self, command_id: int) -> list[RunRow]: ...
 
     async def update_triage(self, triage_id: int, **detail: Any) -> None: ...
 
@@ -224,13 +225,11 @@ class Isolation:
                 finding = run_finding(result, lines, service_lines, self._rules)
         return RunEvidence(result.run_id, alone, finding, service)
 
-    def _restored(self, row: Mapping[str, Any]) -> tuple[RunResult, RunEvidence]:
+    def _restored(self, row: RunRow) -> tuple[RunResult, RunEvidence]:
         """A run finished before a restart, as recorded: its result, its evidence again."""
-        rec = row["result"]
-        result = RunResult.from_record(rec)
-        kept = rec.get("evidence") or {}
-        service = tuple((str(c), str(o)) for c, o in kept.get("service", ()))
-        return result, self._evidence(result, str(kept.get("alone", row.get("note", ""))), service)
+        result = row.result
+        assert result is not None  # only a finished run is restored
+        return result, self._evidence(result, row.evidence.alone, row.evidence.service)
 
     async def _finish(self, result: RunResult, evidence: RunEvidence | None = None) -> None:
         record = result.record()
@@ -248,19 +247,19 @@ class Isolation:
         stop: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
         *,
-        resume: Mapping[str, Any] | None = None,
+        resume: RunRow | None = None,
         who: str = "",
     ) -> tuple[RunResult, RunEvidence]:
         """One isolated run. `resume`: its record from before a restart (running: adopted on
         its host, whose slot was reserved at start-up)."""
-        running = resume is not None and resume["state"] == "running"
-        claim = f"cmd-{resume['command_id']}" if resume is not None and running else ""
+        running = resume is not None and resume.state == "running"
+        claim = f"cmd-{resume.command_id}" if resume is not None and running else ""
         async with self._pool.hold(
             recipe=spec.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
         ) as host:
-            if running and resume is not None and resume["host"] == host:
+            if running and resume is not None and resume.host == host:
                 await on_start(host)
-                alone = str(resume["note"]) or "checked before a restart"
+                alone = resume.note or "checked before a restart"
                 result = await self._execute(host, spec, stop, adopt=True)
                 evidence = await self._examine(host, spec, result, alone)
                 await self._finish(result, evidence)
@@ -305,14 +304,14 @@ class Isolation:
         notes: list[str],
         stop: asyncio.Event,
         on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
-        prior: Sequence[Mapping[str, Any]] = (),
+        prior: Sequence[RunRow] = (),
         who: str = "",
     ) -> list[tuple[RunResult, RunEvidence]]:
         """One round: the recipe beside K other runs, all on one host held by us. `prior`: the
         round's run records from before a restart (finished ones kept, running ones adopted)."""
-        if prior and all(r["result"] is not None for r in prior):
+        if prior and all(r.result is not None for r in prior):
             return await self._resume_round("", plan, prior, stop)  # it ended before the restart
-        running = any(r["state"] == "running" for r in prior)
+        running = any(r.state == "running" for r in prior)
         claim = f"cmd-{command_id}" if running else ""
         async with self._pool.hold(
             recipe=plan.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
@@ -351,25 +350,25 @@ class Isolation:
         self,
         host: str,
         plan: IsolationPlan,
-        prior: Sequence[Mapping[str, Any]],
+        prior: Sequence[RunRow],
         stop: asyncio.Event,
     ) -> list[tuple[RunResult, RunEvidence]]:
         """Finish a round under load a previous process started (on the host we now hold)."""
-        target_row = next((r for r in prior if r["phase"] == "load"), prior[0])
+        target_row = next((r for r in prior if r.phase == "load"), prior[0])
 
-        async def one(row: Mapping[str, Any]) -> tuple[RunResult, bool]:
-            if row["result"] is not None:
-                return RunResult.from_record(row["result"]), False
-            spec = RunSpec(row["run_id"], row["recipe"])
-            adopt = row["state"] == "running" and row["host"] == host
+        async def one(row: RunRow) -> tuple[RunResult, bool]:
+            if row.result is not None:
+                return row.result, False
+            spec = RunSpec(row.run_id, row.recipe)
+            adopt = row.state == "running" and row.host == host
             return await self._execute(host, spec, stop, adopt=adopt), True
 
         outcomes = await asyncio.gather(*(one(r) for r in prior))
-        by_id = {r["run_id"]: (res, fresh) for r, (res, fresh) in zip(prior, outcomes, strict=True)}
-        target, fresh = by_id[target_row["run_id"]]
+        by_id = {r.run_id: (res, fresh) for r, (res, fresh) in zip(prior, outcomes, strict=True)}
+        target, fresh = by_id[target_row.run_id]
         if fresh:
             spec = RunSpec(target.run_id, plan.recipe)
-            evidence = await self._examine(host, spec, target, str(target_row["note"]))
+            evidence = await self._examine(host, spec, target, target_row.note)
             await self._finish(target, evidence)
         else:
             evidence = self._restored(target_row)[1]
@@ -378,16 +377,16 @@ class Isolation:
                 await self._finish(res)
         return [(target, evidence)]
 
-    async def abandon(self, run: Mapping[str, Any], reason: str) -> str:
+    async def abandon(self, run: RunRow, reason: str) -> str:
         """Cancel a run recorded as queued or running that no job here owns (its job failed,
         or could not be resumed): stop it on its host and tear it down if it is running;
         record it cancelled either way. Returns what happened, for the user."""
-        runner = self._runners.get(str(run["host"]))
-        spec = RunSpec(str(run["run_id"]), str(run["recipe"]))
-        if run["state"] != "running":
+        runner = self._runners.get(run.host)
+        spec = RunSpec(run.run_id, run.recipe)
+        if run.state != "running":
             what = "it never started and now will not"
         elif runner is None:
-            what = f"its host {run['host'] or '(none)'} is not configured here; nothing to stop"
+            what = f"its host {run.host or '(none)'} is not configured here; nothing to stop"
         else:
             try:
                 what = await runner.abandon(spec, reason)
@@ -396,7 +395,7 @@ class Isolation:
         result = RunResult(
             spec.run_id,
             spec.recipe,
-            str(run["host"]),
+            run.host,
             RunState.CANCELLED,
             None,
             0.0,
@@ -443,9 +442,9 @@ class Isolation:
         prior = await self._runs.command_runs(command_id)
         if prior and not plan.reference_run:
             before = await self._runs.triage(plan.recipe)
-            failure = (before or {}).get("detail", {}).get("failure") or {}
-            if (before or {}).get("command_id") == command_id and failure.get("run_id"):
-                plan = dataclasses.replace(plan, reference_run=str(failure["run_id"]))
+            failure = before.detail.failure if before and before.command_id == command_id else None
+            if failure is not None and failure.run_id:
+                plan = dataclasses.replace(plan, reference_run=failure.run_id)
         triage = await self._runs.start_triage(plan.recipe, command_id, *o.place.record())
         await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
         if not prior:  # a resumed job shows its restored runs first, not a reset to zero
@@ -487,11 +486,7 @@ class Isolation:
             notes.append(f"cancelled {self._stop_reasons.pop(command_id, 'on request')}")
 
         humans = await self._runs.overrides(plan.recipe)  # the newest first
-        override = (
-            Override(humans[0]["cause"], humans[0]["author"], humans[0]["reason"])
-            if humans
-            else None
-        )
+        override = Override(humans[0].cause, humans[0].author, humans[0].reason) if humans else None
         verdict = judge(
             plan.recipe,
             reference,
@@ -540,16 +535,16 @@ class Isolation:
         evidence: list[RunEvidence],
         notes: list[str],
         stop: asyncio.Event,
-        prior: Sequence[Mapping[str, Any]] = (),
+        prior: Sequence[RunRow] = (),
         who: str = "",
     ) -> list[tuple[RunResult, RunEvidence]]:
         """The isolated runs, then the rounds under load; stops early when cancelled.
 
         `prior`: this command's runs recorded before a restart, reused in order."""
-        earlier = deque(r for r in prior if r["phase"] == "alone")
+        earlier = deque(r for r in prior if r.phase == "alone")
         while len(done) < plan.runs and not stop.is_set():
             row = earlier.popleft() if earlier else None
-            if row is not None and row["result"] is not None:
+            if row is not None and row.result is not None:
                 result, ev = self._restored(row)
                 done.append(result)
                 evidence.append(ev)
@@ -560,7 +555,7 @@ class Isolation:
                 spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
                 await self._runs.add_run(spec.run_id, command_id, plan.recipe, "isolation")
             else:
-                spec = RunSpec(row["run_id"], plan.recipe, exclusive=True)
+                spec = RunSpec(row.run_id, plan.recipe, exclusive=True)
 
             async def started(host: str, rid: str = spec.run_id) -> None:
                 log.info("isolation %s run %d %s on %s", plan.recipe, len(done) + 1, rid, host)
@@ -584,7 +579,7 @@ class Isolation:
             async def queued_load(spot: QueueSpot) -> None:
                 await show(done, None, load=True, queue=spot)
 
-            load_prior = [r for r in prior if r["phase"] in ("load", "load-filler")]
+            load_prior = [r for r in prior if r.phase in ("load", "load-filler")]
             for _ in range(self._settings.load_rounds):
                 if stop.is_set():
                     break
