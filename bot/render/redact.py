@@ -35,8 +35,8 @@ Where each exit passes through it (one layer per exit, not per call site):
   (`SshRunner.log_lines`): `Redactor.stream()` (`StreamRedactor`), chunk by chunk with
   key-block state; the log files themselves stay exact copies of the host's output. Masking
   keeps the line count, so line numbers quoted as evidence still point at the right line.
-- Pages and API answers (`/report`, `/api/report`, `/runs/<id>`): `bot.adapters.web.redacted`, after
-  the page is rendered, so it sees the final, escaped text.
+- Pages and API answers (`/report`, `/api/report`, `/runs/<id>`): `Pages.redacted` in
+  bot.adapters.web.pages, after the page is rendered, so it sees the final, escaped text.
 - What the runner hands on (log tails, JUnit messages, evidence and service output) is redacted
   once cut (`bot.adapters.ssh.runner`), so run records and verdicts in the store hold no secret
   either.
