@@ -14,9 +14,9 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from bot.core.jobs import Jobs
+from bot.core.logs import DispatchLog
 from bot.core.ports import Forge, Rooms, Say
 from bot.model import (
     CancelPlan,
@@ -46,7 +46,7 @@ from handlers import Permission, spec_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Access", "CommandLog", "Dispatcher", "ForgeUnavailable"]
+__all__ = ["Access", "Dispatcher", "ForgeUnavailable"]
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 # While a pass is under way, how often new arrivals may reorder what is left of it.
@@ -67,33 +67,6 @@ FAILURE_REPLY_EVERY_S = 60.0
 
 Decode = Callable[[str, str, bytes], Incoming | Ignore]
 Decide = Callable[[Command, HandlerSettings], Decision]
-
-
-class CommandLog(Protocol):
-    """The store's delivery/command records, as dispatch needs them."""
-
-    async def pending_deliveries(self) -> list[PendingDelivery]: ...
-
-    async def begin_delivery(self, delivery_id: str) -> int: ...
-
-    async def finish_delivery(self, delivery_id: str, state: str, note: str = "") -> None: ...
-
-    async def add_command(
-        self,
-        dedupe_key: str,
-        delivery_id: str,
-        name: str,
-        repo: str,
-        number: int,
-        author: str,
-        text: str,
-    ) -> int | None: ...
-
-    async def set_command_state(self, command_id: int, state: str) -> None: ...
-
-    async def command_resumed(self, command_id: int) -> bool: ...
-
-    async def run_target(self, run_id: str) -> tuple[str, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -160,7 +133,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: CommandLog,
+        store: DispatchLog,
         forge: Forge,
         say: Say,
         jobs: Jobs,

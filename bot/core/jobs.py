@@ -13,9 +13,10 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Coroutine
-from typing import Any, Protocol, assert_never
+from typing import Any, assert_never
 
 from bot.core.isolation import Isolation
+from bot.core.logs import JobLog
 from bot.core.ports import Say
 from bot.core.tasks import stop_tasks
 from bot.core.verify import Verifier
@@ -31,7 +32,6 @@ from bot.model import (
     Source,
     TestmePlan,
 )
-from bot.model.records import RunRow
 from bot.render.comments import (
     render_announcement,
     render_cancel_ended,
@@ -50,24 +50,10 @@ Plan = RunPlan | OverridePlan
 JOB_STOP_S = 10.0
 
 
-class CommandStates(Protocol):
-    async def set_command_state(self, command_id: int, state: str) -> None: ...
-
-    async def command_ok(self, command_id: int) -> bool: ...
-
-    async def run(self, run_id: str) -> RunRow | None: ...
-
-    async def add_override(
-        self, recipe: str, cause: str, reason: str, author: str, command_id: int
-    ) -> None: ...
-
-
 class Jobs:
     """Starts and owns job tasks; `drain()` waits for them, `cancel_all()` stops them."""
 
-    def __init__(
-        self, states: CommandStates, say: Say, isolation: Isolation, verifier: Verifier
-    ) -> None:
+    def __init__(self, states: JobLog, say: Say, isolation: Isolation, verifier: Verifier) -> None:
         self._runs = states
         self._say = say
         self._isolation = isolation
