@@ -18,14 +18,18 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.adapters.config import Config, parse_config
+from bot.adapters.config import Config
 from bot.app import Bot, running_bot, serving
 from bot.sim import deliveries
 from bot.sim.gitea import SPEC_FACTS, GiteaSim, SimComment, SimRequest
 from bot.sim.host import stop_runs_under
 from bot.sim.matrix import Person, register
 from bot.sim.sweep import seed_sweep
-from tests.sshd import SSHD, Sshd, free_port
+from tests.configs import BOT_LOGIN as BOT_LOGIN
+from tests.configs import GITEA_TOKEN as GITEA_TOKEN
+from tests.configs import WEBHOOK_SECRET as WEBHOOK_SECRET
+from tests.configs import as_config, config_doc, rig_doc
+from tests.sshd import SSHD, Sshd
 from tests.synapse import Synapse, synapse_installed
 
 # --- real OpenSSH sshd (tests/sshd.py) -----------------------------------------------------
@@ -64,11 +68,23 @@ def spec_path() -> Path:
     return SPEC_FACTS
 
 
-# --- a wired bot: fake Gitea (spec-checked) + real sshd + simulated harness ------------------
+# --- config documents (tests/configs.py; its constants are re-exported above) -------------
 
-WEBHOOK_SECRET = "e2e-webhook-secret-0123"
-GITEA_TOKEN = "e2e-gitea-token-abcdef0123456789"
-BOT_LOGIN = "redfix"
+ConfigFactory = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> ConfigFactory:
+    """Build a parsed Config from the suite's standard document for this test's tmp_path;
+    keywords are tests.configs.config_doc's (gitea_url, hosts, harness, section overrides)."""
+
+    def build(**overrides: Any) -> Config:
+        return as_config(config_doc(tmp_path, **overrides))
+
+    return build
+
+
+# --- a wired bot: fake Gitea (spec-checked) + real sshd + simulated harness ------------------
 
 
 @dataclass
@@ -118,42 +134,6 @@ class Rig:
         return [r for r in self.gitea.requests if r.method == method and fragment in r.path]
 
 
-def bot_config(
-    tmp_path: Path,
-    sshd: Sshd,
-    gitea: GiteaSim,
-    runs_dir: Path,
-    gitea_keys: dict[str, Any] | None = None,
-    matrix: dict[str, Any] | None = None,
-    **harness: Any,
-) -> Config:
-    env = {"SIM_STAGE_SECONDS": "0.02", **harness.pop("env", {})}
-    data = {
-        "server": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "public_url": "https://redfix.example.org",
-            "data_dir": str(tmp_path / "data"),
-        },
-        "gitea": {
-            "url": gitea.url,
-            "token": GITEA_TOKEN,
-            "webhook_secret": WEBHOOK_SECRET,
-            "bot_login": BOT_LOGIN,
-            "allowed_orgs": ["recipe-maintainers"],
-            "poll_interval": 0,
-            **(gitea_keys or {}),
-        },
-        "hosts": [sshd.host_config().model_dump(mode="json")],
-        "harness": sshd.harness_config(runs_dir=str(runs_dir), env=env, **harness).model_dump(
-            mode="json"
-        ),
-        "isolation": {"runs": 3},
-    }
-    if matrix is not None:
-        data["matrix"] = matrix
-    return parse_config(data, "<test>", env={})
-
-
 def fake_sha(recipe: str) -> str:
     """The head commit of recipe-maintainers/<recipe>#4 in the fixture world."""
     return (recipe.encode().hex() * 8)[:40]
@@ -199,7 +179,16 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         runs_dir.mkdir(exist_ok=True)
         async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
             seed_gitea(gitea)
-            config = bot_config(tmp_path, sshd, gitea, runs_dir, gitea_keys, matrix, **harness)
+            doc = rig_doc(
+                tmp_path,
+                sshd,
+                gitea,
+                runs_dir,
+                harness=harness,
+                gitea=gitea_keys or {},
+                matrix=matrix,
+            )
+            config = as_config(doc)
             try:
                 async with (
                     running_bot(config, outbox_base_delay_s=0.05, matrix_retry_max_s=1.0) as bot,

@@ -33,7 +33,8 @@ from bot.app import running_bot, serving
 from bot.render.redact import Redactor
 from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, bot_config, seed_gitea
+from tests.configs import as_config, rig_doc
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, seed_gitea
 from tests.sshd import Sshd
 
 SECRET = "door-secret-0123456789"
@@ -561,9 +562,8 @@ async def test_slow_clients_are_closed_while_others_are_served(
     runs_dir.mkdir()
     async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
         seed_gitea(gitea)
-        config = bot_config(tmp_path, sshd, gitea, runs_dir)
-        server = config.server.model_copy(update={"header_timeout_s": 1.0, "body_timeout_s": 1.0})
-        config = config.model_copy(update={"server": server})
+        server = {"header_timeout_s": 1.0, "body_timeout_s": 1.0}
+        config = as_config(rig_doc(tmp_path, sshd, gitea, runs_dir, server=server))
         async with running_bot(config) as bot, serving(bot) as url:
             port = int(url.rpartition(":")[2])
             secret = config.gitea.webhook_secret.get_secret_value()

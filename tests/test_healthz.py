@@ -14,7 +14,8 @@ import pytest
 from bot.adapters.config import Config
 from bot.app import Bot, running_bot, serving
 from bot.sim.gitea import GiteaSim
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, bot_config
+from tests.configs import as_config, rig_doc
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN
 from tests.sshd import Sshd, free_port
 
 pytestmark = pytest.mark.slow
@@ -24,8 +25,7 @@ def config_with(tmp_path: Path, sshd: Sshd, gitea: GiteaSim, **host: object) -> 
     """The test bot's config, its one host changed by `host` (e.g. its own copy of the key)."""
     runs = tmp_path / "runs"
     runs.mkdir(exist_ok=True)
-    cfg = bot_config(tmp_path, sshd, gitea, runs)
-    return cfg.model_copy(update={"hosts": (sshd.host_config(**host),)})
+    return as_config(rig_doc(tmp_path, sshd, gitea, runs, host=host))
 
 
 @asynccontextmanager
