@@ -17,14 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.adapters.config import parse_config
 from bot.app import running_bot, serving
 from bot.sim import deliveries
 from bot.sim import harness as sim_harness
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import SimHost
-from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET
-from tests.sshd import free_port
+from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, ConfigFactory
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +56,7 @@ def overlaps(events: list[dict[str, Any]], key: str) -> dict[str, int]:
 
 
 async def test_fifty_commands_on_two_hosts(
-    tmp_path: Path, hosts: list[SimHost], spec_path: Path
+    tmp_path: Path, hosts: list[SimHost], spec_path: Path, make_config: ConfigFactory
 ) -> None:
     runs_dir = tmp_path / "runs"
     harness = f"{sys.executable} {Path(sim_harness.__file__).resolve()}"
@@ -68,33 +66,18 @@ async def test_fifty_commands_on_two_hosts(
         for r in RECIPES:
             for pr in PRS:
                 gitea.add_pull(f"recipe-maintainers/{r}", pr, sha(r, pr))
-        config = parse_config(
-            {
-                "server": {
-                    "listen": f"127.0.0.1:{free_port()}",
-                    "data_dir": str(tmp_path / "d"),
-                    "health_interval_s": 0,
-                },
-                "gitea": {
-                    "url": gitea.url,
-                    "token": GITEA_TOKEN,
-                    "webhook_secret": WEBHOOK_SECRET,
-                    "bot_login": BOT_LOGIN,
-                    "allowed_orgs": ["recipe-maintainers"],
-                    "poll_interval": 0,
-                },
-                "hosts": [
-                    h.host_config(name=h.name, capacity=2).model_dump(mode="json") for h in hosts
-                ],
-                "harness": {
-                    "workdir": str(tmp_path),
-                    "command": harness,
-                    "runs_dir": str(runs_dir),
-                    "env": {"SIM_STAGE_SECONDS": "0.02"},
-                },
+        config = make_config(
+            gitea_url=gitea.url,
+            hosts=[h.host_config(name=h.name, capacity=2).model_dump(mode="json") for h in hosts],
+            harness={
+                "workdir": str(tmp_path),
+                "command": harness,
+                "runs_dir": str(runs_dir),
+                "env": {"SIM_STAGE_SECONDS": "0.02"},
             },
-            "<burst>",
-            env={},
+            # As the burst always ran: its store in d/, the schema's public URL and [isolation].
+            server={"public_url": None, "data_dir": str(tmp_path / "d"), "health_interval_s": 0},
+            isolation=None,
         )
         async with (
             running_bot(config, outbox_base_delay_s=0.05) as bot,

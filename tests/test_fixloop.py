@@ -15,6 +15,7 @@ import pytest
 
 from bot.sim import deliveries
 from bot.sim.gitea import SimFile
+from tests.configs import host_entry, to_toml
 from tests.conftest import Rig, RigFactory, fake_sha
 
 pytestmark = pytest.mark.slow
@@ -216,17 +217,19 @@ def _toml(rig: Rig) -> str:
     """A config file pointing at this rig's store (for the `report` CLI)."""
     cfg = rig.bot.config
     host = cfg.hosts[0]
-    return f"""
-[server]
-data_dir = "{cfg.server.data_dir}"
-public_url = "{cfg.server.public_url}"
-[gitea]
-url = "{cfg.gitea.url}"
-bot_login = "{cfg.gitea.bot_login}"
-[[hosts]]
-name = "{host.name}"
-address = "{host.address}"
-username = "{host.username}"
-client_keys = ["{host.client_keys[0]}"]
-known_hosts = "{host.known_hosts}"
-"""
+    return to_toml(
+        {
+            "server": {"data_dir": str(cfg.server.data_dir), "public_url": cfg.server.public_url},
+            # No secret: the report command gets it from the environment.
+            "gitea": {"url": cfg.gitea.url, "bot_login": cfg.gitea.bot_login},
+            "hosts": [
+                host_entry(
+                    host.client_keys[0],
+                    host.known_hosts,
+                    name=host.name,
+                    address=host.address,
+                    username=host.username,
+                )
+            ],
+        }
+    )

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from bot.sim import deliveries
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import stop_runs_under
 from bot.sim.sweep import seed_sweep
+from tests.configs import rig_doc, to_toml
 from tests.conftest import (
     BOT_LOGIN,
     GITEA_TOKEN,
@@ -40,32 +41,6 @@ from tests.sshd import Sshd, free_port
 pytestmark = pytest.mark.slow
 
 REPO, PR = "acme/widgets", 42
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"no TOML for {type(v).__name__}")
-
-
-def to_toml(data: Mapping[str, Any]) -> str:
-    """Enough TOML for a redfix config: tables, arrays of tables, scalars, lists, inline maps."""
-    out: list[str] = []
-    for section, body in data.items():
-        tables = body if isinstance(body, list) else [body]
-        for table in tables:
-            out.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
-            out += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
-            out.append("")
-    return "\n".join(out)
 
 
 class BotProcess:
@@ -136,26 +111,9 @@ def host_events(runs_dir: Path) -> list[dict[str, Any]]:
 def write_config(
     tmp_path: Path, sshd: Sshd, gitea: GiteaSim, runs_dir: Path, port: int, env: dict[str, str]
 ) -> Path:
-    harness = sshd.harness_config(runs_dir=str(runs_dir), env=env).model_dump(mode="json")
-    data = {
-        "server": {
-            "listen": f"127.0.0.1:{port}",
-            "public_url": "https://redfix.example.org",
-            "data_dir": str(tmp_path / "data"),
-            "health_interval_s": 0,
-        },
-        "gitea": {
-            "url": gitea.url,
-            "token": GITEA_TOKEN,
-            "webhook_secret": WEBHOOK_SECRET,
-            "bot_login": BOT_LOGIN,
-            "allowed_orgs": ["recipe-maintainers"],
-            "poll_interval": 0,
-        },
-        "hosts": [sshd.host_config().model_dump(mode="json")],
-        "harness": harness,
-        "isolation": {"runs": 3},
-    }
+    """The rig's document as a TOML file for `redfix-bot serve`, on `port`."""
+    server = {"listen": f"127.0.0.1:{port}", "health_interval_s": 0}
+    data = rig_doc(tmp_path, sshd, gitea, runs_dir, harness={"env": env}, server=server)
     path = tmp_path / "redfix.toml"
     path.write_text(to_toml(data))
     return path
