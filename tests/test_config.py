@@ -17,36 +17,13 @@ import pytest
 
 from bot.adapters.config import Config, ConfigError, load_config, parse_config
 from bot.adapters.preflight import machine_problems
-from tests.sshd import free_port
+from tests.configs import machine_doc, minimal_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def minimal(tmp_path: Path) -> dict[str, object]:
-    key = tmp_path / "id"
-    key.write_text("k")
-    kh = tmp_path / "known_hosts"
-    kh.write_text("h")
-    return {
-        "gitea": {
-            "url": "https://git.example.org",
-            "webhook_secret": "0123456789",
-            "bot_login": "redfix",
-        },
-        "hosts": [
-            {
-                "name": "ci",
-                "address": "127.0.0.1",
-                "username": "u",
-                "client_keys": [str(key)],
-                "known_hosts": str(kh),
-            }
-        ],
-    }
-
-
 def test_minimal_config_has_sane_defaults(tmp_path: Path) -> None:
-    cfg = parse_config(minimal(tmp_path), env={})
+    cfg = parse_config(minimal_doc(tmp_path), env={})
     assert cfg.server.listen == "127.0.0.1:8480"
     assert cfg.isolation.runs == 3
     assert cfg.hosts[0].capacity == 2
@@ -91,7 +68,7 @@ def test_every_problem_listed_with_its_key_path() -> None:
 
 
 def test_env_secrets_win(tmp_path: Path) -> None:
-    data = minimal(tmp_path)
+    data = minimal_doc(tmp_path)
     cfg = parse_config(
         data,
         env={"REDFIX_WEBHOOK_SECRET": "from-the-env-123", "REDFIX_GITEA_TOKEN": "tok-from-env"},
@@ -103,8 +80,7 @@ def test_env_secrets_win(tmp_path: Path) -> None:
 
 
 def test_short_webhook_secret_refused(tmp_path: Path) -> None:
-    data = minimal(tmp_path)
-    data["gitea"]["webhook_secret"] = "x"  # type: ignore[index]
+    data = minimal_doc(tmp_path, gitea={"webhook_secret": "x"})
     with pytest.raises(ConfigError, match="at least 8 characters"):
         parse_config(data, env={})
 
@@ -147,8 +123,8 @@ def test_example_documents_every_key() -> None:
 
 
 def test_a_duplicate_host_name_is_reported_beside_schema_errors(tmp_path: Path) -> None:
-    data = minimal(tmp_path)
-    data["hosts"] = [data["hosts"][0], dict(data["hosts"][0])]  # type: ignore[index]
+    data = minimal_doc(tmp_path)
+    data["hosts"] = [data["hosts"][0], dict(data["hosts"][0])]
     data["server"] = {"listen": "nowhere"}
     with pytest.raises(ConfigError) as ei:
         parse_config(data, env={})
@@ -161,13 +137,6 @@ def test_a_duplicate_host_name_is_reported_beside_schema_errors(tmp_path: Path) 
         parse_config(data, env={})
 
 
-def host_doc(key: Path, known_hosts: Path, data_dir: Path) -> dict[str, object]:
-    return {
-        "server": {"data_dir": str(data_dir), "listen": f"127.0.0.1:{free_port()}"},
-        "hosts": [{"name": "ci", "client_keys": [str(key)], "known_hosts": str(known_hosts)}],
-    }
-
-
 def good_files(base: Path) -> tuple[Path, Path]:
     key = asyncssh.generate_private_key("ssh-ed25519")
     (base / "id").write_bytes(key.export_private_key())
@@ -178,7 +147,7 @@ def good_files(base: Path) -> tuple[Path, Path]:
 
 def test_machine_checks_pass_on_good_files(tmp_path: Path) -> None:
     key, kh = good_files(tmp_path)
-    assert machine_problems(host_doc(key, kh, tmp_path / "data")) == []
+    assert machine_problems(machine_doc(key, kh, tmp_path / "data")) == []
 
 
 @pytest.mark.parametrize(
@@ -208,7 +177,7 @@ def test_each_way_a_client_key_can_be_wrong(
     _, kh = good_files(tmp_path)
     key = tmp_path / "client-key"
     make(key)
-    problems = machine_problems(host_doc(key, kh, tmp_path / "data"))
+    problems = machine_problems(machine_doc(key, kh, tmp_path / "data"))
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"hosts[0:ci].client_keys[0]: {cause}"), problems
     assert problems[0].endswith(str(key))
@@ -217,7 +186,7 @@ def test_each_way_a_client_key_can_be_wrong(
 def test_a_key_under_a_file_cannot_be_reached_even_by_root(tmp_path: Path) -> None:
     _, kh = good_files(tmp_path)
     (tmp_path / "plain").write_text("")
-    problems = machine_problems(host_doc(tmp_path / "plain" / "id", kh, tmp_path / "data"))
+    problems = machine_problems(machine_doc(tmp_path / "plain" / "id", kh, tmp_path / "data"))
     assert problems == [
         "hosts[0:ci].client_keys[0]: cannot be reached: a directory on its path is a file: "
         f"{tmp_path / 'plain' / 'id'}"
@@ -235,7 +204,7 @@ def test_a_key_under_a_file_cannot_be_reached_even_by_root(tmp_path: Path) -> No
 def test_known_hosts_that_would_refuse_every_host(tmp_path: Path, text: str, cause: str) -> None:
     key, kh = good_files(tmp_path)
     kh.write_text(text)
-    problems = machine_problems(host_doc(key, kh, tmp_path / "data"))
+    problems = machine_problems(machine_doc(key, kh, tmp_path / "data"))
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"hosts[0:ci].known_hosts: {cause}")
 
@@ -243,10 +212,10 @@ def test_known_hosts_that_would_refuse_every_host(tmp_path: Path, text: str, cau
 def test_data_dir_that_is_a_file_or_under_one(tmp_path: Path) -> None:
     key, kh = good_files(tmp_path)
     (tmp_path / "f").write_text("")
-    assert machine_problems(host_doc(key, kh, tmp_path / "f")) == [
+    assert machine_problems(machine_doc(key, kh, tmp_path / "f")) == [
         f"server.data_dir: exists and is not a directory: {tmp_path / 'f'}"
     ]
-    assert machine_problems(host_doc(key, kh, tmp_path / "f" / "a" / "b")) == [
+    assert machine_problems(machine_doc(key, kh, tmp_path / "f" / "a" / "b")) == [
         f"server.data_dir: cannot be created: {tmp_path / 'f'} is a file, not a directory: "
         f"{tmp_path / 'f' / 'a' / 'b'}"
     ]
@@ -288,7 +257,7 @@ def test_files_the_bot_user_cannot_read_or_write(tmp_path: Path) -> None:
         key, kh = good_files(base)
         kh.chmod(0o644)
         owned.mkdir(mode=0o755)
-        doc = host_doc(key, kh, owned / "data")
+        doc = machine_doc(key, kh, owned / "data")
         if os.geteuid() == 0:
             user = pwd.getpwnam("nobody")
             who = f"nobody (uid {user.pw_uid})"
@@ -313,9 +282,9 @@ def test_files_the_bot_user_cannot_read_or_write(tmp_path: Path) -> None:
 
 def test_a_listen_address_that_is_not_this_machines(tmp_path: Path) -> None:
     key, kh = good_files(tmp_path)
-    doc = host_doc(key, kh, tmp_path / "data")
+    doc = machine_doc(key, kh, tmp_path / "data")
     assert machine_problems(doc) == []  # positive control: its own free loopback port binds
-    doc["server"]["listen"] = "192.0.2.1:8480"  # type: ignore[index]  # TEST-NET-1, no host's
+    doc["server"]["listen"] = "192.0.2.1:8480"  # TEST-NET-1, no host's
     assert machine_problems(doc) == [
         "server.listen: 192.0.2.1:8480: 192.0.2.1 is not an address of this machine"
     ]

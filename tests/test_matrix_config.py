@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.config import ConfigError, parse_config
-from tests.test_config import minimal
+from tests.configs import minimal_doc
 
 MATRIX = {
     "homeserver": "https://matrix.example.org/",
@@ -19,13 +19,11 @@ MATRIX = {
 
 
 def with_matrix(tmp_path: Path, **matrix: Any) -> dict[str, Any]:
-    data = minimal(tmp_path)
-    data["matrix"] = {**MATRIX, **matrix}
-    return data
+    return minimal_doc(tmp_path, matrix={**MATRIX, **matrix})
 
 
 def test_without_a_matrix_section_the_env_adds_none(tmp_path: Path) -> None:
-    cfg = parse_config(minimal(tmp_path), env={"REDFIX_MATRIX_PASSWORD": "pw-from-env"})
+    cfg = parse_config(minimal_doc(tmp_path), env={"REDFIX_MATRIX_PASSWORD": "pw-from-env"})
     assert cfg.matrix is None
 
 
