@@ -122,7 +122,7 @@ def seed(gitea: GiteaSim, prs: int) -> None:
 
 
 def config(tmp: Path, host: SimHost, gitea: GiteaSim) -> Config:
-    """Like tests/conftest.py's bot_config, with the in-process SimHost for a CI host."""
+    """Like tests/configs.py's rig_doc, with the in-process SimHost for a CI host."""
     (tmp / "work").mkdir()
     port = free_port()
     data = {
