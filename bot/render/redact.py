@@ -105,6 +105,68 @@ _END_LINE = re.compile(rf"(?m)^.*-----END {_KEY_KIND}-----")
 _CUT_LINES = re.compile(r"(?m)^\s*(?:\[\.\.\. cut \.\.\.\]|… \(cut to fit\) …|…)\s*$")
 
 
+class _KeyLines:
+    """The lines of one text and which of them belong to a private key block, as the walk
+    from BEGIN lines, END lines and cuts finds them."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+        self.masked: set[int] = set()
+        self.keep_before: dict[int, str] = {}  # a BEGIN line's text before the marker
+        self.keep_after: dict[int, str] = {}  # an END line's text after the marker
+
+    def body(self, i: int) -> bool:
+        line = self.lines[i]
+        return _BODY.fullmatch(line) is not None and not (_END.search(line) or _BEGIN.search(line))
+
+    def from_begin(self, i: int) -> None:
+        """A BEGIN line, the body lines after it and the END line that closes them."""
+        if i in self.masked:
+            return
+        lines, n = self.lines, len(self.lines)
+        line = lines[i]
+        self.masked.add(i)
+        self.keep_before[i] = line[: _BEGIN.search(line).start()]  # type: ignore[union-attr]
+        j = i + 1
+        while j < n and self.body(j):
+            self.masked.add(j)
+            j += 1
+        if j < n and (e := _END.search(lines[j])):
+            self.masked.add(j)
+            self.keep_after[j] = lines[j][e.end() :]
+
+    def from_end(self, j: int) -> None:
+        """An END line no BEGIN reached: the BEGIN was cut off, the body lines before END go
+        with it."""
+        if j in self.masked:
+            return
+        self.masked.add(j)
+        e = _END.search(self.lines[j])
+        self.keep_after[j] = self.lines[j][e.end() :]  # type: ignore[union-attr]
+        i = j - 1
+        while i >= 0 and i not in self.masked and self.body(i):
+            self.masked.add(i)
+            i -= 1
+
+    def cut_run(self, start: int, step: int) -> None:
+        """A run of body lines from `start` that begins at a cut: masked if it holds two
+        full-width base64 lines that are not all hex (digests are not keys)."""
+        i, run, n = start, [], len(self.lines)
+        while 0 <= i < n and i not in self.masked and self.body(i):
+            run.append(i)
+            i += step
+        longs = [m[1] for j in run if (m := _LONG.fullmatch(self.lines[j]))]
+        if len(longs) >= 2 and not all(_HEX.fullmatch(x) for x in longs):
+            self.masked.update(run)
+
+    def text(self) -> str:
+        # One MASK per line: a log keeps its line numbers (evidence quotes "log:123").
+        lines = self.lines
+        for i in self.masked:
+            lines[i] = self.keep_before.get(i, "") + MASK + self.keep_after.get(i, "")
+        return "\n".join(lines)
+
+
 def _mask_key_lines(text: str, edge_start: bool, edge_end: bool) -> str:
     """Private key blocks, whole or cut: each of their lines becomes MASK. Line-based, but the
     lines are only walked near a BEGIN, an END, a cut marker or a cut edge (found in C)."""
@@ -118,66 +180,20 @@ def _mask_key_lines(text: str, edge_start: bool, edge_end: bool) -> str:
     )
     if not (has_key or cut_at or edge_start or edge_end):
         return text
-    lines = text.split("\n")
-    n = len(lines)
-    masked: set[int] = set()
-    keep_before: dict[int, str] = {}  # a BEGIN line's text before the marker
-    keep_after: dict[int, str] = {}  # an END line's text after the marker
-
-    def body(i: int) -> bool:
-        line = lines[i]
-        return _BODY.fullmatch(line) is not None and not (_END.search(line) or _BEGIN.search(line))
-
-    def cut_run(start: int, step: int) -> None:
-        """A run of body lines from `start` that begins at a cut: masked if it holds two
-        full-width base64 lines that are not all hex (digests are not keys)."""
-        i, run = start, []
-        while 0 <= i < n and i not in masked and body(i):
-            run.append(i)
-            i += step
-        longs = [m[1] for j in run if (m := _LONG.fullmatch(lines[j]))]
-        if len(longs) >= 2 and not all(_HEX.fullmatch(x) for x in longs):
-            masked.update(run)
-
+    walk = _KeyLines(text)
     if has_key:
         for m in _BEGIN_LINE.finditer(text):
-            i = text.count("\n", 0, m.start())
-            if i in masked:
-                continue
-            line = lines[i]
-            masked.add(i)
-            keep_before[i] = line[: _BEGIN.search(line).start()]  # type: ignore[union-attr]
-            j = i + 1
-            while j < n and body(j):
-                masked.add(j)
-                j += 1
-            if j < n and (e := _END.search(lines[j])):
-                masked.add(j)
-                keep_after[j] = lines[j][e.end() :]
+            walk.from_begin(text.count("\n", 0, m.start()))
         for m in _END_LINE.finditer(text):
-            j = text.count("\n", 0, m.start())
-            if j in masked:
-                continue
-            masked.add(j)  # BEGIN was cut off: the body lines before END go with it
-            e = _END.search(lines[j])
-            keep_after[j] = lines[j][e.end() :]  # type: ignore[union-attr]
-            i = j - 1
-            while i >= 0 and i not in masked and body(i):
-                masked.add(i)
-                i -= 1
+            walk.from_end(text.count("\n", 0, m.start()))
     if edge_start:
-        cut_run(0, 1)
+        walk.cut_run(0, 1)
     if edge_end:
-        cut_run(n - 1, -1)
+        walk.cut_run(len(walk.lines) - 1, -1)
     for i in cut_at:
-        cut_run(i + 1, 1)
-        cut_run(i - 1, -1)
-    if not masked:
-        return text
-    # One MASK per line: a log keeps its line numbers (evidence quotes "log:123").
-    for i in masked:
-        lines[i] = keep_before.get(i, "") + MASK + keep_after.get(i, "")
-    return "\n".join(lines)
+        walk.cut_run(i + 1, 1)
+        walk.cut_run(i - 1, -1)
+    return walk.text() if walk.masked else text
 
 
 # --- configured secrets and their encodings -------------------------------------------------
