@@ -17,7 +17,7 @@ import pytest
 from bot.adapters.gitea.client import GiteaClient
 from bot.adapters.outbox import Outbox
 from bot.adapters.store import Store
-from bot.core import verify
+from bot.core import testme
 from bot.model import Place
 from bot.render.comments import status_marker
 from bot.render.redact import Redactor
@@ -116,7 +116,7 @@ async def test_gitea_500s_for_30s_every_comment_and_status_arrives_once_and_in_o
 
         # One sticky comment, posted once (never twice), edited only forwards, ending green.
         (sticky,) = rig.bot_comments(REPO, 4)
-        assert status_marker(verify.testme_key(REPO, 4, sha)) in sticky.body
+        assert status_marker(testme.testme_key(REPO, 4, sha)) in sticky.body
         assert _progress(sticky.body) == 2, sticky.body
         comment_writes = [w for w in mine if w.kind in ("comment", "edit")]
         assert [w.kind for w in comment_writes][:1] == ["comment"]
