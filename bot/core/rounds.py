@@ -1,0 +1,203 @@
+"""An isolation's rounds: one run shown to be alone on a whole host, and one run under load.
+
+An isolated run holds a whole host; with a busy probe configured it first waits until the host
+reports no active run and quotes what it saw (a host that never becomes idle within
+`busy_wait_s` leaves the run not run). A round under load holds a whole host too and runs the
+recipe beside K other harness runs there (K bounded by the host's capacity). Both resume after
+a restart from the records a previous process left: finished runs are kept as recorded, a run
+still going on its host is adopted there. Each run is an attempt (bot.core.attempt), examined
+for evidence (bot.core.evidence) while the host is still held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from bot.core.attempt import Attempts, cancelled, new_run_id, not_run
+from bot.core.evidence import Examiner
+from bot.core.logs import RunLog
+from bot.core.ports import HostRunner
+from bot.core.scheduler import HostPool
+from bot.model import IsolationPlan, QueueSpot, RunEvidence, RunResult, RunSpec
+from bot.model.records import RunRow
+
+Judged = tuple[RunResult, RunEvidence]
+
+
+class Rounds:
+    """Carries out an isolation's single runs and its rounds under load, on held hosts."""
+
+    def __init__(
+        self,
+        runs: RunLog,
+        pool: HostPool,
+        runners: Mapping[str, HostRunner],
+        attempts: Attempts,
+        examiner: Examiner,
+        *,
+        busy_wait_s: float,
+        busy_poll_s: float,
+    ) -> None:
+        self._runs = runs
+        self._pool = pool
+        self._runners = runners
+        self._attempts = attempts
+        self._examiner = examiner
+        self._busy_wait_s = busy_wait_s
+        self._busy_poll_s = busy_poll_s
+
+    async def wait_idle(self, runner: HostRunner) -> str:
+        """Wait until the host's busy probe reports no active run; return what was seen."""
+        seen: list[str] = []
+        deadline = time.monotonic() + self._busy_wait_s
+        while True:
+            count = await runner.busy()
+            if count is None:
+                return "no busy probe configured; none of redfix's runs on the host"
+            seen.append(str(count))
+            if count == 0:
+                shown = " → ".join(seen[-5:])
+                return (
+                    f"busy probe: 0 active runs at {time.strftime('%H:%M:%S', time.gmtime())} "
+                    f"UTC (probes: {shown})"
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the host never became idle within {self._busy_wait_s:.0f}s "
+                    f"(busy probe said {', '.join(seen[-5:])})"
+                )
+            await asyncio.sleep(self._busy_poll_s)
+
+    # --- one isolated run ------------------------------------------------------------------
+
+    async def alone(
+        self,
+        spec: RunSpec,
+        on_start: Callable[[str], Awaitable[None]],
+        stop: asyncio.Event,
+        on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+        *,
+        resume: RunRow | None = None,
+        who: str = "",
+    ) -> Judged:
+        """One isolated run. `resume`: its record from before a restart (running: adopted on
+        its host, whose slot was reserved at start-up)."""
+        running = resume is not None and resume.state == "running"
+        claim = f"cmd-{resume.command_id}" if resume is not None and running else ""
+        async with self._pool.hold(
+            recipe=spec.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
+        ) as host:
+            if running and resume is not None and resume.host == host:
+                await on_start(host)
+                alone = resume.note or "checked before a restart"
+                result = await self._attempts.run(host, spec, stop, adopt=True)
+                evidence = await self._examiner.examine(host, spec, result, alone)
+                await self._attempts.finish(result, evidence)
+                return result, evidence
+            if stop.is_set():  # cancelled while it waited for the host: nothing ran
+                result = cancelled(spec, host)
+                await self._attempts.finish(result)
+                return result, RunEvidence(spec.run_id)
+            await on_start(host)
+            try:
+                alone = await self.wait_idle(self._runners[host])
+            except Exception as e:
+                result = not_run(spec, host, f"not run: {e}")
+                await self._attempts.finish(result)
+                return result, RunEvidence(spec.run_id, f"not alone: {e}")
+            await self._runs.note_run(spec.run_id, alone)
+            result = await self._attempts.run(host, spec, stop)
+            evidence = await self._examiner.examine(host, spec, result, alone)
+        await self._attempts.finish(result, evidence)
+        return result, evidence
+
+    # --- one round under load --------------------------------------------------------------
+
+    async def under_load(
+        self,
+        command_id: int,
+        plan: IsolationPlan,
+        notes: list[str],
+        stop: asyncio.Event,
+        on_queue: Callable[[QueueSpot], Awaitable[None]] | None = None,
+        prior: Sequence[RunRow] = (),
+        who: str = "",
+    ) -> list[Judged]:
+        """One round: the recipe beside K other runs, all on one host held by us. `prior`: the
+        round's run records from before a restart (finished ones kept, running ones adopted).
+        A host too small for any load adds a note and runs nothing."""
+        if prior and all(r.result is not None for r in prior):
+            return await self._resume_round("", plan, prior, stop)  # it ended before the restart
+        running = any(r.state == "running" for r in prior)
+        claim = f"cmd-{command_id}" if running else ""
+        async with self._pool.hold(
+            recipe=plan.recipe, exclusive=True, on_queue=on_queue, claim=claim, who=who
+        ) as host:
+            if prior:
+                return await self._resume_round(host, plan, prior, stop)
+            k = min(plan.load, max(self._pool.capacity(host) - 1, 0))
+            if k < plan.load:
+                notes.append(
+                    f"load reduced from {plan.load} to {k}: host {host} runs at most "
+                    f"{self._pool.capacity(host)} at once"
+                )
+            if k == 0:
+                return []
+            return await self._fresh_round(host, command_id, plan, k, stop)
+
+    async def _fresh_round(
+        self, host: str, command_id: int, plan: IsolationPlan, k: int, stop: asyncio.Event
+    ) -> list[Judged]:
+        """The recipe and `k` fillers started together on `host`; only the recipe is judged."""
+        target = RunSpec(new_run_id(plan.recipe), plan.recipe)
+        fillers = [
+            RunSpec(new_run_id(r), r)
+            for r in (plan.load_recipes[i % len(plan.load_recipes)] for i in range(k))
+        ]
+        await self._runs.add_run(target.run_id, command_id, plan.recipe, "isolation", "load")
+        for f in fillers:
+            await self._runs.add_run(f.run_id, command_id, f.recipe, "isolation", "load-filler")
+        beside = ", ".join(f"`{f.recipe}`" for f in fillers)
+        note = f"under load: beside {k} other run(s) ({beside}) on {host}"
+        await self._runs.note_run(target.run_id, note)
+        results = await asyncio.gather(
+            *(self._attempts.run(host, s, stop) for s in (target, *fillers))
+        )
+        evidence = await self._examiner.examine(host, target, results[0], note)
+        await self._attempts.finish(results[0], evidence)
+        for r in results[1:]:
+            await self._attempts.finish(r)
+        return [(results[0], evidence)]
+
+    async def _resume_round(
+        self,
+        host: str,
+        plan: IsolationPlan,
+        prior: Sequence[RunRow],
+        stop: asyncio.Event,
+    ) -> list[Judged]:
+        """Finish a round under load a previous process started (on the host we now hold)."""
+        target_row = next((r for r in prior if r.phase == "load"), prior[0])
+
+        async def one(row: RunRow) -> tuple[RunResult, bool]:
+            if row.result is not None:
+                return row.result, False
+            spec = RunSpec(row.run_id, row.recipe)
+            adopt = row.state == "running" and row.host == host
+            return await self._attempts.run(host, spec, stop, adopt=adopt), True
+
+        outcomes = await asyncio.gather(*(one(r) for r in prior))
+        by_id = {r.run_id: (res, fresh) for r, (res, fresh) in zip(prior, outcomes, strict=True)}
+        target, fresh = by_id[target_row.run_id]
+        if fresh:
+            spec = RunSpec(target.run_id, plan.recipe)
+            evidence = await self._examiner.examine(host, spec, target, target_row.note)
+            await self._attempts.finish(target, evidence)
+        else:
+            evidence = self._examiner.restored(target_row)[1]
+        for res, again in by_id.values():
+            if again and res.run_id != target.run_id:
+                await self._attempts.finish(res)
+        return [(target, evidence)]
