@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bot.model import mention
-from bot.model.records import OverrideRow, RunRow, TriageDetail, TriageRow
+from bot.model.records import (
+    OverrideRow,
+    RunRow,
+    TriageDetail,
+    TriageRow,
+    TriageVerdict,
+    TriageVerification,
+)
 from bot.render.markup import html_page, md_cell
 
 COLUMNS = (
@@ -100,6 +107,66 @@ def _isolation(d: TriageDetail) -> str:
     return text
 
 
+def _classification(v: TriageVerdict | None, h: OverrideRow | None) -> str:
+    """The machine's outcome / cause; a human verdict first, with the machine's beside it."""
+    machine = f"{v.outcome} / {v.cause}" if v else ""
+    if h is None:
+        return machine or "—"
+    text = f"{h.cause} (human: {mention(h.author)}: {h.reason})"
+    return f"{text}; machine: {machine}" if machine else text
+
+
+def _verification(fix: str, ver: TriageVerification | None) -> str:
+    if ver is None:
+        return "not verified" if fix else "—"
+    if ver.state == "success":
+        return f"green ×{ver.green} at {ver.sha[:10]}"
+    if ver.state in ("queued", "running"):
+        return f"pending at {ver.sha[:10]}"
+    return f"{ver.state} at {ver.sha[:10]}: {ver.summary}"
+
+
+def _row(t: TriageRow, h: OverrideRow | None, runs: tuple[RunLink, ...], gitea_url: str) -> Row:
+    """One triage's row; `h` is the recipe's newest human verdict, `runs` its isolation's."""
+    d = t.detail
+    v = d.verdict
+    evidence = v.evidence if v else ()
+    root = v.rule if v else ""
+    if evidence:
+        root = f"{root}: {evidence[0]}"
+    classified = bool(v and (evidence or v.outcome == "flake")) or h is not None
+    fix = f"{t.fix_repo}#{t.fix_number}" if t.fix_repo else ""
+    ver = d.verification
+    verified = bool(fix) and ver is not None and ver.state == "success"
+    missing = []
+    if not classified:
+        missing.append("not classified with evidence" if v else "not isolated")
+    if not fix:
+        missing.append("no fix PR")
+    elif not verified:
+        missing.append("fix not verified green")
+    return Row(
+        recipe=t.recipe,
+        failure=_failure(d),
+        isolation=_isolation(d),
+        root_cause=root or "—",
+        classification=_classification(v, h),
+        fix_approach=(v.advice if v else "") or "—",
+        fix_pr=fix or "—",
+        fix_pr_url=f"{gitea_url}/{t.fix_repo}/pulls/{t.fix_number}" if fix else "",
+        verification=_verification(fix, ver),
+        classified=classified,
+        verified=verified,
+        missing=", ".join(missing),
+        runs=runs,
+    )
+
+
+def _milestone(name: str, rows: Sequence[Row], ok: Sequence[bool]) -> Milestone:
+    gaps = tuple(f"{r.recipe} ({r.missing})" for r, good in zip(rows, ok, strict=True) if not good)
+    return Milestone(name, bool(rows) and all(ok), sum(ok), len(rows), gaps)
+
+
 def build_report(
     triages: Sequence[TriageRow],
     overrides: Sequence[OverrideRow],
@@ -116,70 +183,19 @@ def build_report(
         if r.kind == "isolation":
             link = RunLink(r.run_id, r.phase or "alone")
             by_command.setdefault(r.command_id, []).append(link)
-    rows = []
-    for t in triages:
-        d = t.detail
-        v = d.verdict
-        h = human.get(t.recipe)
-        machine = f"{v.outcome} / {v.cause}" if v else ""
-        if h is not None:
-            classification = f"{h.cause} (human: {mention(h.author)}: {h.reason})"
-            if machine:
-                classification += f"; machine: {machine}"
-        else:
-            classification = machine or "—"
-        evidence = v.evidence if v else ()
-        root = v.rule if v else ""
-        if evidence:
-            root = f"{root}: {evidence[0]}"
-        classified = bool(v and (evidence or v.outcome == "flake")) or h is not None
-        fix = f"{t.fix_repo}#{t.fix_number}" if t.fix_repo else ""
-        url = f"{gitea_url}/{t.fix_repo}/pulls/{t.fix_number}" if fix else ""
-        ver = d.verification
-        verified = bool(fix) and ver is not None and ver.state == "success"
-        if ver is None:
-            verification = "not verified" if fix else "—"
-        elif ver.state == "success":
-            verification = f"green ×{ver.green} at {ver.sha[:10]}"
-        elif ver.state in ("queued", "running"):
-            verification = f"pending at {ver.sha[:10]}"
-        else:
-            verification = f"{ver.state} at {ver.sha[:10]}: {ver.summary}"
-        missing = []
-        if not classified:
-            missing.append("not classified with evidence" if v else "not isolated")
-        if not fix:
-            missing.append("no fix PR")
-        elif not verified:
-            missing.append("fix not verified green")
-        rows.append(
-            Row(
-                recipe=t.recipe,
-                failure=_failure(d),
-                isolation=_isolation(d),
-                root_cause=root or "—",
-                classification=classification,
-                fix_approach=(v.advice if v else "") or "—",
-                fix_pr=fix or "—",
-                fix_pr_url=url,
-                verification=verification,
-                classified=classified,
-                verified=verified,
-                missing=", ".join(missing),
-                runs=tuple(by_command.get(t.command_id, ())) if t.command_id is not None else (),
-            )
+    rows = tuple(
+        _row(
+            t,
+            human.get(t.recipe),
+            tuple(by_command.get(t.command_id, ())) if t.command_id is not None else (),
+            gitea_url,
         )
-
-    def milestone(name: str, ok: list[bool]) -> Milestone:
-        gaps = tuple(
-            f"{r.recipe} ({r.missing})" for r, good in zip(rows, ok, strict=True) if not good
-        )
-        return Milestone(name, bool(rows) and all(ok), sum(ok), len(rows), gaps)
-
+        for t in triages
+    )
     return SweepReport(
-        tuple(rows),
-        milestone("M1", [r.classified for r in rows]),
-        milestone("M2", [r.verified for r in rows]),
+        rows,
+        _milestone("M1", rows, [r.classified for r in rows]),
+        _milestone("M2", rows, [r.verified for r in rows]),
     )
 
 
