@@ -86,6 +86,28 @@ def _rule_problems(index: int, raw: object, seen: dict[str, int]) -> tuple[list[
         return [f"rule {index}: is not a table"], None
     rid = raw.get("id")
     name = f"rule {index} ({rid!r})" if isinstance(rid, str) else f"rule {index} (no id)"
+    problems, text = _key_problems(name, raw)
+    if isinstance(rid, str):
+        problems += _id_problems(name, rid, index, seen)
+    problems += _value_problems(name, raw, text)
+    regex, regex_problems = _compiled(name, raw, text)
+    problems += regex_problems
+    if problems or regex is None:
+        return problems, None
+    rule = Rule(
+        id=text["id"],
+        pattern=text["pattern"],
+        where=text["where"],
+        cause=Cause(text["cause"]),
+        advice=text["advice"].strip(),
+        link=text.get("link", ""),
+        description=text.get("description", "").strip(),
+    )
+    return [], rule
+
+
+def _key_problems(name: str, raw: dict[str, object]) -> tuple[list[str], dict[str, str]]:
+    """Missing, unknown and non-string keys; and the string values, by key."""
     problems = [f"{name}: missing key {k!r}" for k in REQUIRED_KEYS if k not in raw]
     unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     problems += [f"{name}: unknown key {k!r}" for k in unknown]
@@ -96,13 +118,22 @@ def _rule_problems(index: int, raw: object, seen: dict[str, int]) -> tuple[list[
             problems.append(f"{name}: {key!r} must be a string, not {type(value).__name__}")
         else:
             text[key] = value
-    if isinstance(rid, str):
-        if not RULE_ID_RE.match(rid):
-            problems.append(f"{name}: id must match {RULE_ID_RE.pattern}")
-        elif rid in seen:
-            problems.append(f"{name}: duplicate id, first used by rule {seen[rid]}")
-        else:
-            seen[rid] = index
+    return problems, text
+
+
+def _id_problems(name: str, rid: str, index: int, seen: dict[str, int]) -> list[str]:
+    """A malformed or duplicate id; a good one is recorded in `seen` as first used here."""
+    if not RULE_ID_RE.match(rid):
+        return [f"{name}: id must match {RULE_ID_RE.pattern}"]
+    if rid in seen:
+        return [f"{name}: duplicate id, first used by rule {seen[rid]}"]
+    seen[rid] = index
+    return []
+
+
+def _value_problems(name: str, raw: dict[str, object], text: dict[str, str]) -> list[str]:
+    """Values outside their vocabulary: where, cause, advice (never weakening), link."""
+    problems = []
     where = text.get("where")
     if "where" in raw and where is not None and where not in WHERES:
         problems.append(f"{name}: unknown where {where!r} (expected {', '.join(WHERES)})")
@@ -122,28 +153,23 @@ def _rule_problems(index: int, raw: object, seen: dict[str, int]) -> tuple[list[
     link = text.get("link", "")
     if link and not _LINK_RE.match(link):
         problems.append(f"{name}: link must be an http(s) URL, got {link!r}")
-    regex = None
+    return problems
+
+
+def _compiled(
+    name: str, raw: dict[str, object], text: dict[str, str]
+) -> tuple[re.Pattern[str] | None, list[str]]:
+    """The rule's regex (None when it is missing or bad), and what is wrong with it."""
     pattern = text.get("pattern")
-    if "pattern" in raw and pattern is not None:
-        try:
-            regex = re.compile(pattern)
-        except (re.error, OverflowError, RecursionError) as e:
-            problems.append(f"{name}: bad regex {pattern!r}: {e}")
-        else:
-            if regex.search("") is not None:
-                problems.append(f"{name}: pattern {pattern!r} matches an empty line")
-    if problems or regex is None:
-        return problems, None
-    rule = Rule(
-        id=text["id"],
-        pattern=text["pattern"],
-        where=text["where"],
-        cause=Cause(text["cause"]),
-        advice=text["advice"].strip(),
-        link=text.get("link", ""),
-        description=text.get("description", "").strip(),
-    )
-    return [], rule
+    if "pattern" not in raw or pattern is None:
+        return None, []
+    try:
+        regex = re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as e:
+        return None, [f"{name}: bad regex {pattern!r}: {e}"]
+    if regex.search("") is not None:
+        return regex, [f"{name}: pattern {pattern!r} matches an empty line"]
+    return regex, []
 
 
 class RuleSet:
