@@ -40,6 +40,60 @@ def _user(uid: int, login: str) -> dict[str, Any]:
     }
 
 
+def _repository(repo: str, root: str) -> dict[str, Any]:
+    """The `repository` of a delivery: the PR's repository, owned by user 2."""
+    owner, name = repo.split("/", 1)
+    return {
+        "id": 17,
+        "name": name,
+        "full_name": repo,
+        "owner": _user(2, owner),
+        "html_url": f"{root}/{repo}",
+    }
+
+
+def _branch(ref: str, sha: str) -> dict[str, Any]:
+    """A PR's head or base: both branches live in the repository itself (id 17)."""
+    return {"label": ref, "ref": ref, "sha": sha, "repo_id": 17}
+
+
+def _issue(repo: str, number: int, user: dict[str, Any], root: str) -> dict[str, Any]:
+    """The `issue` of a comment on a PR: Gitea sends a PR as an issue with a pull_request."""
+    owner, name = repo.split("/", 1)
+    pr_html = f"{root}/{repo}/pulls/{number}"
+    return {
+        "id": 1000 + number,
+        "url": f"{root}/api/v1/repos/{repo}/issues/{number}",
+        "html_url": pr_html,
+        "number": number,
+        "user": user,
+        "title": f"PR {number}",
+        "body": "",
+        "state": "open",
+        "comments": 1,
+        "pull_request": {
+            "merged": False,
+            "merged_at": None,
+            "draft": False,
+            "html_url": pr_html,
+        },
+        "repository": {"id": 17, "name": name, "owner": owner, "full_name": repo},
+    }
+
+
+def _comment(pr_html: str, comment_id: int, user: dict[str, Any], body: str) -> dict[str, Any]:
+    return {
+        "id": comment_id,
+        "html_url": f"{pr_html}#issuecomment-{comment_id}",
+        "pull_request_url": pr_html,
+        "issue_url": "",
+        "user": user,
+        "body": body,
+        "created_at": "2026-11-27T12:00:00Z",
+        "updated_at": "2026-11-27T12:00:00Z",
+    }
+
+
 def issue_comment(
     repo: str,
     number: int,
@@ -52,29 +106,11 @@ def issue_comment(
     root: str = ROOT,
 ) -> bytes:
     """An issue_comment payload on a PR, serialised the way Gitea does (2-space indent)."""
-    owner, name = repo.split("/", 1)
     pr_html = f"{root}/{repo}/pulls/{number}"
     user = _user(100 + comment_id % 1000, author)
     payload: dict[str, Any] = {
         "action": action,
-        "issue": {
-            "id": 1000 + number,
-            "url": f"{root}/api/v1/repos/{repo}/issues/{number}",
-            "html_url": pr_html,
-            "number": number,
-            "user": user,
-            "title": f"PR {number}",
-            "body": "",
-            "state": "open",
-            "comments": 1,
-            "pull_request": {
-                "merged": False,
-                "merged_at": None,
-                "draft": False,
-                "html_url": pr_html,
-            },
-            "repository": {"id": 17, "name": name, "owner": owner, "full_name": repo},
-        },
+        "issue": _issue(repo, number, user, root),
         "pull_request": {
             "id": 2000 + number,
             "url": pr_html,
@@ -82,26 +118,11 @@ def issue_comment(
             "user": user,
             "state": "open",
             "html_url": pr_html,
-            "head": {"label": "fix", "ref": "fix", "sha": head_sha or "0" * 40, "repo_id": 17},
-            "base": {"label": "main", "ref": "main", "sha": "1" * 40, "repo_id": 17},
+            "head": _branch("fix", head_sha or "0" * 40),
+            "base": _branch("main", "1" * 40),
         },
-        "comment": {
-            "id": comment_id,
-            "html_url": f"{pr_html}#issuecomment-{comment_id}",
-            "pull_request_url": pr_html,
-            "issue_url": "",
-            "user": user,
-            "body": body,
-            "created_at": "2026-11-27T12:00:00Z",
-            "updated_at": "2026-11-27T12:00:00Z",
-        },
-        "repository": {
-            "id": 17,
-            "name": name,
-            "full_name": repo,
-            "owner": _user(2, owner),
-            "html_url": f"{root}/{repo}",
-        },
+        "comment": _comment(pr_html, comment_id, user, body),
+        "repository": _repository(repo, root),
         "sender": user,
         "is_pull": True,
     }
@@ -119,7 +140,6 @@ def pull_request(
     root: str = ROOT,
 ) -> bytes:
     """A pull_request payload (opened, synchronized, closed, ...), Gitea-shaped."""
-    owner, name = repo.split("/", 1)
     pr_html = f"{root}/{repo}/pulls/{number}"
     user = _user(300 + number % 100, sender)
     payload: dict[str, Any] = {
@@ -135,17 +155,11 @@ def pull_request(
             "state": "closed" if action == "closed" else "open",
             "html_url": pr_html,
             "merged": merged,
-            "head": {"label": "fix", "ref": "fix", "sha": head_sha, "repo_id": 17},
-            "base": {"label": "main", "ref": "main", "sha": "1" * 40, "repo_id": 17},
+            "head": _branch("fix", head_sha),
+            "base": _branch("main", "1" * 40),
         },
         "requested_reviewer": None,
-        "repository": {
-            "id": 17,
-            "name": name,
-            "full_name": repo,
-            "owner": _user(2, owner),
-            "html_url": f"{root}/{repo}",
-        },
+        "repository": _repository(repo, root),
         "sender": user,
         "commit_id": "",
         "review": None,
