@@ -48,62 +48,90 @@ def _histogram(
     return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=sum(vals))
 
 
+def _commands(s: Snapshot) -> Metric:
+    commands = CounterMetricFamily(
+        "redfix_commands", "Commands by name and how they ended", labels=["name", "result"]
+    )
+    for name, state, n in s.commands:
+        commands.add_metric([name, state], n)
+    return commands
+
+
+def _runs(s: Snapshot) -> Metric:
+    runs = GaugeMetricFamily(
+        "redfix_runs", "Harness runs by kind and state", labels=["kind", "state"]
+    )
+    for kind, state, n in s.runs:
+        runs.add_metric([kind, state], n)
+    return runs
+
+
+def _verdicts(s: Snapshot) -> tuple[Metric, Metric]:
+    """The verdicts by outcome and cause, and the classification rate they give."""
+    verdicts = CounterMetricFamily(
+        "redfix_verdicts",
+        "Isolation verdicts by outcome and cause",
+        labels=["outcome", "cause"],
+    )
+    judged = explained = 0
+    for outcome, cause, n in s.verdicts:
+        verdicts.add_metric([outcome, cause], n)
+        if outcome != "inconclusive":
+            judged += n
+            explained += n if cause != "unknown" else 0
+    rate = GaugeMetricFamily(
+        "redfix_classification_rate",
+        "Share of conclusive isolation verdicts whose cause is not unknown",
+        value=explained / judged if judged else 0.0,
+    )
+    return verdicts, rate
+
+
+def _outbox(s: Snapshot) -> tuple[Metric, Metric, Metric]:
+    """The outbox's depth, retries and dead items."""
+    depth = GaugeMetricFamily(
+        "redfix_outbox_depth",
+        "Messages waiting in the outbox",
+        value=s.outbox.get("pending", 0),
+    )
+    retries = CounterMetricFamily(
+        "redfix_outbox_retries",
+        "Failed delivery attempts retried",
+        value=s.outbox.get("retries", 0),
+    )
+    dead = CounterMetricFamily(
+        "redfix_outbox_dead",
+        "Messages given up (a 4xx that cannot succeed)",
+        value=s.outbox.get("dead", 0),
+    )
+    return depth, retries, dead
+
+
+def _hosts(s: Snapshot) -> tuple[Metric, Metric]:
+    """The run queue's depth and each host's SSH connection errors."""
+    queue = GaugeMetricFamily(
+        "redfix_queue_depth", "Runs waiting for a host slot", value=s.queue_depth
+    )
+    ssh = CounterMetricFamily(
+        "redfix_ssh_connection_errors", "SSH connection failures by host", labels=["host"]
+    )
+    for host, n in s.ssh_errors.items():
+        ssh.add_metric([host], n)
+    return queue, ssh
+
+
 class _StoreCollector(Collector):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
     def collect(self) -> Iterable[Metric]:
+        # The families in the order a scrape has always listed them.
         s = self._snap
-        commands = CounterMetricFamily(
-            "redfix_commands", "Commands by name and how they ended", labels=["name", "result"]
-        )
-        for name, state, n in s.commands:
-            commands.add_metric([name, state], n)
-        runs = GaugeMetricFamily(
-            "redfix_runs", "Harness runs by kind and state", labels=["kind", "state"]
-        )
-        for kind, state, n in s.runs:
-            runs.add_metric([kind, state], n)
-        verdicts = CounterMetricFamily(
-            "redfix_verdicts",
-            "Isolation verdicts by outcome and cause",
-            labels=["outcome", "cause"],
-        )
-        judged = explained = 0
-        for outcome, cause, n in s.verdicts:
-            verdicts.add_metric([outcome, cause], n)
-            if outcome != "inconclusive":
-                judged += n
-                explained += n if cause != "unknown" else 0
-        rate = GaugeMetricFamily(
-            "redfix_classification_rate",
-            "Share of conclusive isolation verdicts whose cause is not unknown",
-            value=explained / judged if judged else 0.0,
-        )
-        depth = GaugeMetricFamily(
-            "redfix_outbox_depth",
-            "Messages waiting in the outbox",
-            value=s.outbox.get("pending", 0),
-        )
-        retries = CounterMetricFamily(
-            "redfix_outbox_retries",
-            "Failed delivery attempts retried",
-            value=s.outbox.get("retries", 0),
-        )
-        dead = CounterMetricFamily(
-            "redfix_outbox_dead",
-            "Messages given up (a 4xx that cannot succeed)",
-            value=s.outbox.get("dead", 0),
-        )
-        queue = GaugeMetricFamily(
-            "redfix_queue_depth", "Runs waiting for a host slot", value=s.queue_depth
-        )
-        ssh = CounterMetricFamily(
-            "redfix_ssh_connection_errors", "SSH connection failures by host", labels=["host"]
-        )
-        for host, n in s.ssh_errors.items():
-            ssh.add_metric([host], n)
-        yield from (commands, runs, verdicts, rate, depth, retries, dead, queue, ssh)
+        yield _commands(s)
+        yield _runs(s)
+        yield from _verdicts(s)
+        yield from _outbox(s)
+        yield from _hosts(s)
         yield _histogram(
             "redfix_queue_wait_seconds",
             "Time runs waited for a host slot (recent)",

@@ -242,38 +242,7 @@ class Outbox:
             await self._store.outbox_dead(item.id, self._redact(repr(e)))
             return "dead"
         except (GiteaError, DeliveryError) as e:
-            retrying = e.retryable and item.attempts + 1 < self._max_attempts
-            if e.retryable and not retrying:
-                log.error(
-                    "outbox %s %s to %s given up after %d attempts: %s",
-                    item.kind,
-                    item.id,
-                    item.target,
-                    item.attempts + 1,
-                    e,
-                )
-                await self._store.outbox_dead(
-                    item.id, self._redact(f"given up after {item.attempts + 1} attempts: {e}")
-                )
-            elif e.retryable:
-                delay = min(self._max, self._base * 2 ** min(item.attempts, 16))
-                delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter: many bots must not retry in step
-                if isinstance(e, DeliveryError) and e.retry_after is not None:
-                    delay = e.retry_after  # the server said how long: no sooner, no later
-                log.warning(
-                    "outbox %s %s to %s failed (%s); retry %d in %.1fs",
-                    item.kind,
-                    item.id,
-                    item.target,
-                    e,
-                    item.attempts + 1,
-                    delay,
-                )
-                await self._store.outbox_retry(item.id, time.time() + delay, self._redact(str(e)))
-            else:
-                log.error("outbox %s %s to %s given up: %s", item.kind, item.id, item.target, e)
-                await self._store.outbox_dead(item.id, self._redact(str(e)))
-            return "retry" if retrying else "dead"
+            return await self._failed(item, e)
         except Exception as e:  # a bug, or a surprise from a library: never the loop's end
             ref = secrets.token_hex(4)
             log.exception(
@@ -283,6 +252,54 @@ class Outbox:
                 item.id, self._redact(f"internal error, ref {ref}: {e!r}")
             )
             return "dead"
+        await self._sent(item)
+        return "sent"
+
+    async def _failed(
+        self, item: OutboxItem, e: GiteaError | DeliveryError
+    ) -> Literal["retry", "dead"]:
+        """A send the other side refused or did not answer: tried again after a backoff, or
+        given up (an error that cannot heal, or too many attempts)."""
+        retrying = e.retryable and item.attempts + 1 < self._max_attempts
+        if e.retryable and not retrying:
+            log.error(
+                "outbox %s %s to %s given up after %d attempts: %s",
+                item.kind,
+                item.id,
+                item.target,
+                item.attempts + 1,
+                e,
+            )
+            await self._store.outbox_dead(
+                item.id, self._redact(f"given up after {item.attempts + 1} attempts: {e}")
+            )
+        elif e.retryable:
+            delay = self._backoff(item, e)
+            log.warning(
+                "outbox %s %s to %s failed (%s); retry %d in %.1fs",
+                item.kind,
+                item.id,
+                item.target,
+                e,
+                item.attempts + 1,
+                delay,
+            )
+            await self._store.outbox_retry(item.id, time.time() + delay, self._redact(str(e)))
+        else:
+            log.error("outbox %s %s to %s given up: %s", item.kind, item.id, item.target, e)
+            await self._store.outbox_dead(item.id, self._redact(str(e)))
+        return "retry" if retrying else "dead"
+
+    def _backoff(self, item: OutboxItem, e: GiteaError | DeliveryError) -> float:
+        """Seconds until the next attempt: exponential with jitter, or the server's own wait."""
+        delay: float = min(self._max, self._base * 2 ** min(item.attempts, 16))
+        delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter: many bots must not retry in step
+        if isinstance(e, DeliveryError) and e.retry_after is not None:
+            delay = e.retry_after  # the server said how long: no sooner, no later
+        return delay
+
+    async def _sent(self, item: OutboxItem) -> None:
+        """Record a delivered item; a retried Gitea item that went through wakes the others."""
         if not await self._store.outbox_sent(item.id, item.raw or None):
             log.debug(
                 "outbox %s %s changed while it was sent; sending the newer text", item.kind, item.id
@@ -294,7 +311,6 @@ class Outbox:
             woken = await self._store.outbox_due_now(GITEA_KINDS, time.time())
             if woken:
                 log.info("Gitea answers again: %d waiting outbox item(s) are due now", woken)
-        return "sent"
 
     async def _send(self, item: OutboxItem) -> None:
         p = self._clean(item.payload)

@@ -203,9 +203,7 @@ class Supervisor:
         """
         proc = await self._runs.open_follow(conn, spec.run_id, sink.size)
         pumping = asyncio.create_task(pump(proc, sink))
-        # The backstop: past the run's budget by the host's clock, plus the grace and a margin.
-        budget = self._harness.timeout_s + self._harness.kill_grace_s + BACKSTOP_SLACK_S
-        deadline = time.monotonic() + max(budget - (status.elapsed_s or 0.0), 0.0)
+        deadline = _backstop(self._harness, status)
         try:
             if status.state != "running":
                 # Ended already: copy the rest. No stop, no deadline (a run adopted long after
@@ -214,20 +212,11 @@ class Supervisor:
                 _followed(proc)
                 return
             while True:
-                waiting: set[asyncio.Future[Any]] = {pumping}
-                if follow.cancel is not None and not follow.stopping:
-                    stop_wait = asyncio.ensure_future(follow.cancel.wait())
-                    waiting.add(stop_wait)
                 if follow.stopping:
                     limit = self._harness.kill_grace_s + STOP_SLACK_S + BACKSTOP_SLACK_S
                 else:
                     limit = max(deadline - time.monotonic(), 0.0)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-                )
-                for w in waiting - {pumping}:
-                    w.cancel()
-                if pumping in done:
+                if await _wait(pumping, follow, limit):
                     pumping.result()  # link errors propagate: the caller reconnects
                     _followed(proc)
                     return
@@ -235,15 +224,7 @@ class Supervisor:
                     follow.gave_up = True
                     sink.defer(f"the run did not stop within {limit:g}s of the stop signal")
                     return
-                follow.stopping = (
-                    "cancelled"
-                    if follow.cancel is not None and follow.cancel.is_set()
-                    else "timeout"
-                )
-                log.info("run %s: %s; stopping its process group", spec.run_id, follow.stopping)
-                code, out = await self._runs.stop(conn, spec.run_id, follow.stopping)
-                if code != 0:
-                    sink.defer(f"stop exited {code}: {out.strip()[-200:]}")
+                await self._stop(conn, spec, sink, follow)
         finally:
             if not pumping.done():
                 # Our task is cancelled (shutdown) or we gave up: close only our copy; the
@@ -251,6 +232,18 @@ class Supervisor:
                 proc.close()
                 pumping.cancel()
             await asyncio.gather(pumping, return_exceptions=True)
+
+    async def _stop(
+        self, conn: asyncssh.SSHClientConnection, spec: RunSpec, sink: LogSink, follow: _Follow
+    ) -> None:
+        """Send STOP, for a cancel or past the backstop; the copy goes on meanwhile."""
+        follow.stopping = (
+            "cancelled" if follow.cancel is not None and follow.cancel.is_set() else "timeout"
+        )
+        log.info("run %s: %s; stopping its process group", spec.run_id, follow.stopping)
+        code, out = await self._runs.stop(conn, spec.run_id, follow.stopping)
+        if code != 0:
+            sink.defer(f"stop exited {code}: {out.strip()[-200:]}")
 
     async def _conclude(
         self, spec: RunSpec, sink: LogSink, status: RemoteStatus, follow: _Follow
@@ -362,3 +355,23 @@ def _followed(proc: asyncssh.SSHClientProcess[bytes]) -> None:
         )
     if proc.returncode is None:
         raise ConnectionError("the output channel closed without an exit status")
+
+
+def _backstop(harness: HarnessConfig, status: RemoteStatus) -> float:
+    """When (monotonic) the bot stops a running run itself."""
+    # The backstop: past the run's budget by the host's clock, plus the grace and a margin.
+    budget = harness.timeout_s + harness.kill_grace_s + BACKSTOP_SLACK_S
+    return time.monotonic() + max(budget - (status.elapsed_s or 0.0), 0.0)
+
+
+async def _wait(pumping: asyncio.Task[None], follow: _Follow, limit: float) -> bool:
+    """Wait up to `limit` seconds for the copy to end or, until STOP was sent, for a cancel;
+    True when the copy ended."""
+    waiting: set[asyncio.Future[Any]] = {pumping}
+    if follow.cancel is not None and not follow.stopping:
+        stop_wait = asyncio.ensure_future(follow.cancel.wait())
+        waiting.add(stop_wait)
+    done, _ = await asyncio.wait(waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiting - {pumping}:
+        w.cancel()
+    return pumping in done
