@@ -24,7 +24,8 @@ from bot.adapters.preflight import config_problems, host_key_problems
 from bot.adapters.ssh.runner import SshRunner
 from bot.adapters.store import Store
 from bot.adapters.web.server import make_web_app, start_server
-from bot.core.dispatch import Access, Dispatcher
+from bot.core.access import Access
+from bot.core.dispatch import Dispatcher
 from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.jobs import Jobs
 from bot.core.ports import HostRunner

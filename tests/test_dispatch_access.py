@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import handlers
-from bot.core.dispatch import Access, Dispatcher, OncePer
+from bot.core.access import Access, OncePer
+from bot.core.dispatch import Dispatcher
 from bot.core.jobs import Jobs
 from bot.core.parse import parse_command
 from bot.model import HandlerSettings, Ignore, Incoming, Origin, Place, Source

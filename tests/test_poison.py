@@ -31,7 +31,8 @@ from bot.adapters.outbox import Outbox
 from bot.adapters.ssh.connection import RunnerError
 from bot.adapters.ssh.detached import RemoteStatus
 from bot.adapters.store import Store
-from bot.core.dispatch import Access, Dispatcher, ForgeUnavailable
+from bot.core.access import Access
+from bot.core.dispatch import Dispatcher, ForgeUnavailable
 from bot.model import (
     Command,
     Decision,
