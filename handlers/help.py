@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import handlers
 from bot.model import Command, Decision, HandlerSettings, Help, Reply, Usage
-from bot.render.comments import render_help
+from bot.render.commands import render_help
 from handlers.spec import CommandSpec, Permission
 
 USAGE = "!redfix help [command]"

@@ -19,8 +19,8 @@ from bot.adapters.outbox import Outbox
 from bot.adapters.store import Store
 from bot.core import testme
 from bot.model import Place
-from bot.render.comments import status_marker
 from bot.render.redact import Redactor
+from bot.render.sticky import status_marker
 from bot.sim.gitea import WRITE_METHODS, GiteaSim, SimWrite
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, Rig, RigFactory, fake_sha, seed_gitea
 

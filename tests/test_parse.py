@@ -174,7 +174,7 @@ def test_usage_never_echoes_unbounded_or_backticks() -> None:
 
 def test_help_for_one_command_and_for_an_unknown_one() -> None:
     import handlers
-    from bot.render.comments import render_help
+    from bot.render.commands import render_help
 
     one = render_help("isolate", handlers.LISTED)
     assert one.startswith("`!redfix isolate <recipe>")

@@ -27,10 +27,11 @@ from bot.adapters.store import Store
 from bot.adapters.web.pages import LOG_CHUNK_BYTES
 from bot.adapters.web.server import make_web_app
 from bot.model import Place
-from bot.render.comments import _code, _fit
 from bot.render.markup import md_cell
+from bot.render.markup import md_code as _code
 from bot.render.redact import MASK, Redactor
 from bot.render.richtext import inline, to_html
+from bot.render.sticky import fit_comment as _fit
 
 # The shapes of secret that break naive matching: HTML/Markdown/JSON-special characters, and
 # plain tokens.

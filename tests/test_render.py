@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.model import IsolationPlan, QueueSpot, TestmePlan
-from bot.render.comments import render_isolation_progress, render_queue_spot, render_testme
+from bot.render.runs import render_queue_spot
+from bot.render.verdicts import render_isolation_progress
+from bot.render.verification import render_testme
 
 SHA = "0123456789abcdef" * 2 + "01234567"
 

@@ -31,9 +31,9 @@ from bot.adapters.store import Store
 from bot.model import Origin, Place, Source
 from bot.model.errors import ExternalError
 from bot.model.records import OutboxItem
-from bot.render.comments import status_marker
 from bot.render.redact import Redactor
 from bot.render.richtext import to_matrix
+from bot.render.sticky import status_marker
 
 log = logging.getLogger(__name__)
 

@@ -11,19 +11,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from bot.core.logs import RunLog
 from bot.core.ports import Forge, Rooms
 from bot.model import CancelPlan, Decision, LinkPlan, Origin, PullRef, Source, TestmePlan
-from bot.render.comments import GITEA_WHO_MAY, render_target_refusal
+from bot.render.commands import GITEA_WHO_MAY, render_target_refusal
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
-
-
-class RunTargets(Protocol):
-    """Where a recorded run reports (a cancel acts on that PR)."""
-
-    async def run_target(self, run_id: str) -> tuple[str, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +86,7 @@ class Gatekeeper:
         self,
         access: Access,
         forge: Forge,
-        runs: RunTargets,
+        runs: RunLog,
         clock: Callable[[], float],
         rooms: Rooms | None = None,
     ) -> None:

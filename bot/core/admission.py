@@ -17,7 +17,7 @@ from bot.core.logs import DispatchLog
 from bot.core.ports import Say
 from bot.model import Command, Decision, HandlerSettings, Ignore, Incoming, Origin, Reply, Usage
 from bot.model.errors import ForgeUnavailable
-from bot.render.comments import render_failure, render_refusal, render_usage
+from bot.render.commands import render_failure, render_refusal, render_usage
 from handlers import Permission, spec_of
 
 log = logging.getLogger(__name__)

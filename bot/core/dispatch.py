@@ -28,7 +28,7 @@ from bot.model import (
 )
 from bot.model.errors import ForgeUnavailable
 from bot.model.records import PendingDelivery
-from bot.render.comments import (
+from bot.render.commands import (
     render_failure,
 )
 

@@ -18,8 +18,8 @@ from bot.core.ports import Say
 from bot.core.testme import FixForge, Verifications, Verified
 from bot.model import Command, LinkPlan, Place, PullPlan, TestmePlan
 from bot.model.records import TriageRow, TriageVerdict
-from bot.render.comments import (
-    render_failure,
+from bot.render.commands import render_failure
+from bot.render.verification import (
     render_fix_verification,
     render_linked,
     render_test_edits,

@@ -43,7 +43,8 @@ from bot.model import (
     RunState,
 )
 from bot.model.records import RunRow
-from bot.render.comments import render_failure, render_isolation_progress, render_verdict
+from bot.render.commands import render_failure
+from bot.render.verdicts import render_isolation_progress, render_verdict
 from bot.verdict.confidence import should_continue
 from bot.verdict.judge import Override, judge, triage_verdict
 from bot.verdict.rules import RuleSet

@@ -32,14 +32,12 @@ from bot.model import (
     Source,
     TestmePlan,
 )
-from bot.render.comments import (
-    render_announcement,
+from bot.render.commands import render_announcement, render_failure, render_override
+from bot.render.status import (
     render_cancel_ended,
     render_cancel_unfollowed,
     render_cancel_unknown,
     render_cancelling,
-    render_failure,
-    render_override,
 )
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from bot.core.logs import VerifyLog
 from bot.core.ports import Say
 from bot.model import Command, ReportPlan
-from bot.render.comments import render_status
 from bot.render.report import build_report, render_report_md
+from bot.render.status import render_status
 
 
 class SweepReport:

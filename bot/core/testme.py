@@ -24,9 +24,9 @@ from bot.core.ports import HostRunner, Say
 from bot.core.scheduler import HostPool
 from bot.model import Command, Place, PullRef, QueueSpot, RunResult, RunSpec, RunState, TestmePlan
 from bot.model.records import RunRow
-from bot.render.comments import (
+from bot.render.commands import render_failure
+from bot.render.verification import (
     render_already_verifying,
-    render_failure,
     render_testme,
     render_unreadable_head,
 )

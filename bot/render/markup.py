@@ -18,6 +18,11 @@ def md_cell(text: str) -> str:
     )
 
 
+def md_code(text: str) -> str:
+    """An inline code span of `text`, cell-safe, whose own backticks cannot end it early."""
+    return "`" + md_cell(text).replace("`", "'") + "`"
+
+
 def html_page(title: str, body: str, css: str = "") -> str:
     """A complete, self-contained page, readable on a phone, without JavaScript. `body` is
     trusted HTML built by the caller from escaped parts."""

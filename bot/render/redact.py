@@ -3,7 +3,7 @@
 What is masked (`Redactor`):
 - every configured secret (`Config.secrets()`), raw and in every encoding the bot itself
   produces on some exit: HTML (`html.escape`, with and without quotes), Markdown table cells
-  and inline code (`bot.render.markup.md_cell`, `bot.render.comments`'s code spans), Markdown
+  and inline code (`bot.render.markup.md_cell` and `md_code`), Markdown
   rendered to Matrix HTML (`bot.render.richtext.inline`), JSON string contents (Python's
   `json.dumps` with and without `ensure_ascii`, Go's HTML-safe `\\u003c` form, and JSON of JSON
   as the store keeps run records), Python reprs (of the value and of its JSON, as DEBUG logs
@@ -236,8 +236,8 @@ def variants(secret: str) -> set[str]:
     bases = {
         secret,
         md_cell(secret),
-        md_cell(secret).replace("`", "'"),  # render._code
-        secret.replace("```", "ʼʼʼ"),  # render._fence_safe
+        md_cell(secret).replace("`", "'"),  # bot.render.markup.md_code
+        secret.replace("```", "ʼʼʼ"),  # bot.render.verdicts._fence_safe
     }
     out: set[str] = set()
     for b in bases:

@@ -1,4 +1,4 @@
-"""Markdown as redfix writes it (bot.render.comments) → Matrix messages: a plain `body`, an HTML
+"""Markdown as redfix writes it (bot.render's comments) → Matrix messages: a plain `body`, an HTML
 `formatted_body`, the hidden markers as content fields, and long texts split safely. Pure.
 
 Only the subset render.py produces is understood: paragraphs, `**bold**`, `` `code` ``,

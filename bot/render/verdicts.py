@@ -1,0 +1,193 @@
+"""The isolation's sticky comment: its progress while runs wait or run, and the verdict once
+they are judged — headline, reference, runs, evidence, signatures, fix route, service logs,
+reasons and the hidden verdict marker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from bot.model import (
+    Finding,
+    IsolationPlan,
+    QueueSpot,
+    ResultsSummary,
+    RunResult,
+    Verdict,
+    mention,
+)
+from bot.render.markup import md_cell
+from bot.render.runs import reference_lines, render_queue_spot, runs_table
+from bot.render.sticky import fit_comment, status_marker
+
+
+def verdict_marker(v: Verdict) -> str:
+    data = {
+        "recipe": v.recipe,
+        "outcome": v.outcome.value,
+        "cause": v.cause.value,
+        "runs": v.total,
+        "green": v.green,
+    }
+    return f"<!-- redfix:verdict {json.dumps(data, separators=(', ', ': '))} -->"
+
+
+def render_isolation_progress(
+    key: str,
+    plan: IsolationPlan,
+    done: Sequence[RunResult],
+    running: str | None,
+    reference: ResultsSummary | None,
+    public_url: str,
+    requested_by: str,
+    host: str = "",
+    under_load: bool = False,
+    queue: QueueSpot | None = None,
+) -> str:
+    """The sticky comment while an isolation waits for a host or runs (`queue`: where it
+    stands in the host queue while it waits)."""
+    total = f"up to {plan.runs} (auto)" if plan.auto else str(plan.runs)
+    name = f"**redfix isolate `{plan.recipe}`**"
+    if under_load:
+        head = f"🏃 {name} — {len(done)} isolated run(s) done; now red-under-load runs"
+    elif running is None:
+        state = "queued" if not done else f"{len(done)} run(s) done"
+        then = f", then {plan.load} beside it under load" if plan.load else ""
+        head = f"⏳ {name} — {state}, waiting for a host to itself ({total} isolated runs{then})"
+    else:
+        head = f"🏃 {name} — running run {len(done) + 1}/{total} alone on `{host}`"
+    lines = [status_marker(key), head, ""]
+    if queue is not None and running is None:
+        lines += [f"⏳ {render_queue_spot(queue)}", ""]
+    lines += [f"Requested by {mention(requested_by)}.", ""]
+    if done or reference is not None:
+        lines += [*reference_lines(reference, plan.test), ""]
+    if done:
+        lines += runs_table(done, public_url)
+    if running:
+        lines += ["", f"Now running `{running}` — [live log]({public_url}/runs/{running}/log)"]
+    return "\n".join(lines)
+
+
+_ICON = {
+    "flake": "🟡",
+    "genuine": "🔴",
+    "changed": "🟠",
+    "intermittent": "🟠",
+    "inconclusive": "⚪",
+}
+NEVER_WEAKEN = (
+    "A test is never weakened to turn red green: a stale or wrong test gets a test PR "
+    "under review, a recipe defect a recipe PR, a flake a harness stabilisation."
+)
+MAX_SERVICE_LINES_SHOWN = 60
+
+
+def _evidence_block(f: Finding) -> list[str]:
+    if not f.evidence:
+        return []
+    width = max(len(_where(e.run_id, e.source, e.line_no)) for e in f.evidence)
+    body = [
+        f"{_where(e.run_id, e.source, e.line_no):<{width}}  {_fence_safe(e.text)}"
+        for e in f.evidence
+    ]
+    return ["**Decisive evidence:**", "", "```text", *body, "```", ""]
+
+
+def _where(run_id: str, source: str, line_no: int) -> str:
+    at = f"{source}:{line_no}" if line_no else source
+    return f"{run_id} {at}" if run_id else at
+
+
+def _fence_safe(text: str) -> str:
+    """Text that cannot close the code fence it is quoted in."""
+    return text.replace("```", "ʼʼʼ")[:400]
+
+
+def _signature_lines(v: Verdict) -> list[str]:
+    seen: dict[str, Finding] = {}
+    for ev in v.evidence:
+        if ev.finding and ev.finding.rule.startswith("signature:"):
+            seen.setdefault(ev.finding.rule, ev.finding)
+    if not seen:
+        return []
+    out = ["**Matched signatures:**", ""]
+    for rule, f in seen.items():
+        link = f" ([more]({f.link}))" if f.link else ""
+        decisive = v.finding is not None and v.finding.rule == rule
+        advice = " (its advice is the fix route below)" if decisive else f": {md_cell(f.advice)}"
+        out.append(f"- `{rule.removeprefix('signature:')}` → {f.cause.value}{advice}{link}")
+    return [*out, ""]
+
+
+def _service_logs(v: Verdict) -> list[str]:
+    out: list[str] = []
+    for ev in v.evidence:
+        for command, text in ev.service_logs:
+            lines = text.splitlines()
+            cut = len(lines) > MAX_SERVICE_LINES_SHOWN
+            shown = lines[-MAX_SERVICE_LINES_SHOWN:]
+            out += [
+                "<details>",
+                f"<summary>{md_cell(ev.run_id)}: <code>{md_cell(command)}</code>"
+                f"{f' (last {MAX_SERVICE_LINES_SHOWN} of {len(lines)} lines)' if cut else ''}"
+                "</summary>",
+                "",
+                "```text",
+                *(_fence_safe(x) for x in shown),
+                "```",
+                "</details>",
+                "",
+            ]
+    return ["**Service logs:**", "", *out] if out else []
+
+
+def _alone_counts(v: Verdict) -> str:
+    """The headline's count and bound, e.g. "3/3 green alone: failure rate alone < 64 % (95 %)"
+    or "2/4 red alone: failure rate alone 15–85 % (95 % Wilson)". When every isolated run was
+    green or red one count says it all ("3/3 green alone · 0/3 red alone" said it twice);
+    both are shown only when some run was neither."""
+    c = v.confidence
+    if c is None:
+        return f"{v.green}/{v.total} green alone"
+    if c.runs != v.total or c.red + v.green != v.total:
+        return f"{v.green}/{v.total} green alone · {c.text}"
+    if c.red == 0 and c.runs:
+        return f"{v.green}/{v.total} green alone: {c.text.partition(': ')[2]}"
+    return c.text
+
+
+def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> str:
+    """The final sticky comment: headline, reference, runs, evidence, advice, hidden marker."""
+    lines = [
+        status_marker(key),
+        f"{_ICON[v.outcome.value]} **redfix isolate `{v.recipe}`: {v.outcome.value}** · "
+        f"cause **{v.cause.value}** · {_alone_counts(v)}",
+        "",
+    ]
+    f = v.finding
+    if f is not None:
+        lines += [f"Decided by rule `{f.rule}`: {md_cell(f.explanation)}", ""]
+    if v.human:
+        lines += [f"📝 **Human verdict:** {md_cell(v.human)} — it wins in the results table.", ""]
+    lines += [f"Requested by {mention(requested_by)}.", ""]
+    lines += [*reference_lines(v.reference, v.test), ""]
+    lines += [
+        "**Isolated runs** (each with a host to itself):",
+        "",
+        *runs_table(v.runs, public_url, v),
+        "",
+    ]
+    if v.load_runs:
+        lines += ["**Under load:**", "", *runs_table(v.load_runs, public_url, v), ""]
+    if f is not None:
+        lines += _evidence_block(f)
+    lines += _signature_lines(v)
+    advice = f.advice if f is not None and f.advice else ""
+    lines += ["**Fix route:** " + (f"{md_cell(advice)} " if advice else "") + NEVER_WEAKEN, ""]
+    lines += _service_logs(v)
+    if v.notes:
+        lines += ["**Notes:**", *[f"- {md_cell(n)}" for n in v.notes], ""]
+    lines += ["**Why:**", *[f"- {md_cell(r)}" for r in v.reasons], ""]
+    lines += [f"Results table: {public_url}/report", "", verdict_marker(v)]
+    return fit_comment("\n".join(lines))
