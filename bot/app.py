@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
@@ -94,54 +94,33 @@ async def check_hosts(runners: dict[str, SshRunner], interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
-@asynccontextmanager
-async def running_bot(
-    config: Config,
-    *,
-    outbox_base_delay_s: float = 1.0,
-    transport: object | None = None,
-    matrix_retry_max_s: float = 30.0,
-) -> AsyncIterator[Bot]:
-    """Build the bot, start its background tasks, and tear everything down on exit."""
-    data_dir = config.server.data_dir
-    log_dir = data_dir / "runs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(data_dir / "redfix.sqlite3")
-    redact = Redactor(config.secrets())
-    token = config.gitea.token.get_secret_value() if config.gitea.token else None
-    gitea = GiteaClient(
-        config.gitea.api_url,
-        token,
-        timeout_s=config.gitea.timeout_s,
-        transport=transport,  # type: ignore[arg-type]
+def handler_settings(config: Config) -> HandlerSettings:
+    """The slice of the configuration the command registry's decisions may read."""
+    return HandlerSettings(
+        isolation_runs=config.isolation.runs,
+        isolation_max_runs=config.isolation.max_runs,
+        isolation_load=config.isolation.load,
+        load_recipes=config.isolation.load_recipes,
+        recipes=tuple(config.gitea.recipes.items()),
     )
-    # Matrix is optional; its door wakes the dispatcher like the webhook does.
-    matrix = (
-        MatrixBot(
-            config.matrix,
-            store,
-            lambda: dispatcher.wake(),
-            retry_max_s=matrix_retry_max_s,
-        )
-        if config.matrix is not None
-        else None
+
+
+def access_rule(config: Config) -> Access:
+    """Who may command, from [gitea] and [matrix]."""
+    m = config.matrix
+    return Access(
+        config.gitea.allowed_orgs,
+        matrix_users=m.allowed_users if m else (),
+        min_power_level=m.min_power_level if m else None,
+        matrix_gitea_logins=m.gitea_logins if m else {},
+        matrix_targets=(m.target_repos or config.gitea.repos) if m else (),
     )
-    outbox = Outbox(
-        store,
-        gitea,
-        redact,
-        status_context=config.gitea.status_context,
-        bot_login=config.gitea.bot_login,
-        base_delay_s=outbox_base_delay_s,
-        matrix=matrix,
-        notify_room=config.matrix.notify_room if config.matrix is not None else "",
-    )
-    runners = {h.name: SshRunner(h, config.harness, log_dir, redact=redact) for h in config.hosts}
-    pool = HostPool(
-        [(h.name, h.capacity) for h in config.hosts],
-        max_concurrent=config.scheduler.max_concurrent,
-    )
-    metrics = Metrics()
+
+
+def figures(
+    store: Store, pool: HostPool, runners: dict[str, SshRunner]
+) -> Callable[[], Awaitable[Snapshot]]:
+    """What /metrics reports, read at scrape time (the store's figures survive restarts)."""
 
     async def snapshot() -> Snapshot:
         t = await store.tallies()
@@ -155,6 +134,14 @@ async def running_bot(
             queue_waits=list(pool.waits),
             ssh_errors={name: r.connect_errors for name, r in runners.items()},
         )
+
+    return snapshot
+
+
+def health_report(
+    config: Config, runners: dict[str, SshRunner], pool: HostPool, matrix: MatrixBot | None
+) -> Callable[[], dict[str, object]]:
+    """What /healthz reports beside the store's own check."""
 
     def health() -> dict[str, object]:
         # What keeps the bot from working, each with its reason: /healthz is `degraded` (503)
@@ -186,7 +173,18 @@ async def running_bot(
             }
         return out
 
-    forge = GiteaForge(gitea)
+    return health
+
+
+def work(
+    config: Config,
+    store: Store,
+    outbox: Outbox,
+    forge: GiteaForge,
+    pool: HostPool,
+    runners: dict[str, SshRunner],
+) -> Jobs:
+    """The core's workers — isolations, verifications and the fix loop — under one owner."""
     host_runners: dict[str, HostRunner] = dict(runners)
     isolation = Isolation(
         store,
@@ -216,50 +214,11 @@ async def running_bot(
             fix_repeat_flaky=config.gitea.fix_repeat,
         ),
     )
-    jobs = Jobs(store, outbox, isolation, verifier)
-    bot_login = config.gitea.bot_login
+    return Jobs(store, outbox, isolation, verifier)
 
-    ingress = Ingress(bot_login, config.matrix.user_id if config.matrix is not None else "")
 
-    dispatcher = Dispatcher(
-        store,
-        forge,
-        outbox,
-        jobs,
-        ingress.decode,
-        handlers.decide,
-        HandlerSettings(
-            isolation_runs=config.isolation.runs,
-            isolation_max_runs=config.isolation.max_runs,
-            isolation_load=config.isolation.load,
-            load_recipes=config.isolation.load_recipes,
-            recipes=tuple(config.gitea.recipes.items()),
-        ),
-        Access(
-            config.gitea.allowed_orgs,
-            matrix_users=config.matrix.allowed_users if config.matrix else (),
-            min_power_level=config.matrix.min_power_level if config.matrix else None,
-            matrix_gitea_logins=config.matrix.gitea_logins if config.matrix else {},
-            matrix_targets=(config.matrix.target_repos or config.gitea.repos)
-            if config.matrix
-            else (),
-        ),
-        rooms=matrix,
-    )
-    web_app = make_web_app(
-        store,
-        secret=config.gitea.webhook_secret.get_secret_value(),
-        bot_login=bot_login,
-        max_body=config.server.max_body_bytes,
-        log_dir=log_dir,
-        redact=redact,
-        on_accept=dispatcher.wake,
-        metrics=metrics,
-        snapshot=snapshot,
-        health=health,
-        gitea_url=config.gitea.url,
-        body_timeout_s=config.server.body_timeout_s,
-    )
+async def resume(store: Store, pool: HostPool) -> None:
+    """Hand back what a previous process started and did not finish, before anything new."""
     # Work a previous process started and did not finish goes back to the dispatcher first,
     # in arrival order; each job finds its runs in the store and adopts those still going.
     resumed = await store.requeue_unfinished()
@@ -275,9 +234,21 @@ async def running_bot(
             exclusive=run.kind == "isolation",
         ):
             log.info("run %s on %s: slot kept for its resumed job", run.run_id, run.host)
-    outbox_task = asyncio.create_task(outbox.run(), name="outbox")
+
+
+def background(
+    config: Config,
+    dispatcher: Dispatcher,
+    outbox_task: asyncio.Task[None],
+    gitea: GiteaClient,
+    store: Store,
+    matrix: MatrixBot | None,
+    runners: dict[str, SshRunner],
+) -> list[asyncio.Task[None]]:
+    """The owned background loops: dispatcher, outbox, poll sweep, Matrix sync, host checks."""
     tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), outbox_task]
     if config.gitea.repos and config.gitea.poll_interval > 0:
+        bot_login = config.gitea.bot_login
         poller = Poller(gitea, store, config.gitea.repos, bot_login, dispatcher.wake)
         tasks.append(asyncio.create_task(poller.run(config.gitea.poll_interval), name="poll"))
     if matrix is not None:
@@ -288,44 +259,124 @@ async def running_bot(
                 check_hosts(runners, config.server.health_interval_s), name="host-checks"
             )
         )
+    return tasks
+
+
+def gitea_client(config: Config, transport: object | None = None) -> GiteaClient:
+    """The Gitea API client with the bot's token (`transport`: tests and benchmarks)."""
+    token = config.gitea.token.get_secret_value() if config.gitea.token else None
+    return GiteaClient(
+        config.gitea.api_url,
+        token,
+        timeout_s=config.gitea.timeout_s,
+        transport=transport,  # type: ignore[arg-type]
+    )
+
+
+@asynccontextmanager
+async def running_bot(
+    config: Config,
+    *,
+    outbox_base_delay_s: float = 1.0,
+    transport: object | None = None,
+    matrix_retry_max_s: float = 30.0,
+) -> AsyncIterator[Bot]:
+    """Build the bot, start its background tasks, and tear everything down on exit."""
+    data_dir = config.server.data_dir
+    log_dir = data_dir / "runs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(data_dir / "redfix.sqlite3")
+    redact = Redactor(config.secrets())
+    gitea = gitea_client(config, transport)
+    # Matrix is optional; its door wakes the dispatcher like the webhook does.
+    matrix = (
+        MatrixBot(config.matrix, store, lambda: dispatcher.wake(), retry_max_s=matrix_retry_max_s)
+        if config.matrix is not None
+        else None
+    )
+    outbox = Outbox(
+        store,
+        gitea,
+        redact,
+        status_context=config.gitea.status_context,
+        bot_login=config.gitea.bot_login,
+        base_delay_s=outbox_base_delay_s,
+        matrix=matrix,
+        notify_room=config.matrix.notify_room if config.matrix is not None else "",
+    )
+    runners = {h.name: SshRunner(h, config.harness, log_dir, redact=redact) for h in config.hosts}
+    pool = HostPool(
+        [(h.name, h.capacity) for h in config.hosts], max_concurrent=config.scheduler.max_concurrent
+    )
+    forge = GiteaForge(gitea)
+    jobs = work(config, store, outbox, forge, pool, runners)
+    matrix_user = config.matrix.user_id if config.matrix is not None else ""
+    decode = Ingress(config.gitea.bot_login, matrix_user).decode
+    settings, access = handler_settings(config), access_rule(config)
+    dispatcher = Dispatcher(
+        store, forge, outbox, jobs, decode, handlers.decide, settings, access, rooms=matrix
+    )
+    web_app = make_web_app(
+        store,
+        secret=config.gitea.webhook_secret.get_secret_value(),
+        bot_login=config.gitea.bot_login,
+        max_body=config.server.max_body_bytes,
+        log_dir=log_dir,
+        redact=redact,
+        on_accept=dispatcher.wake,
+        metrics=Metrics(),
+        snapshot=figures(store, pool, runners),
+        health=health_report(config, runners, pool, matrix),
+        gitea_url=config.gitea.url,
+        body_timeout_s=config.server.body_timeout_s,
+    )
+    await resume(store, pool)
+    outbox_task = asyncio.create_task(outbox.run(), name="outbox")
+    tasks = background(config, dispatcher, outbox_task, gitea, store, matrix, runners)
     bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks, matrix)
     try:
         yield bot
     finally:
-        # Remote runs are not stopped: they go on on their hosts and the next start adopts
-        # them. Jobs are cancelled where they wait; nothing is marked failed for it.
-        if jobs.active:
-            log.info(
-                "shutting down with %d job(s) in flight; their runs keep going on the hosts "
-                "and are resumed at the next start",
-                jobs.active,
-            )
-        await jobs.cancel_all()
-        # The outbox finishes the pass in flight (a request is not cut mid-way), then stops;
-        # the other tasks only wait or read, and are cancelled. Every wait here is bounded:
-        # shutdown finishes even if a task ignores its cancellation (see bot/tasks.py).
-        outbox.stop()
-        await stop_tasks(
-            [t for t in tasks if t is not outbox_task], within_s=TASK_STOP_S, what="shutdown"
+        await shut_down(bot, outbox_task)
+
+
+async def shut_down(bot: Bot, outbox_task: asyncio.Task[None]) -> None:
+    """Stop intake-side work, let the outbox say what is due, close every connection."""
+    jobs, outbox = bot.jobs, bot.outbox
+    # Remote runs are not stopped: they go on on their hosts and the next start adopts
+    # them. Jobs are cancelled where they wait; nothing is marked failed for it.
+    if jobs.active:
+        log.info(
+            "shutting down with %d job(s) in flight; their runs keep going on the hosts "
+            "and are resumed at the next start",
+            jobs.active,
         )
-        try:
-            async with asyncio.timeout(OUTBOX_STOP_S):
-                await asyncio.shield(outbox_task)
-        except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
-            log.info("outbox did not stop within %gs (%s); cancelled", OUTBOX_STOP_S, e)
-        await stop_tasks([outbox_task], within_s=TASK_STOP_S, what="shutdown")
-        # Last chance for what is already due (e.g. a final verdict) before we go.
-        try:
-            async with asyncio.timeout(5):
-                await outbox.flush_due()
-        except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
-            log.info("outbox flush at shutdown incomplete: %s", e)
-        for r in runners.values():
-            await r.close()
-        if matrix is not None:
-            await matrix.close()
-        await gitea.aclose()
-        await store.close()
+    await jobs.cancel_all()
+    # The outbox finishes the pass in flight (a request is not cut mid-way), then stops;
+    # the other tasks only wait or read, and are cancelled. Every wait here is bounded:
+    # shutdown finishes even if a task ignores its cancellation (see bot/core/tasks.py).
+    outbox.stop()
+    await stop_tasks(
+        [t for t in bot.tasks if t is not outbox_task], within_s=TASK_STOP_S, what="shutdown"
+    )
+    try:
+        async with asyncio.timeout(OUTBOX_STOP_S):
+            await asyncio.shield(outbox_task)
+    except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
+        log.info("outbox did not stop within %gs (%s); cancelled", OUTBOX_STOP_S, e)
+    await stop_tasks([outbox_task], within_s=TASK_STOP_S, what="shutdown")
+    # Last chance for what is already due (e.g. a final verdict) before we go.
+    try:
+        async with asyncio.timeout(5):
+            await outbox.flush_due()
+    except (TimeoutError, Exception) as e:  # shutdown must finish; the store keeps the rest
+        log.info("outbox flush at shutdown incomplete: %s", e)
+    for r in bot.runners.values():
+        await r.close()
+    if bot.matrix is not None:
+        await bot.matrix.close()
+    await bot.gitea.aclose()
+    await bot.store.close()
 
 
 @asynccontextmanager
