@@ -1,0 +1,1 @@
+"""SSH to the CI hosts: one connection per host, detached runs followed to their end, remote files."""
