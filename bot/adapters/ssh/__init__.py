@@ -1,1 +1,1 @@
-"""SSH to the CI hosts: one connection per host, detached runs followed to their end, remote files."""
+"""SSH to the CI hosts: a connection per host, detached runs followed to their end, remote files."""
