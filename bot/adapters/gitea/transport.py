@@ -1,9 +1,8 @@
-"""The HTTP side of the Gitea client: one request to the API, its failure mapped to a
-GiteaError that says whether trying again can help, the bot's token masked in every message,
-the JSON answer's shape checked, and list endpoints read page by page.
+"""The Gitea client's HTTP side: one request, its failure as a GiteaError, JSON checks, paging.
 
-Nothing here knows an endpoint: bot.adapters.gitea.client builds the paths and reads the
-answers.
+A failure says whether trying again can help (`retryable`), and the bot's token is masked in
+every message. Nothing here knows an endpoint: bot.adapters.gitea.client builds the paths and
+reads the answers.
 """
 
 from __future__ import annotations
@@ -165,33 +164,30 @@ class GiteaHttp:
         return items
 
 
-def json_object(where: str, resp: httpx.Response) -> dict[str, Any]:
-    """The answer's body, which must be a JSON object."""
+def _json(where: str, resp: httpx.Response, kind: type, shape: str) -> Any:
+    """The answer's body, which must be JSON of `kind`; anything else is a final GiteaError."""
     try:
         data = resp.json()
     except ValueError:
         data = None
-    if not isinstance(data, dict):
+    if not isinstance(data, kind):
         raise GiteaError(
-            f"{where}: unexpected response: expected a JSON object",
+            f"{where}: unexpected response: expected a JSON {shape}",
             status=resp.status_code,
             retryable=False,
         )
     return data
 
 
+def json_object(where: str, resp: httpx.Response) -> dict[str, Any]:
+    """The answer's body, which must be a JSON object."""
+    data: dict[str, Any] = _json(where, resp, dict, "object")
+    return data
+
+
 def json_array(where: str, resp: httpx.Response) -> list[Any]:
     """The answer's body, which must be a JSON array."""
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, list):
-        raise GiteaError(
-            f"{where}: unexpected response: expected a JSON array",
-            status=resp.status_code,
-            retryable=False,
-        )
+    data: list[Any] = _json(where, resp, list, "array")
     return data
 
 
