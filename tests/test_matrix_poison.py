@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-import bot.adapters.matrix.client
+import bot.adapters.matrix.sync
 from bot.adapters.matrix.payload import event_to_incoming
 from bot.model import Ignore, Incoming
 from tests.conftest import Homeserver, RigFactory
@@ -99,7 +99,7 @@ async def test_an_event_that_cannot_be_read_is_recorded_and_the_sync_goes_on(
             raise RuntimeError("a bug reading this event")
         return event_to_incoming(room_id, event, bot_user)
 
-    monkeypatch.setattr(bot.adapters.matrix.client, "event_to_incoming", converter)
+    monkeypatch.setattr(bot.adapters.matrix.sync, "event_to_incoming", converter)
     async with make_rig(matrix=chat.config()) as rig:
         await listening(rig.bot)
         bad = await chat.mallory.say(chat.room, poison)

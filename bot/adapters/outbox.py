@@ -8,7 +8,7 @@ sends carry a transaction id per item, so a retry after an ambiguous failure nev
 
 Matrix items (`matrix_message`: a sticky notice, created once then edited; `matrix_react`) are
 built here from the same Markdown the Gitea comments use and handed to a `Sender`
-(bot.adapters.matrix.client).
+(bot.adapters.matrix.sender, through MatrixBot.send).
 
 The outbox is the redaction layer of every message the bot says (bot.render.redact): each payload's
 texts are redacted when the item is queued, so the store never holds a secret, and again when

@@ -1,8 +1,8 @@
-"""What may go into a Gitea API path: owner, user, org and repo names held to Gitea's own
-character set, positive indexes, and segments quoted so that none can add a path level.
+"""What may go into a Gitea API path: checked names, positive indexes, quoted segments.
 
-Every check runs before a request is built, so a bad argument is a ValueError and never a
-request to a path the caller did not mean.
+Owner, user, org and repo names are held to Gitea's own character set, and each segment is
+quoted so that none can add a path level. Every check runs before a request is built, so a bad
+argument is a ValueError and never a request to a path the caller did not mean.
 """
 
 from __future__ import annotations

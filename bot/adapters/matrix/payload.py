@@ -1,6 +1,6 @@
 """The Matrix door's converter: a room message event in, an Incoming (or a reason) out. Pure.
 
-The sync loop (bot.adapters.matrix.client) stores each candidate event as a delivery before
+The sync loop (bot.adapters.matrix.sync) stores each candidate event as a delivery before
 anything acts on it — `{"room_id": ..., "event": {...}}` under the id `matrix:<event id>` —
 and the dispatcher decodes it again here, exactly like a Gitea webhook body. The grammar is the
 PR comments' own.
