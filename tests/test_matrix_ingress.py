@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 import handlers
 from bot.adapters.matrix.payload import (
+    admit,
     delivery_id,
     encode,
     event_to_incoming,
@@ -111,6 +113,30 @@ def test_not_for_us(event: dict[str, Any], why: str) -> None:
     got = event_to_incoming(ROOM, event, BOT)
     assert isinstance(got, Ignore)
     assert why in got.reason
+    # The sync loop's cheaper look (it stores what may be a command) says the same.
+    admitted = admit(ROOM, event, BOT)
+    assert admitted == got
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "!redfix help",
+        "!redfix isolate 'mumble;rm -rf /'",
+        "!testme acme/x#1",
+        "!redfix " + "x" * 600,
+    ],
+)
+def test_what_the_sync_loop_admits_is_what_the_dispatcher_decodes(body: str) -> None:
+    """The sync loop stores a command under its origin without parsing it; the dispatcher's
+    decode of the stored event has the same origin (so the same dedupe key)."""
+    event = message(body)
+    admitted = admit(ROOM, event, BOT)
+    decoded = to_incoming(delivery_id("$cmd1"), encode(ROOM, event), BOT)
+    assert isinstance(admitted, Origin)
+    assert isinstance(decoded, Incoming)
+    assert replace(admitted, delivery_id=decoded.origin.delivery_id) == decoded.origin
+    assert admitted.dedupe_key == decoded.origin.dedupe_key
 
 
 def test_a_bad_command_is_a_usage_reply() -> None:

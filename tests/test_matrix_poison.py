@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 import bot.adapters.matrix.sync
-from bot.adapters.matrix.payload import event_to_incoming
-from bot.model import Ignore, Incoming
+from bot.adapters.matrix.payload import admit
+from bot.model import Ignore, Origin
 from tests.conftest import Homeserver, RigFactory
 from tests.test_matrix_e2e import Chat, listening, until
 
@@ -92,14 +92,14 @@ async def test_an_event_that_cannot_be_read_is_recorded_and_the_sync_goes_on(
     poison = "!redfix status this-one-raises"
     read: list[str] = []
 
-    def converter(room_id: str, event: Mapping[str, Any], bot_user: str) -> Incoming | Ignore:
+    def converter(room_id: str, event: Mapping[str, Any], bot_user: str) -> Origin | Ignore:
         content = event.get("content") or {}
         if content.get("body") == poison:
             read.append(str(event.get("event_id")))
             raise RuntimeError("a bug reading this event")
-        return event_to_incoming(room_id, event, bot_user)
+        return admit(room_id, event, bot_user)
 
-    monkeypatch.setattr(bot.adapters.matrix.sync, "event_to_incoming", converter)
+    monkeypatch.setattr(bot.adapters.matrix.sync, "admit", converter)
     async with make_rig(matrix=chat.config()) as rig:
         await listening(rig.bot)
         bad = await chat.mallory.say(chat.room, poison)

@@ -1,9 +1,9 @@
 """The Matrix door's converter: a room message event in, an Incoming (or a reason) out. Pure.
 
-The sync loop (bot.adapters.matrix.sync) stores each candidate event as a delivery before
-anything acts on it — `{"room_id": ..., "event": {...}}` under the id `matrix:<event id>` —
-and the dispatcher decodes it again here, exactly like a Gitea webhook body. The grammar is the
-PR comments' own.
+The sync loop (bot.adapters.matrix.sync) asks `admit` whether an event may be a command and
+stores it as a delivery before anything acts on it — `{"room_id": ..., "event": {...}}` under
+the id `matrix:<event id>`; the dispatcher decodes it once, with `to_incoming`, exactly like a
+Gitea webhook body. The grammar is the PR comments' own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bot.core.parse import parse_command
+from bot.core.parse import find_command_line, parse_command
 from bot.model import Ignore, Incoming, Origin, Source, ascii_int
 from bot.model.errors import PayloadError
 
@@ -79,10 +79,10 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def event_to_incoming(
-    room_id: str, event: Mapping[str, Any], bot_user: str, delivery: str = ""
-) -> Incoming | Ignore:
-    """A room event → a command (or usage reply) for the core, or why it is none of ours."""
+def _said(
+    room_id: str, event: Mapping[str, Any], bot_user: str, delivery: str
+) -> tuple[Origin, str] | Ignore:
+    """A room event → where it was said and its text, or why it is none of ours."""
     if event.get("type") != "m.room.message":
         return Ignore(f"event type {event.get('type')!r}")
     sender, event_id = event.get("sender"), event.get("event_id")
@@ -120,7 +120,28 @@ def event_to_incoming(
         event_id=event_id,
         thread=str(rel["event_id"]) if in_thread else event_id,
     )
-    outcome = parse_command(body, origin)
+    return origin, body
+
+
+def admit(room_id: str, event: Mapping[str, Any], bot_user: str) -> Origin | Ignore:
+    """What the sync loop needs before it stores an event: where it was said (its dedupe key),
+    or why it is none of ours — the command itself is parsed once, by the dispatcher."""
+    said = _said(room_id, event, bot_user, "")
+    if isinstance(said, Ignore):
+        return said
+    origin, text = said
+    return origin if find_command_line(text) is not None else Ignore("no command")
+
+
+def event_to_incoming(
+    room_id: str, event: Mapping[str, Any], bot_user: str, delivery: str = ""
+) -> Incoming | Ignore:
+    """A room event → a command (or usage reply) for the core, or why it is none of ours."""
+    said = _said(room_id, event, bot_user, delivery)
+    if isinstance(said, Ignore):
+        return said
+    origin, text = said
+    outcome = parse_command(text, origin)
     if isinstance(outcome, Ignore):
         return outcome
     return Incoming(origin, outcome)

@@ -20,9 +20,9 @@ from nio import SyncResponse
 
 from bot.adapters.matrix.payload import (
     EVENT,
+    admit,
     delivery_id,
     encode,
-    event_to_incoming,
     fresh_events,
 )
 from bot.adapters.matrix.rooms import RoomDirectory
@@ -100,13 +100,12 @@ class SyncLoop:
 
     async def _accept(self, room_id: str, event: Mapping[str, Any]) -> None:
         try:
-            incoming = event_to_incoming(room_id, event, self._s.user_id)
+            o = admit(room_id, event, self._s.user_id)
         except Exception as e:  # any bug reading one event must not stop the sync loop
             await self._reject(room_id, event, e)
             return
-        if isinstance(incoming, Ignore):
+        if isinstance(o, Ignore):
             return
-        o = incoming.origin
         result = await self._store.accept_delivery(
             delivery_id(o.event_id), EVENT, encode(room_id, event), o.dedupe_key
         )
