@@ -72,13 +72,13 @@ from bot.verdict.advice import (
 )
 from bot.verdict.logwatch import LogWatch
 from bot.verdict.rules import RuleSet, SignatureMatch
+from bot.verdict.runstate import DEADLINE_EXIT
 
 # The generic lifecycle every recipe goes through. `upgrade` is not among them: its tests
 # check recipe-specific overlays, and a failing one with a healthy app was the sweep's stale
 # discourse test (DOMAIN.md); a broken upgrade shows as convergence trouble instead.
 LIFECYCLE_STAGES = frozenset({"install", "backup", "restore"})
 MAX_EVIDENCE = 5
-DEADLINE_EXIT = 142
 
 # Tie-break between causes with equally many runs: the more specific kind of evidence wins.
 _RANK = {Cause.TIMEOUT: 1, Cause.HARNESS: 2, Cause.RECIPE: 3, Cause.TEST: 4, Cause.LOAD: 5}
