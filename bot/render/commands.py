@@ -1,5 +1,6 @@
-"""What the bot answers about a command itself: help, usage, refusals, failures, the recorded
-human verdict, and the announcement of a run in the operators' channel."""
+"""What the bot answers about a command itself: help, usage (a line that cannot be read),
+refusals and the access rule in words, failures, the recorded human verdict, and the
+announcement of a run in the operators' channel."""
 
 from __future__ import annotations
 
@@ -45,9 +46,35 @@ def render_usage(message: str) -> str:
     return f"⚠️ {message}\n\nSee `!redfix help` for all commands."
 
 
+def render_line_too_long(max_chars: int) -> str:
+    """A usage message: the command line is longer than the grammar reads."""
+    return f"That command line is over {max_chars} characters; keep it short."
+
+
+def render_unreadable_line(error: str) -> str:
+    """A usage message: the line's quoting cannot be split into words."""
+    return f"Could not read that command ({error}). Check the quotes."
+
+
+def render_unknown_command(shown: str, names: Sequence[str]) -> str:
+    """A usage message: `shown` (the word, already quoted for display) names no command."""
+    known = ", ".join(f"`{n}`" for n in names)
+    return f"Unknown command {shown}. Known commands: {known}. Try `!redfix help`."
+
+
 GITEA_WHO_MAY = (
     "members of its allowed organisations and people with write access to this repository"
 )
+
+
+def render_room_who_may(min_power_level: int | None) -> str:
+    """A Matrix room's access rule, in words, for a refusal."""
+    power = (
+        f" and people with power level {min_power_level} or more in this room"
+        if min_power_level is not None
+        else ""
+    )
+    return f"the users its operator allowed{power}"
 
 
 def render_refusal(author: str, who_may: str = GITEA_WHO_MAY) -> str:
@@ -62,6 +89,29 @@ def render_target_refusal(author: str, target: str, why: str) -> str:
     return (
         f"🚫 {mention(author)}, this command acts on {md_cell(target)} — it would start runs "
         f"at that PR's head and post there — and {why} Nothing was started."
+    )
+
+
+def render_not_repo_writer() -> str:
+    """Why a Gitea author may not act on another repository's PR."""
+    return (
+        "redfix acts on a repository only for members of its allowed "
+        "organisations and people with write access to that repository."
+    )
+
+
+def render_login_not_writer(login: str) -> str:
+    """Why a Matrix sender, mapped to a Gitea login, may not act on a PR."""
+    return (
+        f"your Gitea login {login} has no write access there (and is in none "
+        "of redfix's allowed organisations)."
+    )
+
+
+def render_room_targets_only(patterns: Sequence[str]) -> str:
+    """Why a room's command may not reach a PR: the repositories the room may reach."""
+    return (
+        "commands from this room reach only PRs of " + ", ".join(f"`{p}`" for p in patterns) + "."
     )
 
 
@@ -90,3 +140,36 @@ def render_override(plan: OverridePlan, author: str) -> str:
 
 def render_failure(msg: str, ref: str) -> str:
     return f"❌ {msg}\n\n(reference `{ref}` for the operator's logs)"
+
+
+# What `render_failure` says went wrong, for the failures of the dispatcher and the jobs.
+
+
+def render_permission_check_failed() -> str:
+    """Gitea answered the permission check with an error that will not heal."""
+    return (
+        "redfix could not check your permissions, so nothing was started. The "
+        "operator should check the bot's token and its scopes."
+    )
+
+
+def render_handling_failed() -> str:
+    """Handling a delivery raised: the command may or may not have been done."""
+    return (
+        "redfix failed while handling this command, so it may not have been done. "
+        "Try it again; if it fails again, tell the operator."
+    )
+
+
+def render_gave_up(attempts: int) -> str:
+    """A delivery's retries are spent (the why stays in the log: it may name internal
+    addresses)."""
+    return (
+        f"redfix gave up on this command after {attempts} attempts, so nothing more "
+        "will happen for it. Try it again later; if it fails again, tell the operator."
+    )
+
+
+def render_internal_error() -> str:
+    """A started job raised."""
+    return "redfix hit an internal error while running this command."

@@ -1,6 +1,7 @@
-"""How runs appear in a sticky comment: the runs table, the reference failure they are judged
-against, and where a waiting run stands in the host queue. Shared by the isolation and the
-`!testme` comments."""
+"""How runs appear in a sticky comment: the runs table (with the problem of a run that could
+not run), the reference failure they are judged against (or why it could not be read), and
+where a waiting run stands in the host queue. Shared by the isolation and the `!testme`
+comments."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ _STATE_ICON = {
     RunState.INCOMPLETE: "⚠️",
     RunState.CANCELLED: "✖️",
 }
+
+
+def render_not_started() -> str:
+    """The problem of a run cancelled before it started."""
+    return "cancelled before it started"
+
+
+def render_could_not_run(error: str) -> str:
+    """The problem of a run that could not start (connection, auth, host key)."""
+    return f"could not run: {error}"
+
+
+def render_reference_unreadable(run_id: str, problem: str) -> str:
+    """The run `--run` names cannot be read: an isolation with nothing to judge against."""
+    return (
+        f"The reference run `{run_id}` could not be read ({problem}), "
+        "so there is nothing to judge against. Nothing was run."
+    )
 
 
 def render_queue_spot(spot: QueueSpot) -> str:

@@ -1,5 +1,6 @@
 """Runs and queue, as people ask about them: `!redfix status` (each recipe's triage, what is
-queued or running) and the answers to `!redfix cancel`."""
+queued or running) and the answers to `!redfix cancel`, with what became of a run no job
+followed."""
 
 from __future__ import annotations
 
@@ -67,3 +68,28 @@ def render_cancelling(run_id: str, recipe: str) -> str:
 def render_cancel_unfollowed(run_id: str, recipe: str, what: str) -> str:
     """A run no job followed (its job failed), stopped on its host all the same."""
     return f"✋ Run `{run_id}` ({recipe}) had no job following it: {what}."
+
+
+def render_cancelled_by(author: str) -> str:
+    """Why a run or verification was cancelled: the result and note it ends with."""
+    return f"cancelled by {author}"
+
+
+def render_never_started() -> str:
+    """An abandoned run that was still queued."""
+    return "it never started and now will not"
+
+
+def render_host_unknown(host: str) -> str:
+    """An abandoned run whose host is not in this configuration."""
+    return f"its host {host or '(none)'} is not configured here; nothing to stop"
+
+
+def render_not_stopped(error: str) -> str:
+    """An abandoned run whose host could not be reached to stop it."""
+    return f"it could not be stopped: {error}"
+
+
+def render_abandoned(reason: str, what: str) -> str:
+    """The problem recorded for an abandoned run: why, and what became of it."""
+    return f"{reason} ({what})"

@@ -1,6 +1,7 @@
 """The isolation's sticky comment: its progress while runs wait or run, and the verdict once
 they are judged — headline, reference, runs, evidence, signatures, fix route, service logs,
-reasons and the hidden verdict marker."""
+notes, reasons and the hidden verdict marker — with the texts its runs gather on the way
+(how each was shown to be alone or under load, the notes of the isolation)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,74 @@ def verdict_marker(v: Verdict) -> str:
         "green": v.green,
     }
     return f"<!-- redfix:verdict {json.dumps(data, separators=(', ', ': '))} -->"
+
+
+# --- how a run was shown to be alone, or under which load it ran ------------------------------
+
+PROBES_QUOTED = 5
+
+
+def render_no_busy_probe() -> str:
+    """An isolated run on a host without a busy probe: alone only as far as redfix knows."""
+    return "no busy probe configured; none of redfix's runs on the host"
+
+
+def render_idle_seen(at_utc: str, probes: Sequence[str]) -> str:
+    """The busy probe's last answers, the last one 0 at `at_utc` (HH:MM:SS)."""
+    shown = " → ".join(probes[-PROBES_QUOTED:])
+    return f"busy probe: 0 active runs at {at_utc} UTC (probes: {shown})"
+
+
+def render_never_idle(wait_s: float, probes: Sequence[str]) -> str:
+    """The host stayed busy past the wait: the isolated run is not run."""
+    return (
+        f"the host never became idle within {wait_s:.0f}s "
+        f"(busy probe said {', '.join(probes[-PROBES_QUOTED:])})"
+    )
+
+
+def render_checked_before_restart() -> str:
+    """A run adopted after a restart, whose check the previous process did not record."""
+    return "checked before a restart"
+
+
+def render_not_run(error: str) -> str:
+    """The problem of an isolated run that could not be shown to be alone."""
+    return f"not run: {error}"
+
+
+def render_not_alone(error: str) -> str:
+    """Its evidence: why it was not shown to be alone."""
+    return f"not alone: {error}"
+
+
+def render_under_load(recipes: Sequence[str], host: str) -> str:
+    """The recipe's run beside the `recipes` fillers on `host`."""
+    beside = ", ".join(f"`{r}`" for r in recipes)
+    return f"under load: beside {len(recipes)} other run(s) ({beside}) on {host}"
+
+
+def render_evidence_failed(error: str) -> str:
+    """The service output of a red run whose evidence commands failed."""
+    return f"could not collect evidence: {error}"
+
+
+# --- the isolation's notes ---------------------------------------------------------------------
+
+
+def render_load_reduced(wanted: int, load: int, host: str, capacity: int) -> str:
+    """A host too small for `--load`: how much load the round had instead."""
+    return f"load reduced from {wanted} to {load}: host {host} runs at most {capacity} at once"
+
+
+def render_auto_stopped(runs: int, why: str) -> str:
+    """`--runs auto` stopped once the runs had told."""
+    return f"auto: stopped after {runs} runs — {why}"
+
+
+def render_cancelled_on_request() -> str:
+    """The note of an isolation cancelled without a reason given."""
+    return "cancelled on request"
 
 
 def render_isolation_progress(

@@ -1,11 +1,13 @@
-"""Verification and the fix loop: the `!testme` sticky comment of a PR head, and what is said
-of fix PRs — linked, their heads read, trusted or not, their test edits, their verification."""
+"""Verification and the fix loop: the `!testme` sticky comment of a PR head, its commit
+status descriptions and the summary it ends with, and what is said of fix PRs — linked, their
+heads read, trusted or not, superseded, their test edits, their verification."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from bot.model import QueueSpot, RunResult, TestmePlan, mention
+from bot.model.records import TriageVerdict
 from bot.render.runs import render_queue_spot, runs_table
 from bot.render.sticky import fit_comment, status_marker
 
@@ -63,6 +65,56 @@ def render_testme(
     return fit_comment("\n".join(lines))
 
 
+def render_pr_link(gitea_url: str, repo: str, number: int) -> str:
+    """A Markdown link to the PR, for a verification comment posted elsewhere."""
+    return f"[{repo}#{number}]({gitea_url}/{repo}/pulls/{number})"
+
+
+def render_comment_pointer(gitea_url: str, repo: str, number: int, comment_id: int | None) -> str:
+    """Where a PR's verification comment is: its address, or the PR's while it is not posted."""
+    base = f"{gitea_url}/{repo}/pulls/{number}"
+    return f"{base}#issuecomment-{comment_id}" if comment_id else f"the redfix comment on {base}"
+
+
+# --- the commit status descriptions and the summary a verification ends with ------------------
+
+
+def render_queued() -> str:
+    return "queued"
+
+
+def render_running(n: int, repeat: int, host: str) -> str:
+    """Run `n` of the verification's `repeat` runs started on `host`."""
+    return f"running {n}/{repeat} on {host}" if repeat > 1 else f"running on {host}"
+
+
+def render_verified_green(green: int, repeat: int) -> str:
+    return f"green ×{green}" if repeat > 1 else "green"
+
+
+def render_verified_red(ran: int, repeat: int, exit_code: int | None) -> str:
+    """The first red run (the `ran`th) decided it."""
+    return f"red: run {ran} of {repeat}, exit {exit_code}"
+
+
+def render_not_completed(problem: str | None) -> str:
+    """No run was red and not all were green: the last one's problem (None: nothing ran)."""
+    return f"could not complete: {problem if problem is not None else 'no run'}"
+
+
+def render_verification_cancelled(reason: str) -> str:
+    """A cancelled verification ends with its reason (superseded, closed, cancelled by …)."""
+    return reason or "cancelled"
+
+
+def render_pr_closed() -> str:
+    return "the PR was closed"
+
+
+def render_superseded_by(sha: str) -> str:
+    return f"superseded by the new head {sha[:10]}"
+
+
 def render_already_verifying(sha: str, state: str, where: str) -> str:
     return (
         f"⏳ `{sha[:10]}` is already being verified ({state}); see {where}. Not starting another."
@@ -79,6 +131,16 @@ def render_untrusted_head(sha: str, pusher: str) -> str:
         f"ℹ️ The new head `{sha[:10]}` was not verified automatically: "
         f"{mention(pusher)} may not start runs. A maintainer can comment `!testme`."
     )
+
+
+def render_unreadable_fix(pr: str, error: str) -> str:
+    """`!redfix link` names a PR that cannot be read."""
+    return f"Could not read {pr} ({error}); nothing was linked."
+
+
+def render_triage_state(verdict: TriageVerdict | None) -> str:
+    """What a linked fix's triage found so far, for the link's reply."""
+    return f"{verdict.outcome} / {verdict.cause}" if verdict else "not isolated yet"
 
 
 def render_linked(pr: str, recipe: str, triage_id: int, state: str, public_url: str) -> str:
