@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from bot.core.logs import RunLog
 from bot.core.ports import Forge, Rooms
 from bot.model import CancelPlan, Decision, LinkPlan, Origin, PullRef, Source, TestmePlan
-from bot.render.commands import GITEA_WHO_MAY, render_target_refusal
+from bot.render.commands import (
+    GITEA_WHO_MAY,
+    render_login_not_writer,
+    render_not_repo_writer,
+    render_room_targets_only,
+    render_room_who_may,
+    render_target_refusal,
+)
 
 WRITE_PERMISSIONS = frozenset({"write", "admin", "owner"})
 
@@ -48,12 +55,7 @@ class Access:
         """The rule, in words, for a refusal."""
         if source is not Source.MATRIX:
             return GITEA_WHO_MAY
-        power = (
-            f" and people with power level {self.min_power_level} or more in this room"
-            if self.min_power_level is not None
-            else ""
-        )
-        return f"the users its operator allowed{power}"
+        return render_room_who_may(self.min_power_level)
 
 
 class OncePer:
@@ -140,28 +142,17 @@ class Gatekeeper:
                 if pr.repo.lower() == o.repo.lower():
                     continue  # the rule was checked for this repository a moment ago
                 if not await self.gitea_may(o.author, pr.repo):
-                    why = (
-                        "redfix acts on a repository only for members of its allowed "
-                        "organisations and people with write access to that repository."
-                    )
-                    return render_target_refusal(o.author, str(pr), why)
+                    return render_target_refusal(o.author, str(pr), render_not_repo_writer())
                 continue
             login = self.access.matrix_gitea_logins.get(o.author)
             if login is not None:
                 if not await self.gitea_may(login, pr.repo):
-                    why = (
-                        f"your Gitea login {login} has no write access there (and is in none "
-                        "of redfix's allowed organisations)."
-                    )
+                    why = render_login_not_writer(login)
                     return render_target_refusal(o.author, str(pr), why)
                 continue
             patterns = self.access.matrix_targets
             if patterns and not any(fnmatch.fnmatch(pr.repo.lower(), p.lower()) for p in patterns):
-                why = (
-                    "commands from this room reach only PRs of "
-                    + ", ".join(f"`{p}`" for p in patterns)
-                    + "."
-                )
+                why = render_room_targets_only(patterns)
                 return render_target_refusal(o.author, str(pr), why)
         return None
 

@@ -17,7 +17,12 @@ from bot.core.logs import DispatchLog
 from bot.core.ports import Say
 from bot.model import Command, Decision, HandlerSettings, Ignore, Incoming, Origin, Reply, Usage
 from bot.model.errors import ForgeUnavailable
-from bot.render.commands import render_failure, render_refusal, render_usage
+from bot.render.commands import (
+    render_failure,
+    render_permission_check_failed,
+    render_refusal,
+    render_usage,
+)
 from handlers import Permission, spec_of
 
 log = logging.getLogger(__name__)
@@ -143,11 +148,7 @@ class Admission:
         await self._say.comment(
             o.place,
             f"cmd-{command_id}",
-            render_failure(
-                "redfix could not check your permissions, so nothing was started. The "
-                "operator should check the bot's token and its scopes.",
-                f"cmd-{command_id}",
-            ),
+            render_failure(render_permission_check_failed(), f"cmd-{command_id}"),
         )
         await self._store.set_command_state(command_id, "failed")
         return "failed", "permission check failed"

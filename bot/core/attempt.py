@@ -22,10 +22,15 @@ from bot.core.logs import RunLog
 from bot.core.ports import HostRunner
 from bot.model import RunEvidence, RunResult, RunSpec, RunState
 from bot.model.records import RunRow
+from bot.render.runs import render_could_not_run, render_not_started
+from bot.render.status import (
+    render_abandoned,
+    render_host_unknown,
+    render_never_started,
+    render_not_stopped,
+)
 
 log = logging.getLogger(__name__)
-
-NOT_STARTED = "cancelled before it started"
 
 
 def new_run_id(recipe: str) -> str:
@@ -34,10 +39,11 @@ def new_run_id(recipe: str) -> str:
     return f"rf-{recipe[:40]}-{stamp}-{secrets.token_hex(3)}"
 
 
-def cancelled(spec: RunSpec, host: str = "", why: str = NOT_STARTED) -> RunResult:
+def cancelled(spec: RunSpec, host: str = "", why: str | None = None) -> RunResult:
     """A run stopped before it ran (`host`: empty while it still waited for one), or a run no
     job followed, abandoned (`why` says what became of it). Both are `cancelled`."""
-    return RunResult(spec.run_id, spec.recipe, host, RunState.CANCELLED, None, 0.0, problem=why)
+    problem = render_not_started() if why is None else why
+    return RunResult(spec.run_id, spec.recipe, host, RunState.CANCELLED, None, 0.0, problem=problem)
 
 
 def not_run(spec: RunSpec, host: str, problem: str, duration_s: float = 0.0) -> RunResult:
@@ -77,7 +83,7 @@ class Attempts:
             return await runner.run(spec, cancel=cancel)
         except Exception as e:  # could not start (connection, auth, host key)
             log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
-            return not_run(spec, host, f"could not run: {e}", time.monotonic() - started)
+            return not_run(spec, host, render_could_not_run(str(e)), time.monotonic() - started)
 
     async def finish(self, result: RunResult, evidence: RunEvidence | None = None) -> None:
         """Record how the run ended; with the evidence it was judged on, kept so a restart can
@@ -97,13 +103,13 @@ class Attempts:
         runner = self._runners.get(run.host)
         spec = RunSpec(run.run_id, run.recipe)
         if run.state != "running":
-            what = "it never started and now will not"
+            what = render_never_started()
         elif runner is None:
-            what = f"its host {run.host or '(none)'} is not configured here; nothing to stop"
+            what = render_host_unknown(run.host)
         else:
             try:
                 what = await runner.abandon(spec, reason)
             except Exception as e:  # unreachable host: say so, keep the record as it is
-                return f"it could not be stopped: {e}"
-        await self.finish(cancelled(spec, run.host, f"{reason} ({what})"))
+                return render_not_stopped(str(e))
+        await self.finish(cancelled(spec, run.host, render_abandoned(reason, what)))
         return what

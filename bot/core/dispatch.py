@@ -30,6 +30,8 @@ from bot.model.errors import ForgeUnavailable
 from bot.model.records import PendingDelivery
 from bot.render.commands import (
     render_failure,
+    render_gave_up,
+    render_handling_failed,
 )
 
 log = logging.getLogger(__name__)
@@ -192,12 +194,7 @@ class Dispatcher:
                 log.exception("delivery %s cannot be decoded [ref %s]", delivery_id, ref)
                 return "failed", f"undecodable, ref {ref}: {e}"
             log.exception("delivery %s failed [ref %s]", delivery_id, ref)
-            await self._answer_failure(
-                incoming,
-                ref,
-                "redfix failed while handling this command, so it may not have been done. "
-                "Try it again; if it fails again, tell the operator.",
-            )
+            await self._answer_failure(incoming, ref, render_handling_failed())
             return "failed", f"internal error, ref {ref}"
 
     async def _give_up(
@@ -207,13 +204,8 @@ class Dispatcher:
         log.error(
             "delivery %s given up after %d attempts [ref %s]: %s", delivery_id, attempts, ref, why
         )
-        await self._answer_failure(
-            incoming,
-            ref,
-            # the why stays in the log and the record: it may name internal addresses
-            f"redfix gave up on this command after {attempts} attempts, so nothing more "
-            "will happen for it. Try it again later; if it fails again, tell the operator.",
-        )
+        # the why stays in the log and the record: it may name internal addresses
+        await self._answer_failure(incoming, ref, render_gave_up(attempts))
         return "failed", f"given up after {attempts} attempts, ref {ref}: {why}"
 
     async def _answer_failure(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from bot.core.ports import HostRunner
 from bot.model import Finding, RunEvidence, RunResult, RunSpec, RunState
 from bot.model.records import RunRow
+from bot.render.verdicts import render_evidence_failed
 from bot.verdict.causes import run_finding
 from bot.verdict.rules import RuleSet
 
@@ -39,7 +40,7 @@ class Examiner:
                 service = await self._runners[host].evidence(spec)
             except Exception as e:  # evidence is a bonus; a failing command must not lose the run
                 log.warning("evidence for %s failed: %s", spec.run_id, e)
-                service = [("evidence", f"could not collect evidence: {e}")]
+                service = [("evidence", render_evidence_failed(str(e)))]
         return self.evidence(result, alone, tuple(service))
 
     def evidence(

@@ -22,7 +22,11 @@ from bot.render.commands import render_failure
 from bot.render.verification import (
     render_fix_verification,
     render_linked,
+    render_pr_closed,
+    render_superseded_by,
     render_test_edits,
+    render_triage_state,
+    render_unreadable_fix,
     render_untrusted_head,
 )
 
@@ -118,9 +122,9 @@ class FixLoop:
         for v in await self._store.active_verifications(o.repo, o.number):
             if plan.action == "closed" or v.sha != plan.head_sha:
                 why = (
-                    "the PR was closed"
+                    render_pr_closed()
                     if plan.action == "closed"
-                    else f"superseded by the new head {plan.head_sha[:10]}"
+                    else render_superseded_by(plan.head_sha)
                 )
                 self._verifications.cancel(v.id, why)
         if plan.action == "closed":
@@ -157,20 +161,17 @@ class FixLoop:
             await self._say.comment(
                 o.place,
                 f"cmd-{command_id}",
-                render_failure(
-                    f"Could not read {pr} ({e}); nothing was linked.", f"cmd-{command_id}"
-                ),
+                render_failure(render_unreadable_fix(str(pr), str(e)), f"cmd-{command_id}"),
             )
             await self._store.set_command_state(command_id, "failed")
             return
         triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, *o.place.record())
         triage = await self._store.triage(plan.recipe)
         verdict = triage.detail.verdict if triage is not None else None
-        state = f"{verdict.outcome} / {verdict.cause}" if verdict else "not isolated yet"
         await self._say.comment(
             o.place,
             f"cmd-{command_id}",
-            render_linked(str(pr), plan.recipe, triage_id, state, self._url),
+            render_linked(str(pr), plan.recipe, triage_id, render_triage_state(verdict), self._url),
         )
         await self._feedback.warn_test_edits(pr.repo, pr.number, plan.recipe, verdict)
         await self._store.set_command_state(command_id, "done")

@@ -44,7 +44,13 @@ from bot.model import (
 )
 from bot.model.records import RunRow
 from bot.render.commands import render_failure
-from bot.render.verdicts import render_isolation_progress, render_verdict
+from bot.render.runs import render_reference_unreadable
+from bot.render.verdicts import (
+    render_auto_stopped,
+    render_cancelled_on_request,
+    render_isolation_progress,
+    render_verdict,
+)
 from bot.verdict.confidence import should_continue
 from bot.verdict.judge import Override, judge, triage_verdict
 from bot.verdict.rules import RuleSet
@@ -120,7 +126,8 @@ class Isolation:
     # --- cancels -------------------------------------------------------------------------
 
     def cancel(self, command_id: int, reason: str) -> bool:
-        """Stop an isolation: a queued run never starts, a running one is torn down."""
+        """Stop an isolation: a queued run never starts, a running one is torn down; `reason`
+        (e.g. "cancelled by alice") becomes a note of its verdict."""
         stop = self._stops.get(command_id)
         if stop is None or stop.is_set():
             return False
@@ -155,7 +162,7 @@ class Isolation:
         finally:
             self._stops.pop(command_id, None)
         if job.stop.is_set():
-            job.notes.append(f"cancelled {self._stop_reasons.pop(command_id, 'on request')}")
+            job.notes.append(self._stop_reasons.pop(command_id, render_cancelled_on_request()))
         await self._conclude(job, triage)
 
     async def _resumed(
@@ -189,11 +196,7 @@ class Isolation:
             await self._say.comment(
                 job.origin.place,
                 job.key,
-                render_failure(
-                    f"The reference run `{plan.reference_run}` could not be read ({problem}), "
-                    "so there is nothing to judge against. Nothing was run.",
-                    job.key,
-                ),
+                render_failure(render_reference_unreadable(plan.reference_run, problem), job.key),
             )
             await self._runs.set_command_state(job.command_id, "failed")
             return False
@@ -292,7 +295,7 @@ class Isolation:
         green = sum(1 for r in done if r.state is RunState.GREEN)
         go_on, why = should_continue(green, red, max_runs=plan.runs)
         if not go_on:
-            notes.append(f"auto: stopped after {len(done)} runs — {why}")
+            notes.append(render_auto_stopped(len(done), why))
         return not go_on
 
     async def _conclude(self, job: _Job, triage: int) -> None:

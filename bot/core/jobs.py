@@ -32,11 +32,17 @@ from bot.model import (
     Source,
     TestmePlan,
 )
-from bot.render.commands import render_announcement, render_failure, render_override
+from bot.render.commands import (
+    render_announcement,
+    render_failure,
+    render_internal_error,
+    render_override,
+)
 from bot.render.status import (
     render_cancel_ended,
     render_cancel_unfollowed,
     render_cancel_unknown,
+    render_cancelled_by,
     render_cancelling,
 )
 
@@ -105,20 +111,20 @@ class Jobs:
     async def _cancel(self, command_id: int, cmd: Command, plan: CancelPlan) -> None:
         """`!redfix cancel`: find the run's owner and pull its switch; say what happened."""
         run = await self._runs.run(plan.run_id)
-        who = f"by {cmd.origin.author}"
+        why = render_cancelled_by(cmd.origin.author)
         if run is None:
             text = render_cancel_unknown(plan.run_id)
         elif run.state not in ("queued", "running"):
             text = render_cancel_ended(plan.run_id, run.state)
         elif (
-            self._isolation.cancel(run.command_id, who)
+            self._isolation.cancel(run.command_id, why)
             if run.kind == "isolation"
-            else self._verifier.cancel_run(plan.run_id, f"cancelled {who}")
+            else self._verifier.cancel_run(plan.run_id, why)
         ):
             text = render_cancelling(plan.run_id, run.recipe)
         else:
             # No job here holds it (its job failed): stop it on its host all the same.
-            what = await self._isolation.abandon(run, f"cancelled {who}")
+            what = await self._isolation.abandon(run, why)
             text = render_cancel_unfollowed(plan.run_id, run.recipe, what)
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
         await self._runs.set_command_state(command_id, "done")
@@ -149,7 +155,7 @@ class Jobs:
             await self._say.comment(
                 o.place,
                 f"cmd-{command_id}",
-                render_failure("redfix hit an internal error while running this command.", ref),
+                render_failure(render_internal_error(), ref),
             )
         ok = await self._runs.command_ok(command_id)
         await self._say.done(o, ok)

@@ -11,6 +11,11 @@ import shlex
 
 import handlers
 from bot.model import Command, Help, Ignore, Origin, ParseOutcome, Usage
+from bot.render.commands import (
+    render_line_too_long,
+    render_unknown_command,
+    render_unreadable_line,
+)
 from handlers.args import quote
 
 MAX_LINE_CHARS = 500
@@ -36,11 +41,11 @@ def _spaced(line: str) -> str:
 def words_of(line: str) -> list[str] | Usage:
     """A command line's words, shell-style quoting honoured."""
     if len(line) > MAX_LINE_CHARS:
-        return Usage(f"That command line is over {MAX_LINE_CHARS} characters; keep it short.")
+        return Usage(render_line_too_long(MAX_LINE_CHARS))
     try:
         return shlex.split(_spaced(line), posix=True)
     except ValueError as e:
-        return Usage(f"Could not read that command ({e}). Check the quotes.")
+        return Usage(render_unreadable_line(str(e)))
 
 
 def parse_command(text: str, origin: Origin) -> ParseOutcome:
@@ -59,11 +64,8 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
             return Command(Help(), origin, line)
         spec = handlers.find(prefix, rest[0].lower())
         if spec is None:
-            known = ", ".join(f"`{c.name}`" for c in handlers.LISTED)
-            return Usage(
-                f"Unknown command {quote(rest[0].lower())}. Known commands: {known}. "
-                "Try `!redfix help`."
-            )
+            names = [c.name for c in handlers.LISTED]
+            return Usage(render_unknown_command(quote(rest[0].lower()), names))
         rest = rest[1:]
     assert spec.parse is not None  # found by a word: a command people type
     args = spec.parse(prefix, rest)

@@ -22,6 +22,16 @@ from bot.core.ports import HostRunner
 from bot.core.scheduler import HostPool
 from bot.model import IsolationPlan, QueueSpot, RunEvidence, RunResult, RunSpec
 from bot.model.records import RunRow
+from bot.render.verdicts import (
+    render_checked_before_restart,
+    render_idle_seen,
+    render_load_reduced,
+    render_never_idle,
+    render_no_busy_probe,
+    render_not_alone,
+    render_not_run,
+    render_under_load,
+)
 
 Judged = tuple[RunResult, RunEvidence]
 
@@ -55,19 +65,12 @@ class Rounds:
         while True:
             count = await runner.busy()
             if count is None:
-                return "no busy probe configured; none of redfix's runs on the host"
+                return render_no_busy_probe()
             seen.append(str(count))
             if count == 0:
-                shown = " → ".join(seen[-5:])
-                return (
-                    f"busy probe: 0 active runs at {time.strftime('%H:%M:%S', time.gmtime())} "
-                    f"UTC (probes: {shown})"
-                )
+                return render_idle_seen(time.strftime("%H:%M:%S", time.gmtime()), seen)
             if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"the host never became idle within {self._busy_wait_s:.0f}s "
-                    f"(busy probe said {', '.join(seen[-5:])})"
-                )
+                raise TimeoutError(render_never_idle(self._busy_wait_s, seen))
             await asyncio.sleep(self._busy_poll_s)
 
     # --- one isolated run ------------------------------------------------------------------
@@ -91,7 +94,7 @@ class Rounds:
         ) as host:
             if running and resume is not None and resume.host == host:
                 await on_start(host)
-                alone = resume.note or "checked before a restart"
+                alone = resume.note or render_checked_before_restart()
                 result = await self._attempts.run(host, spec, stop, adopt=True)
                 evidence = await self._examiner.examine(host, spec, result, alone)
                 await self._attempts.finish(result, evidence)
@@ -104,9 +107,9 @@ class Rounds:
             try:
                 alone = await self.wait_idle(self._runners[host])
             except Exception as e:
-                result = not_run(spec, host, f"not run: {e}")
+                result = not_run(spec, host, render_not_run(str(e)))
                 await self._attempts.finish(result)
-                return result, RunEvidence(spec.run_id, f"not alone: {e}")
+                return result, RunEvidence(spec.run_id, render_not_alone(str(e)))
             await self._runs.note_run(spec.run_id, alone)
             result = await self._attempts.run(host, spec, stop)
             evidence = await self._examiner.examine(host, spec, result, alone)
@@ -137,12 +140,10 @@ class Rounds:
         ) as host:
             if prior:
                 return await self._resume_round(host, plan, prior, stop)
-            k = min(plan.load, max(self._pool.capacity(host) - 1, 0))
+            capacity = self._pool.capacity(host)
+            k = min(plan.load, max(capacity - 1, 0))
             if k < plan.load:
-                notes.append(
-                    f"load reduced from {plan.load} to {k}: host {host} runs at most "
-                    f"{self._pool.capacity(host)} at once"
-                )
+                notes.append(render_load_reduced(plan.load, k, host, capacity))
             if k == 0:
                 return []
             return await self._fresh_round(host, command_id, plan, k, stop)
@@ -159,8 +160,7 @@ class Rounds:
         await self._runs.add_run(target.run_id, command_id, plan.recipe, "isolation", "load")
         for f in fillers:
             await self._runs.add_run(f.run_id, command_id, f.recipe, "isolation", "load-filler")
-        beside = ", ".join(f"`{f.recipe}`" for f in fillers)
-        note = f"under load: beside {k} other run(s) ({beside}) on {host}"
+        note = render_under_load([f.recipe for f in fillers], host)
         await self._runs.note_run(target.run_id, note)
         results = await asyncio.gather(
             *(self._attempts.run(host, s, stop) for s in (target, *fillers))

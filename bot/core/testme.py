@@ -27,8 +27,16 @@ from bot.model.records import RunRow
 from bot.render.commands import render_failure
 from bot.render.verification import (
     render_already_verifying,
+    render_comment_pointer,
+    render_not_completed,
+    render_pr_link,
+    render_queued,
+    render_running,
     render_testme,
     render_unreadable_head,
+    render_verification_cancelled,
+    render_verified_green,
+    render_verified_red,
 )
 
 log = logging.getLogger(__name__)
@@ -150,8 +158,7 @@ class Verifications:
 
     async def _comment_link(self, repo: str, number: int, key: str) -> str:
         cid = await self._store.comment_id(key)
-        base = f"{self._gitea_url}/{repo}/pulls/{number}"
-        return f"{base}#issuecomment-{cid}" if cid else f"the redfix comment on {base}"
+        return render_comment_pointer(self._gitea_url, repo, number, cid)
 
     # --- cancels -----------------------------------------------------------------------------
 
@@ -193,7 +200,12 @@ class Verifications:
             earlier = await self._fix_run_ids(head)
             if not earlier:  # a resumed verification already said so before the restart
                 await self._say.status(
-                    repo, number, sha, "pending", "queued", f"{self._url}/runs/{head.run_ids[0]}"
+                    repo,
+                    number,
+                    sha,
+                    "pending",
+                    render_queued(),
+                    f"{self._url}/runs/{head.run_ids[0]}",
                 )
                 await self._comment(head, "queued")
             for rid in head.run_ids:
@@ -247,7 +259,7 @@ class Verifications:
                 head.number,
                 head.sha,
                 "pending",
-                f"running {n}/{plan.repeat} on {host}" if plan.repeat > 1 else f"running on {host}",
+                render_running(n, plan.repeat, host),
                 f"{self._url}/runs/{rid}",
             )
             await self._comment(head, "running")
@@ -305,16 +317,16 @@ class Verifications:
         green = sum(1 for r in runs if r.state is RunState.GREEN)
         red = sum(1 for r in runs if r.red)
         if head.cancel.is_set():
-            state, status, text = "superseded", "error", head.reason or "cancelled"
+            state, status, text = "superseded", "error", render_verification_cancelled(head.reason)
         elif green == plan.repeat:
             state = status = "success"
-            text = f"green ×{green}" if plan.repeat > 1 else "green"
+            text = render_verified_green(green, plan.repeat)
         elif red:
             state = status = "failure"
-            text = f"red: run {len(runs)} of {plan.repeat}, exit {runs[-1].exit_code}"
+            text = render_verified_red(len(runs), plan.repeat, runs[-1].exit_code)
         else:
             state = status = "error"
-            text = f"could not complete: {runs[-1].problem if runs else 'no run'}"
+            text = render_not_completed(runs[-1].problem if runs else None)
         target = f"{self._url}/runs/{runs[-1].run_id if runs else head.run_ids[0]}"
         await self._store.update_verification(head.vid, state, green, red, text)
         # The comment is queued before the status: on one PR the outbox keeps that order, so a
@@ -334,7 +346,7 @@ class Verifications:
     ) -> None:
         repo, number = head.repo, head.number
         on_pr = head.where == Place(repo, number)
-        link = "" if on_pr else f"[{repo}#{number}]({self._gitea_url}/{repo}/pulls/{number})"
+        link = "" if on_pr else render_pr_link(self._gitea_url, repo, number)
         body = render_testme(
             head.key,
             head.plan,
