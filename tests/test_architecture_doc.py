@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 PATH_RE = re.compile(r"`((?:bot|handlers)/[A-Za-z0-9_./]*)`")
+SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z`(])")
 
 
 def modules() -> list[str]:
@@ -18,9 +19,12 @@ def modules() -> list[str]:
 
 
 def summary(path: str) -> str:
-    """A module's job: the first line of its docstring."""
+    """A module's job: the first sentence of its docstring (which may wrap over lines)."""
     doc = ast.get_docstring(ast.parse((ROOT / path).read_text()))
-    return doc.splitlines()[0] if doc else ""
+    if not doc:
+        return ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return SENTENCE_END.split(paragraph, maxsplit=1)[0]
 
 
 def index_lines(text: str) -> list[str]:
