@@ -9,7 +9,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix cancel <run-id>"
 
 
-def parse(word: str, args: list[str]) -> Cancel | Usage:
+def parse(args: list[str]) -> Cancel | Usage:
     if len(args) != 1 or not RUN_ID_RE.match(args[0]):
         shown = quote(args[0]) if args else "nothing"
         return usage(USAGE, f"Name one run id (as shown in the comments), not {shown}.")

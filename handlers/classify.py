@@ -11,7 +11,7 @@ CAUSES = tuple(c.value for c in Cause)
 MAX_REASON_CHARS = 300
 
 
-def parse(word: str, args: list[str]) -> Classify | Usage:
+def parse(args: list[str]) -> Classify | Usage:
     split = flag_values(USAGE, args, ("--reason",))
     if isinstance(split, Usage):
         return split

@@ -14,7 +14,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix fixes <recipe>"
 
 
-def parse(word: str, args: list[str]) -> Link | Usage:
+def parse(args: list[str]) -> Link | Usage:
     if len(args) != 1:
         return usage(USAGE, "Name a recipe.")
     name = recipe(USAGE, args[0])

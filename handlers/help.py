@@ -10,7 +10,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix help [command]"
 
 
-def parse(word: str, args: list[str]) -> Help | Usage:
+def parse(args: list[str]) -> Help | Usage:
     return Help(args[0] if args else "")
 
 

@@ -22,7 +22,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix isolate <recipe> [--runs N|auto] [--run <run-id>] [--test <test-id>] [--load K]"
 
 
-def parse(word: str, args: list[str]) -> Isolate | Usage:
+def parse(args: list[str]) -> Isolate | Usage:
     split = flag_values(USAGE, args, ("--runs", "--run", "--test", "--load"))
     if isinstance(split, Usage):
         return split

@@ -9,7 +9,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix link <recipe> <owner/repo#N | PR URL>"
 
 
-def parse(word: str, args: list[str]) -> Link | Usage:
+def parse(args: list[str]) -> Link | Usage:
     if len(args) != 2:
         return usage(USAGE, "Name a recipe and a PR.")
     name = recipe(USAGE, args[0])

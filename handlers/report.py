@@ -9,7 +9,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix report"
 
 
-def parse(word: str, args: list[str]) -> Report | Usage:
+def parse(args: list[str]) -> Report | Usage:
     if args:
         return usage(USAGE, f"Unexpected {quote(args[0])}.")
     return Report()

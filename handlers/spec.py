@@ -42,7 +42,7 @@ class CommandSpec(Generic[A]):
     args: type[A]
     permission: Permission
     decide: Callable[[Command, A, HandlerSettings], Decision]
-    parse: Callable[[str, list[str]], A | Usage] | None = None  # None: never typed (events)
+    parse: Callable[[list[str]], A | Usage] | None = None  # None: never typed (events)
     words: tuple[str, ...] = ()
     prefix: str = "!redfix"
 

@@ -9,7 +9,7 @@ from handlers.spec import CommandSpec, Permission
 USAGE = "!redfix status [recipe]"
 
 
-def parse(word: str, args: list[str]) -> Status | Usage:
+def parse(args: list[str]) -> Status | Usage:
     if len(args) > 1:
         return usage(USAGE, "Name at most one recipe.")
     if not args:

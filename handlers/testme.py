@@ -26,7 +26,7 @@ USAGE = "!testme [owner/repo#N | PR URL] [--quick] [--repeat N]"
 MAX_REPEAT = 10
 
 
-def parse(word: str, args: list[str]) -> Testme | Usage:
+def parse(args: list[str]) -> Testme | Usage:
     quick = "--quick" in args
     split = flag_values(USAGE, [a for a in args if a != "--quick"], ("--repeat",))
     if isinstance(split, Usage):

@@ -33,7 +33,7 @@ def isolation(wait_s: float = 5.0) -> Isolation:
 
 async def test_waits_until_zero_and_quotes_what_it_saw() -> None:
     host = ProbeOnly([2, 1, 0])
-    seen = await isolation()._wait_idle(host)  # type: ignore[arg-type]
+    seen = await isolation()._rounds.wait_idle(host)  # type: ignore[arg-type]
     assert host.calls == 3
     assert re.fullmatch(
         r"busy probe: 0 active runs at \d\d:\d\d:\d\d UTC \(probes: 2 → 1 → 0\)", seen
@@ -41,11 +41,11 @@ async def test_waits_until_zero_and_quotes_what_it_saw() -> None:
 
 
 async def test_no_probe_says_so() -> None:
-    seen = await isolation()._wait_idle(ProbeOnly([None]))  # type: ignore[arg-type]
+    seen = await isolation()._rounds.wait_idle(ProbeOnly([None]))  # type: ignore[arg-type]
     assert seen.startswith("no busy probe configured")
 
 
 async def test_gives_up_after_the_budget_and_says_what_it_saw() -> None:
     host = ProbeOnly([3] * 1000)
     with pytest.raises(TimeoutError, match=r"never became idle within 0s \(busy probe said 3, 3"):
-        await isolation(wait_s=0.05)._wait_idle(host)  # type: ignore[arg-type]
+        await isolation(wait_s=0.05)._rounds.wait_idle(host)  # type: ignore[arg-type]

@@ -119,10 +119,6 @@ class Isolation:
         self._stops: dict[int, asyncio.Event] = {}  # command id → its cancel switch
         self._stop_reasons: dict[int, str] = {}
 
-    async def _wait_idle(self, runner: HostRunner) -> str:
-        """The busy-probe wait before an isolated run (bot.core.rounds), where its tests call it."""
-        return await self._rounds.wait_idle(runner)
-
     # --- cancels -------------------------------------------------------------------------
 
     def cancel(self, command_id: int, reason: str) -> bool:

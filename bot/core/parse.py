@@ -68,7 +68,7 @@ def parse_command(text: str, origin: Origin) -> ParseOutcome:
             return Usage(render_unknown_command(quote(rest[0].lower()), names))
         rest = rest[1:]
     assert spec.parse is not None  # found by a word: a command people type
-    args = spec.parse(prefix, rest)
+    args = spec.parse(rest)
     if isinstance(args, Usage):
         return args
     return Command(args, origin, line)
