@@ -2,20 +2,25 @@
 
 The core never imports the store (bot.adapters.store); it names these. Each aggregate's
 methods are declared once, here — deliveries, commands, runs, verdicts (with the human ones),
-verifications, triages, sticky comments — and a service's store is the aggregates it records
-into (`DispatchLog`, `JobLog`, `IsolationLog`, `VerifyLog`). The rows come back as the frozen
+verifications, triages, sweeps, sticky comments — and a service's store is the aggregates it
+records into (`DispatchLog`, `JobLog`, `IsolationLog`, `VerifyLog`, `SweepsLog`). The rows come back as the frozen
 records of bot.model.records. What goes in as `dict[str, Any]` is JSON the store keeps as it
 is given (a run's result, a verdict's or a triage's detail).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from bot.model.records import (
+    CommandRow,
     OverrideRow,
     PendingDelivery,
     RunRow,
+    SweepRow,
+    SweepSeen,
+    TriageFailure,
     TriageRow,
     VerificationRow,
 )
@@ -54,6 +59,9 @@ class CommandLog(Protocol):
     async def command_resumed(self, command_id: int) -> bool: ...
 
     async def command_ok(self, command_id: int) -> bool: ...
+
+    async def command_by_key(self, dedupe_key: str) -> CommandRow | None:
+        """The command recorded under a semantic key (a sweep finds its isolations again)."""
 
 
 class RunLog(Protocol):
@@ -155,6 +163,61 @@ class TriageLog(Protocol):
     async def triages_fixed_by(self, repo: str, number: int) -> list[TriageRow]: ...
 
 
+class SweepLog(Protocol):
+    """Sweeps: each one's window, the recipes it saw, its state; its failures are triages."""
+
+    async def add_sweep(
+        self,
+        key: str,
+        source: str,
+        repo: str,
+        number: int,
+        command_id: int | None,
+        author: str,
+        window: tuple[float, float],
+        seen: Sequence[SweepSeen],
+        unreadable: Sequence[str],
+        options: tuple[int, bool, int],
+        failures: Sequence[tuple[str, TriageFailure]],
+    ) -> tuple[int, bool]:
+        """Record a sweep and a pending triage per failure, in one transaction; (its id, True),
+        or (the id recorded under `key` before, False). `options`: (runs, auto, load)."""
+
+    async def extend_sweep(
+        self,
+        sweep_id: int,
+        window_to: float,
+        seen: Sequence[SweepSeen],
+        unreadable: Sequence[str],
+        failures: Sequence[tuple[str, TriageFailure]],
+    ) -> int:
+        """Merge a later scan into a sweep: recipes seen (newest per recipe), the window's end,
+        and a pending triage for each failure whose (recipe, reference run) it lacks; how many
+        failures were new."""
+
+    async def sweep(self, sweep_id: int) -> SweepRow | None: ...
+
+    async def sweep_by_key(self, key: str) -> SweepRow | None: ...
+
+    async def latest_sweep(self) -> SweepRow | None: ...
+
+    async def sweeps(self, limit: int = 20) -> list[SweepRow]:
+        """The newest sweeps first."""
+
+    async def unfinished_sweeps(self) -> list[SweepRow]:
+        """Sweeps still triaging (a restart resumes them), oldest first."""
+
+    async def set_sweep_state(self, sweep_id: int, state: str, cancelled_by: str = "") -> None: ...
+
+    async def set_sweep_place(self, sweep_id: int, repo: str, number: int) -> None:
+        """Where the sweep's comment lives (the watcher's tracking issue, once it is open)."""
+
+    async def set_sweep_options(self, sweep_id: int, runs: int, auto: bool, load: int) -> None: ...
+
+    async def sweep_triages(self, sweep_id: int) -> list[TriageRow]:
+        """The sweep's failures: the newest triage per recipe within the sweep, by recipe."""
+
+
 class CommentLog(Protocol):
     """Sticky comments: the Gitea comment posted under a key, if any yet."""
 
@@ -178,3 +241,7 @@ class IsolationLog(CommandLog, RunLog, VerdictLog, TriageLog, Protocol):
 
 class VerifyLog(CommandLog, RunLog, VerdictLog, VerificationLog, TriageLog, CommentLog, Protocol):
     """The fix loop: verifications and their runs, fix PRs' triages, the report."""
+
+
+class SweepsLog(IsolationLog, SweepLog, Protocol):
+    """Sweeps: their records, their failures' triages, the isolations that judge them."""

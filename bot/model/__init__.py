@@ -1,8 +1,9 @@
 """The vocabulary every ring shares (stdlib only, frozen values).
 
-In four parts: `commands` (where a command came from, what it asks), `plans` (what its
-decision is), `runs` (what a host is asked and reported) and `verdicts` (outcomes, causes and
-the evidence that decided them). `bot.model.errors` is the exception tree. Everything is
+In five parts: `commands` (where a command came from, what it asks), `plans` (what its
+decision is), `runs` (what a host is asked and reported), `sweeps` (what a runs directory
+shows, a sweep's window) and `verdicts` (outcomes, causes and the evidence that decided them).
+`bot.model.errors` is the exception tree. Everything is
 re-exported here, so a caller imports the word it needs from `bot.model`.
 """
 
@@ -34,6 +35,7 @@ from bot.model.commands import (
     Report,
     Source,
     Status,
+    Sweep,
     Testme,
     Usage,
     ascii_int,
@@ -49,6 +51,7 @@ from bot.model.plans import (
     Reply,
     ReportPlan,
     RunPlan,
+    SweepPlan,
     TestmePlan,
 )
 from bot.model.runs import (
@@ -61,6 +64,13 @@ from bot.model.runs import (
     RunState,
     StageResult,
     exit_meaning,
+)
+from bot.model.sweeps import (
+    MAX_WINDOW_S,
+    SeenRun,
+    SweepOptions,
+    format_duration,
+    parse_duration,
 )
 from bot.model.verdicts import (
     Cause,
@@ -77,6 +87,7 @@ __all__ = [
     "EXIT_MEANINGS",
     "MAX_LOAD",
     "MAX_RUNS",
+    "MAX_WINDOW_S",
     "MIN_RUNS",
     "RECIPE_RE",
     "RUN_ID_RE",
@@ -118,14 +129,20 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "RunState",
+    "SeenRun",
     "Source",
     "StageResult",
     "Status",
+    "Sweep",
+    "SweepOptions",
+    "SweepPlan",
     "Testme",
     "TestmePlan",
     "Usage",
     "Verdict",
     "ascii_int",
     "exit_meaning",
+    "format_duration",
     "mention",
+    "parse_duration",
 ]

@@ -148,11 +148,13 @@ class Testme:
 
 @dataclass(frozen=True)
 class Link:
-    """Link a fix PR to a recipe's current triage (`pr` None: the PR commented on)."""
+    """Link a fix PR to a recipe's current triage, or (`group`) to every member of a group of
+    the newest sweep's failures that share a cause (`pr` None: the PR commented on)."""
 
     command: ClassVar[str] = "link"
     recipe: str
     pr: PullRef | None = None
+    group: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,27 @@ class Report:
 class Status:
     command: ClassVar[str] = "status"
     recipe: str = ""
+    sweep: bool = False  # `!redfix status sweep`: where the newest sweep's triage stands
 
 
 @dataclass(frozen=True)
 class Cancel:
+    """Cancel one run, or (`sweep_id`) a whole sweep's triage."""
+
     command: ClassVar[str] = "cancel"
-    run_id: str
+    run_id: str = ""
+    sweep_id: int = 0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Triage every failure of the newest sweep (`again`: re-isolate those already judged)."""
+
+    command: ClassVar[str] = "sweep"
+    window_s: float | None = None  # None: the configured window
+    runs: int | str | None = None  # a count, AUTO, or None: the configured default
+    load: int | None = None
+    again: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,7 +215,7 @@ class Help:
     topic: str = ""
 
 
-Args = Isolate | Testme | Classify | Link | Report | Status | Cancel | Help | PullEvent
+Args = Isolate | Testme | Classify | Link | Report | Status | Cancel | Sweep | Help | PullEvent
 
 
 @dataclass(frozen=True)
@@ -250,6 +267,9 @@ class HandlerSettings:
     isolation_load: int = 0
     load_recipes: tuple[str, ...] = ()
     recipes: tuple[tuple[str, str], ...] = ()  # repo "owner/name" → recipe, where they differ
+    sweep_window_s: float = 36 * 3600
+    sweep_runs: int | str | None = None  # None: isolation_runs
+    sweep_load: int = 0
 
     def recipe_for(self, repo: str) -> str:
         """The recipe a repository holds: configured, else the repository's name."""

@@ -52,14 +52,29 @@ class TestmePlan:
 
 @dataclass(frozen=True)
 class LinkPlan:
-    recipe: str
+    recipe: str  # "" when `group` names the members
     pr: PullRef
+    group: int = 0  # a group of the newest sweep's failures: link the PR to every member
 
 
 @dataclass(frozen=True)
 class ReportPlan:
     recipe: str = ""  # "" = the whole sweep
     brief: bool = False  # `status`: state only, no milestone lines
+    sweep: bool = False  # `status sweep`: the newest sweep's progress and table
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Triage every failure of the newest sweep: find its failing set on the hosts, record it,
+    isolate each failure (alone, on a host of its own), group shared causes, keep one table."""
+
+    runs: int  # per failure: the fixed count, or the budget when auto
+    auto: bool = False
+    load: int = 0
+    load_recipes: tuple[str, ...] = ()
+    window_s: float = 36 * 3600
+    again: bool = False  # re-isolate failures that already have a verdict in this sweep
 
 
 @dataclass(frozen=True)
@@ -73,10 +88,11 @@ class PullPlan:
 
 @dataclass(frozen=True)
 class CancelPlan:
-    """Stop a queued or running run; a running one is torn down."""
+    """Stop a queued or running run (a running one is torn down), or a whole sweep's triage."""
 
-    run_id: str
+    run_id: str = ""
+    sweep_id: int = 0
 
 
-RunPlan = IsolationPlan | TestmePlan | LinkPlan | ReportPlan | PullPlan | CancelPlan
+RunPlan = IsolationPlan | TestmePlan | LinkPlan | ReportPlan | PullPlan | CancelPlan | SweepPlan
 Decision = Reply | OverridePlan | RunPlan

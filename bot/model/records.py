@@ -158,13 +158,30 @@ class TriageFailure:
     run_id: str = ""
     stages: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()  # the failing tests' first assertion lines, where known
+    host: str = ""  # where the reference run ran (a sweep's failure: the host that holds it)
 
     @classmethod
     def from_json(cls, value: object) -> TriageFailure | None:
         f = _mapping(value)
         if not f:
             return None
-        return cls(str(f.get("run_id") or ""), _strings(f.get("stages")), _strings(f.get("tests")))
+        return cls(
+            str(f.get("run_id") or ""),
+            _strings(f.get("stages")),
+            _strings(f.get("tests")),
+            _strings(f.get("messages")),
+            str(f.get("host") or ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "stages": list(self.stages),
+            "tests": list(self.tests),
+            "messages": list(self.messages),
+            "host": self.host,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +282,81 @@ class TriageRow:
     created_at: float
     updated_at: float
     detail: TriageDetail = TriageDetail()
+    sweep_id: int | None = None  # the sweep whose failing set it belongs to, if any
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSeen:
+    """One recipe a sweep saw: its newest sweep run inside the window, and whether it was red."""
+
+    recipe: str
+    run_id: str
+    host: str
+    finished: float
+    red: bool
+
+    @classmethod
+    def from_json(cls, value: object) -> SweepSeen:
+        v = _mapping(value)
+        return cls(
+            recipe=str(v.get("recipe") or ""),
+            run_id=str(v.get("run_id") or ""),
+            host=str(v.get("host") or ""),
+            finished=float(v.get("finished") or 0.0),
+            red=bool(v.get("red")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "run_id": self.run_id,
+            "host": self.host,
+            "finished": self.finished,
+            "red": self.red,
+        }
+
+
+# A sweep's states: triaging (failures being isolated), judged (every failure has a verdict),
+# met (M2: every failure has a fix PR verified green), cancelled (by `cancelled_by`).
+SWEEP_STATES = ("triaging", "judged", "met", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    """One sweep (table `sweeps`): the window it covers, every recipe it saw, where its
+    comment lives and how far its triage has got. Its failures are triages (`sweep_id`).
+
+    `key` identifies it for good: `watch:<newest run id>` for a sweep the watcher noticed (so
+    it is never triaged twice, across restarts too), `scan:<digest of its runs>` for one a
+    command found. `repo`/`number` are a Place record; ("", 0) until the watcher's tracking
+    issue is open. `unreadable`: run dirs in the window without usable results, as
+    "host: run id: why" — listed, never silently dropped."""
+
+    id: int
+    key: str
+    source: str  # command | watch
+    repo: str
+    number: int
+    command_id: int | None
+    author: str
+    window_from: float
+    window_to: float
+    seen: tuple[SweepSeen, ...]
+    unreadable: tuple[str, ...]
+    state: str
+    cancelled_by: str
+    runs: int
+    auto: bool
+    load: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def failures(self) -> tuple[SweepSeen, ...]:
+        return tuple(s for s in self.seen if s.red)
 
 
 # --- the outbox and the figures for /metrics --------------------------------------------------
