@@ -3,9 +3,9 @@
 The core never imports the store (bot.adapters.store); it names these. Each aggregate's
 methods are declared once, here — deliveries, commands, runs, verdicts (with the human ones),
 verifications, triages, sweeps, sticky comments — and a service's store is the aggregates it
-records into (`DispatchLog`, `JobLog`, `IsolationLog`, `VerifyLog`, `SweepsLog`). The rows come back as the frozen
-records of bot.model.records. What goes in as `dict[str, Any]` is JSON the store keeps as it
-is given (a run's result, a verdict's or a triage's detail).
+records into (`DispatchLog`, `JobLog`, `IsolationLog`, `VerifyLog`, `SweepsLog`). The rows
+come back as the frozen records of bot.model.records. What goes in as `dict[str, Any]` is JSON
+the store keeps as it is given (a run's result, a verdict's or a triage's detail).
 """
 
 from __future__ import annotations
