@@ -26,6 +26,7 @@ from handlers import (
     pull,
     report,
     status,
+    sweep,
     testme,
 )
 from handlers.spec import CommandSpec, Permission
@@ -35,6 +36,7 @@ __all__ = ["COMMANDS", "LISTED", "CommandSpec", "Permission", "decide", "find", 
 # In help's order.
 COMMANDS: tuple[CommandSpec[Any], ...] = (
     isolate.COMMAND,
+    sweep.COMMAND,
     testme.COMMAND,
     link.COMMAND,
     fixes.COMMAND,

@@ -45,6 +45,7 @@ class CommandSpec(Generic[A]):
     parse: Callable[[list[str]], A | Usage] | None = None  # None: never typed (events)
     words: tuple[str, ...] = ()
     prefix: str = "!redfix"
+    details: str = ""  # shown by `!redfix help <name>` after the summary
 
     @property
     def listed(self) -> bool:

@@ -37,6 +37,7 @@ from bot.model import (
     ReportPlan,
     Source,
     Status,
+    Sweep,
     Testme,
     TestmePlan,
 )
@@ -57,7 +58,9 @@ def decide(args: Args, origin: Origin = PR, settings: HandlerSettings = SETTINGS
 
 def test_every_argument_type_is_decided_by_its_own_commands_spec() -> None:
     types = {c.args for c in handlers.COMMANDS}
-    assert types == {Isolate, Testme, Link, Report, Status, Cancel, Classify, Help, PullEvent}
+    assert types == {
+        Isolate, Sweep, Testme, Link, Report, Status, Cancel, Classify, Help, PullEvent,
+    }  # fmt: skip
     for spec in handlers.COMMANDS:
         # `fixes` shares `link`'s arguments and decision; every other spec is its type's own.
         assert handlers.spec_of(Command(_sample(spec.args), PR)).decide is spec.decide
@@ -70,7 +73,8 @@ def test_words_are_unique_and_help_lists_only_what_people_type() -> None:
     assert len(words) == len(set(words))
     names = [c.name for c in handlers.LISTED]
     assert names == [
-        "isolate", "testme", "link", "fixes", "report", "status", "cancel", "classify", "help",
+        "isolate", "sweep", "testme", "link", "fixes", "report", "status", "cancel", "classify",
+        "help",
     ]  # fmt: skip
     assert "pull" not in names  # Gitea's own event: no grammar, no help line
     assert handlers.find("!redfix", "pull") is None
@@ -159,7 +163,7 @@ def test_help_comes_from_the_registry() -> None:
         assert f"`{spec.usage}`" in every.markdown
     one = decide(Help("cancel"))
     assert isinstance(one, Reply)
-    assert one.markdown.startswith("`!redfix cancel <run-id>`")
+    assert one.markdown.startswith("`!redfix cancel <run-id | sweep-<id>>`")
     assert "isolate" not in one.markdown
 
 
@@ -186,6 +190,7 @@ def test_a_commands_name_is_its_arguments_name(text: str, name: str) -> None:
 def _sample(args_type: type) -> Args:
     samples: dict[type, Args] = {
         Isolate: Isolate("mumble"),
+        Sweep: Sweep(),
         Testme: Testme(),
         Link: Link("mumble"),
         Report: Report(),

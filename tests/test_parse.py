@@ -112,7 +112,7 @@ def test_valid_commands(text: str, args: object) -> None:
         ("!testme --repeat 0", "from 1 to 10"),
         ("!testme --repeat 11", "from 1 to 10"),
         ("!testme now", "Unexpected"),
-        ("!redfix link mumble", "Name a recipe and a PR"),
+        ("!redfix link mumble", "Name a recipe (or a sweep's group-<n>) and a PR"),
         ("!redfix link mumble mumble#3", "is not a PR"),
         ("!redfix link mumble https://evil.example/x;rm/pulls/3", "is not a PR"),
         ("!redfix link mumble acme/w#0", "is not a PR"),
@@ -181,4 +181,4 @@ def test_help_for_one_command_and_for_an_unknown_one() -> None:
     assert "!testme" not in one
     unknown = render_help("frobnicate", handlers.LISTED)
     assert "No command 'frobnicate'" in unknown
-    assert "!redfix cancel <run-id>" in unknown
+    assert "!redfix cancel <run-id | sweep-<id>>" in unknown

@@ -23,12 +23,19 @@ class HelpLine(Protocol):
     @property
     def summary(self) -> str: ...
 
+    @property
+    def details(self) -> str:
+        """More than the summary, shown only when help is asked for this one command."""
+        ...
+
 
 def render_help(topic: str, commands: Sequence[HelpLine]) -> str:
     """All commands, or the one `topic` names (`!redfix help isolate`)."""
     chosen = [c for c in commands if c.name == topic.lower().lstrip("!")]
     if chosen:
-        return f"`{chosen[0].usage}` — {chosen[0].summary}"
+        one = chosen[0]
+        text = f"`{one.usage}` — {one.summary}"
+        return f"{text}\n\n{one.details}" if one.details else text
     lines = ["**redfix** — CI failure triage. Commands:", ""]
     if topic:
         lines[1:1] = [f"(No command {md_cell(topic[:40])!r}; here are all of them.)", ""]
