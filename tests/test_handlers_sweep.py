@@ -11,6 +11,7 @@ from bot.model import (
     CancelPlan,
     Command,
     HandlerSettings,
+    Help,
     Link,
     LinkPlan,
     Origin,
@@ -107,7 +108,7 @@ def test_status_cancel_and_link_of_a_sweep_decide_their_plans() -> None:
 
 
 def test_help_sweep_explains_the_whole_feature() -> None:
-    reply = handlers.decide(Command(handlers.help.Help("sweep"), ORIGIN), SETTINGS)
+    reply = handlers.decide(Command(Help("sweep"), ORIGIN), SETTINGS)
     text = getattr(reply, "markdown", "")
     assert text.startswith("`!redfix sweep [--window 36h] [--runs N|auto] [--load K] [--again]`")
     for words in (
@@ -119,8 +120,6 @@ def test_help_sweep_explains_the_whole_feature() -> None:
     ):
         assert words in text
     # Only the asked command's details: the list of all commands stays short.
-    every = getattr(
-        handlers.decide(Command(handlers.help.Help(), ORIGIN), SETTINGS), "markdown", ""
-    )
+    every = getattr(handlers.decide(Command(Help(), ORIGIN), SETTINGS), "markdown", "")
     assert "verification_field" not in every
     assert "verification_field" in text
