@@ -358,6 +358,11 @@ class SweepRow:
     def failures(self) -> tuple[SweepSeen, ...]:
         return tuple(s for s in self.seen if s.red)
 
+    @property
+    def run_ids(self) -> frozenset[str]:
+        """The runs it saw: a later scan that shares any of them is the same sweep."""
+        return frozenset(s.run_id for s in self.seen)
+
 
 # --- the outbox and the figures for /metrics --------------------------------------------------
 
