@@ -37,6 +37,7 @@ from bot.adapters.store.schema import (
     migrate,
     stored_version,
 )
+from bot.adapters.store.sweeps import Sweeps
 from bot.adapters.store.triages import Triages
 from bot.adapters.store.verdicts import Verdicts
 from bot.adapters.store.verifications import Verifications
@@ -52,6 +53,7 @@ class Store(
     Verdicts,
     Verifications,
     Triages,
+    Sweeps,
     Outbox,
     Comments,
     Matrix,

@@ -69,6 +69,16 @@ class Commands(Part):
             ver = await c.fetchone()
         return ver is None or ver[0] in ("success", "queued", "running")
 
+    async def command_by_key(self, dedupe_key: str) -> CommandRow | None:
+        """The command recorded under a semantic key (a sweep finds its isolations again)."""
+        async with self._db.execute(
+            "SELECT id, dedupe_key, delivery_id, name, repo, number, author, state "
+            "FROM commands WHERE dedupe_key = ?",
+            (dedupe_key,),
+        ) as cur:
+            row = await cur.fetchone()
+        return CommandRow(*row) if row else None
+
     async def commands(self) -> list[CommandRow]:
         async with self._db.execute(
             "SELECT id, dedupe_key, delivery_id, name, repo, number, author, state "

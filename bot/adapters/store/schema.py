@@ -11,6 +11,8 @@ Tables (the schema version is in `meta`):
 - overrides:  human verdicts (`!redfix classify`), shown beside the machine's;
 - verifications: `!testme` runs of a PR head (repeat N), their state, tally and run ids;
 - triages:    one per triaged failure of a sweep: verdict, evidence, fix PR (the results table);
+- sweeps:     each sweep's window, the recipes it saw, its place and state (its failures are
+              triages with its `sweep_id`);
 - matrix_state:    the Matrix sync token and device (a restart never replays old commands);
 - matrix_messages: sticky message key → Matrix event id, per room, so edits land on it.
 
@@ -165,6 +167,32 @@ _V7 = """
 -- mid-way): past a bound it is given up, so a poisoned delivery is never tried forever.
 ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 """
+_V8 = """
+-- Sweeps: each one's window, the recipes it saw (JSON), where its comment lives and how far
+-- its triage got. Its failures are triages with its id.
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,       -- watch:<newest run id> | scan:<digest of its runs>
+    source TEXT NOT NULL,           -- command | watch
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    command_id INTEGER,
+    author TEXT NOT NULL DEFAULT '',
+    window_from REAL NOT NULL,
+    window_to REAL NOT NULL,
+    seen TEXT NOT NULL,             -- JSON: [{recipe, run_id, host, finished, red}]
+    unreadable TEXT NOT NULL,       -- JSON: ["host: run id: why"]
+    state TEXT NOT NULL DEFAULT 'triaging',  -- triaging | judged | met | cancelled
+    cancelled_by TEXT NOT NULL DEFAULT '',
+    runs INTEGER NOT NULL,
+    auto INTEGER NOT NULL,
+    load INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+ALTER TABLE triages ADD COLUMN sweep_id INTEGER;
+CREATE INDEX IF NOT EXISTS triages_sweep ON triages (sweep_id, recipe);
+"""
 # Applied in order at start-up; each runs once, in its own transaction, recorded in meta.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1),
@@ -174,6 +202,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (5, _V5),
     (6, _V6),
     (7, _V7),
+    (8, _V8),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,5 +1,6 @@
 """Triages: the sweep's results table — one per triaged failure of a recipe, its isolation,
-its JSON detail (failure, verdict, verification) and the fix PR linked to it."""
+its JSON detail (failure, verdict, verification), the fix PR linked to it, and the sweep it
+belongs to (a re-isolation stays in it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bot.adapters.store.base import Part
 from bot.model.records import TriageDetail, TriageRow
 
 
-def _triage(r: aiosqlite.Row) -> TriageRow:
+def decode_triage(r: aiosqlite.Row) -> TriageRow:
     """A triage with its detail decoded (once, here: readers name fields, not keys)."""
     return TriageRow(
         id=int(r["id"]),
@@ -26,6 +27,7 @@ def _triage(r: aiosqlite.Row) -> TriageRow:
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
         detail=TriageDetail.from_json(json.loads(r["detail"] or "{}")),
+        sweep_id=None if r["sweep_id"] is None else int(r["sweep_id"]),
     )
 
 
@@ -44,11 +46,13 @@ class Triages(Part):
             )
             await self._db.commit()
             return latest.id
+        # A re-isolation keeps the fix PR linked before it, and stays in its sweep.
         fix = (latest.fix_repo, latest.fix_number) if latest else (None, None)
+        sweep_id = latest.sweep_id if latest else None
         cur = await self._db.execute(
             "INSERT INTO triages (recipe, command_id, repo, number, fix_repo, fix_number, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (recipe, command_id, repo, number, *fix, now, now),
+            "sweep_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (recipe, command_id, repo, number, *fix, sweep_id, now, now),
         )
         await self._db.commit()
         assert cur.lastrowid is not None
@@ -93,7 +97,7 @@ class Triages(Part):
             "SELECT * FROM triages WHERE recipe = ? ORDER BY id DESC LIMIT 1", (recipe,)
         ) as cur:
             row = await cur.fetchone()
-        return _triage(row) if row else None
+        return decode_triage(row) if row else None
 
     async def triages(self) -> list[TriageRow]:
         """The current triage of every recipe, by recipe name."""
@@ -101,7 +105,7 @@ class Triages(Part):
             "SELECT * FROM triages t WHERE id = (SELECT MAX(id) FROM triages WHERE recipe = "
             "t.recipe) ORDER BY recipe"
         ) as cur:
-            return [_triage(r) for r in await cur.fetchall()]
+            return [decode_triage(r) for r in await cur.fetchall()]
 
     async def triages_fixed_by(self, repo: str, number: int) -> list[TriageRow]:
         async with self._db.execute(
@@ -109,4 +113,4 @@ class Triages(Part):
             "(SELECT MAX(id) FROM triages WHERE recipe = t.recipe)",
             (repo, number),
         ) as cur:
-            return [_triage(r) for r in await cur.fetchall()]
+            return [decode_triage(r) for r in await cur.fetchall()]
