@@ -20,7 +20,16 @@ from pydantic import (
     model_validator,
 )
 
-from bot.model import MAX_LOAD, MAX_RUNS, MIN_RUNS, RECIPE_RE, ascii_int
+from bot.model import (
+    MAX_LOAD,
+    MAX_RUNS,
+    MAX_WINDOW_S,
+    MIN_RUNS,
+    RECIPE_RE,
+    ascii_int,
+    format_duration,
+    parse_duration,
+)
 from bot.model.errors import InputError
 
 ENV_SECRETS: dict[str, tuple[str, str]] = {
@@ -144,6 +153,8 @@ class HostConfig(_Section):
     known_hosts: Path
     capacity: int = Field(2, ge=1, le=64)
     connect_timeout_s: float = Field(15.0, gt=0, le=300)
+    # This host keeps its runs elsewhere than [harness] runs_dir ("": the same place).
+    runs_dir: str = Field("", pattern=r"^$|^/")
 
 
 class HarnessConfig(_Section):
@@ -166,6 +177,9 @@ class HarnessConfig(_Section):
     evidence_timeout_s: float = Field(60.0, gt=0, le=3600)
     test_paths: tuple[str, ...] = ("tests/**", "custom/**", "**/tests/**", "test_*.py")
     env: dict[str, str] = Field(default_factory=dict)
+    # The top-level results.json field whose non-empty value marks a PR verification run
+    # (never part of a sweep); "" = no run is one.
+    verification_field: str = Field("pr", pattern=r"^$|^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
     @field_validator("results", "junit")
     @classmethod
@@ -223,6 +237,54 @@ class IsolationConfig(_Section):
     reference_scan_limit: int = Field(200, ge=1, le=10_000)
 
 
+class SweepConfig(_Section):
+    """`!redfix sweep` and the watcher (README, "Sweeps")."""
+
+    window: str = "36h"
+    watch: bool = False
+    settle_s: float = Field(900.0, ge=0, le=86_400)
+    poll_s: float = Field(60.0, gt=0, le=3600)
+    tracking_repo: str = Field("", pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] | Literal["auto"] | None = None
+    load: int = Field(0, ge=0, le=MAX_LOAD)
+    scan_limit: int = Field(500, ge=1, le=10_000)
+    ignore_runs: str = "^rf-"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        seconds = parse_duration(v)
+        if seconds is None or not 0 < seconds <= MAX_WINDOW_S:
+            raise ValueError(
+                f"a duration such as 36h, 90m or 2d (at most {format_duration(MAX_WINDOW_S)})"
+            )
+        return v
+
+    @field_validator("ignore_runs")
+    @classmethod
+    def _ignore(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _tracking(self) -> SweepConfig:
+        if self.watch and not self.tracking_repo:
+            raise ValueError(
+                "watch = true needs tracking_repo (owner/name): the watcher opens each "
+                "sweep's tracking issue there"
+            )
+        return self
+
+    @property
+    def window_s(self) -> float:
+        seconds = parse_duration(self.window)
+        assert seconds is not None  # validated
+        return seconds
+
+
 class SchedulerConfig(_Section):
     max_concurrent: int = Field(0, ge=0, le=1000)
 
@@ -278,7 +340,15 @@ class Config(_Section):
     isolation: IsolationConfig = Field(default_factory=lambda: IsolationConfig())
     classify: ClassifyConfig = Field(default_factory=lambda: ClassifyConfig())
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig())
+    sweep: SweepConfig = Field(default_factory=lambda: SweepConfig())
     matrix: MatrixConfig | None = None
+
+    def harness_for(self, host: str) -> HarnessConfig:
+        """The harness as `host` runs it: its own runs_dir, if it has one."""
+        h = next((h for h in self.hosts if h.name == host), None)
+        if h is None or not h.runs_dir:
+            return self.harness
+        return self.harness.model_copy(update={"runs_dir": h.runs_dir})
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction of anything posted or logged."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from bot.model import Origin, Place, ResultsSummary, RunResult, RunSpec
+from bot.model import Origin, Place, ResultsSummary, RunResult, RunSpec, SeenRun
 
 
 class Forge(Protocol):
@@ -18,6 +18,15 @@ class Forge(Protocol):
     async def repo_permission(self, repo: str, user: str) -> str: ...
 
     async def pull_head(self, repo: str, number: int) -> str: ...
+
+
+class IssueForge(Protocol):
+    """What the sweep watcher asks of the forge: a tracking issue, opened once."""
+
+    async def open_issue(self, repo: str, title: str, body: str, marker: str) -> int:
+        """The number of the bot's issue in `repo` whose body holds `marker`, opened now
+        (with `body`, which holds the marker) if there is none: a retry after a lost answer,
+        or a restart, never opens a second."""
 
 
 class HostRunner(Protocol):
@@ -46,6 +55,11 @@ class HostRunner(Protocol):
     async def find_reference(self, recipe: str, *, limit: int = 200) -> ResultsSummary | None: ...
 
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]: ...
+
+    async def scan_runs(self, *, limit: int, newer_than: float = 0.0) -> list[SeenRun]:
+        """The newest `limit` run dirs of the host's runs dir with an mtime after
+        `newer_than`, newest first, as the sweep scan reads them; an error if the host
+        cannot be asked at all (an empty list means there were none)."""
 
     async def busy(self) -> int | None: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -47,6 +48,33 @@ class _Results(BaseModel):
     version: str = ""
     run_id: str = ""
     stages: list[_Stage]
+
+
+def run_marks(raw: bytes, verification_field: str) -> tuple[str, float | None]:
+    """Two top-level values of a results.json the sweep scan needs: the verification field's
+    value ("" when absent, empty, or not text or a number: not a verification) and the
+    `finished` time as epoch seconds (None when absent or not ISO 8601). Never raises."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "", None
+    if not isinstance(doc, dict):
+        return "", None
+    value = doc.get(verification_field) if verification_field else None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        marked = ""
+    else:
+        marked = str(value).strip()
+    finished: float | None = None
+    stamp = doc.get("finished")
+    if isinstance(stamp, str):
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is not None:
+            finished = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return marked, finished
 
 
 def first_line(text: str) -> str:

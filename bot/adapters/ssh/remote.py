@@ -19,9 +19,9 @@ import asyncssh
 
 from bot.adapters.config import HarnessConfig
 from bot.adapters.ssh.connection import HostConnection, RunnerError, reason
-from bot.model import RUN_ID_RE, ResultsSummary, RunSpec, ascii_int
+from bot.model import RUN_ID_RE, ResultsSummary, RunSpec, SeenRun, ascii_int
 from bot.render.redact import Redactor
-from bot.verdict.results import MAX_RESULTS_BYTES, ResultsError, parse_results
+from bot.verdict.results import MAX_RESULTS_BYTES, ResultsError, parse_results, run_marks
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,69 @@ class HostReader:
                     junit = await self._read_junit(sftp, run_id)
                     return self._redact_results(parse_results(raw, junit))
         return None
+
+    async def scan_runs(self, limit: int, newer_than: float) -> list[SeenRun]:
+        """The newest `limit` run dirs with an mtime after `newer_than`, newest first, each
+        with its results (JUnit messages for red ones) or why it has none. RunnerError if
+        the host cannot be asked at all: an empty list must mean there were none."""
+        conn = await self._link.get()
+        try:
+            async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+                return await self._scan(sftp, limit, newer_than)
+        except (OSError, asyncssh.Error) as e:
+            if conn.is_closed():
+                self._link.forget(conn)
+            raise RunnerError(
+                f"{self._link.where}: cannot read {self._harness.runs_dir} over SFTP: {reason(e)}"
+            ) from None
+
+    async def _scan(
+        self, sftp: asyncssh.SFTPClient, limit: int, newer_than: float
+    ) -> list[SeenRun]:
+        try:
+            entries = await sftp.readdir(self._harness.runs_dir)
+        except asyncssh.SFTPNoSuchFile:
+            log.warning("no runs dir %s on %s yet", self._harness.runs_dir, self._link.where)
+            return []
+        dirs = sorted(
+            (
+                (e.attrs.mtime or 0) + (e.attrs.mtime_ns or 0) % 1_000_000_000 / 1e9,
+                str(e.filename),
+            )
+            for e in entries
+            if e.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY and RUN_ID_RE.match(str(e.filename))
+        )
+        newest = [(m, name) for m, name in reversed(dirs) if m > newer_than][:limit]
+        return [await self._seen(sftp, run_id, mtime) for mtime, run_id in newest]
+
+    async def _seen(self, sftp: asyncssh.SFTPClient, run_id: str, mtime: float) -> SeenRun:
+        """One run dir as the sweep scan reads it."""
+        path = self._harness.results_path(run_id)
+        host = self._link.name
+        try:
+            raw = await _read_capped(sftp, path, MAX_RESULTS_BYTES)
+        except _LINK_DOWN:
+            raise
+        except asyncssh.SFTPNoSuchFile:
+            return SeenRun(run_id, host, mtime, mtime, problem="no results.json")
+        except (_TooBig, asyncssh.SFTPError) as e:
+            return SeenRun(run_id, host, mtime, mtime, problem=f"results.json: {reason(e)}")
+        marked, finished = run_marks(raw, self._harness.verification_field)
+        try:
+            summary = parse_results(raw)
+            if summary.red:
+                summary = parse_results(raw, await self._read_junit(sftp, run_id))
+        except ResultsError as e:
+            problem = self._redact(str(e))
+            return SeenRun(run_id, host, mtime, mtime, problem=problem, verification=marked)
+        return SeenRun(
+            run_id,
+            host,
+            mtime,
+            finished if finished is not None else mtime,
+            self._redact_results(summary),
+            verification=marked,
+        )
 
     # --- short commands -------------------------------------------------------------------
 

@@ -23,7 +23,15 @@ from bot.adapters.ssh.detached import DetachedRuns
 from bot.adapters.ssh.logsink import LineCallback, LogSink, redacted_log
 from bot.adapters.ssh.remote import HostReader
 from bot.adapters.ssh.supervisor import Supervisor
-from bot.model import RECIPE_RE, RUN_ID_RE, ResultsSummary, RunResult, RunSpec, RunState
+from bot.model import (
+    RECIPE_RE,
+    RUN_ID_RE,
+    ResultsSummary,
+    RunResult,
+    RunSpec,
+    RunState,
+    SeenRun,
+)
 from bot.render.redact import Redactor
 
 
@@ -219,6 +227,11 @@ class SshRunner:
         """
         _check(recipe=recipe)
         return await self._reader.find_reference(recipe, limit)
+
+    async def scan_runs(self, *, limit: int, newer_than: float = 0.0) -> list[SeenRun]:
+        """The newest `limit` run dirs newer than `newer_than` (mtime), newest first, as the
+        sweep scan reads them. RunnerError if the host cannot be asked at all."""
+        return await self._reader.scan_runs(limit, newer_than)
 
     async def busy(self) -> int | None:
         """Active runs on the host per the configured busy probe; None when there is none."""
