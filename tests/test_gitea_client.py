@@ -270,10 +270,12 @@ def test_client_has_no_way_to_merge_approve_or_close() -> None:
         "aclose",
         "add_reaction",
         "create_comment",
+        "create_issue",  # opens a sweep's tracking issue; nothing closes one
         "create_status",
         "current_user_login",
         "edit_comment",
         "find_comment_with_marker",
+        "find_issue",
         "get_pull",
         "is_org_member",
         "list_comments",

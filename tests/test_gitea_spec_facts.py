@@ -100,6 +100,8 @@ async def test_facts_cover_every_endpoint_the_client_calls(spec_path: Path) -> N
         "pull_files": lambda c: c.pull_files(REPO, 42),
         "is_org_member": lambda c: c.is_org_member("acme", BOT),
         "repo_permission": lambda c: c.repo_permission(REPO, "bob"),
+        "create_issue": lambda c: c.create_issue(REPO, "redfix: sweep", "<!-- m -->"),
+        "find_issue": lambda c: c.find_issue(REPO, "<!-- m -->", BOT),
     }
     public = {
         name

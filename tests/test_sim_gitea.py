@@ -423,6 +423,8 @@ async def _exercise_every_endpoint(
         ("POST", "/repos/{owner}/{repo}/issues/comments/{id}/reactions", f"{r}/issues/comments/{cid}/reactions", {"content": "eyes"}),  # noqa: E501
         ("POST", "/repos/{owner}/{repo}/issues/{index}/comments", f"{r}/issues/42/comments", {"body": "on it"}),  # noqa: E501
         ("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", f"{r}/issues/comments/{cid}", {"body": "edited"}),  # noqa: E501
+        ("POST", "/repos/{owner}/{repo}/issues", f"{r}/issues", {"title": "redfix: sweep of 2026-06-17", "body": "<!-- redfix:sweep-issue k -->"}),  # noqa: E501
+        ("GET", "/repos/{owner}/{repo}/issues", f"{r}/issues?state=all&type=issues&created_by={BOT}", None),  # noqa: E501
         ("GET", "/user", "/user", None),
         ("GET", "/repos/{owner}/{repo}/issues/{index}", f"{r}/issues/42", None),
         ("GET", "/repos/{owner}/{repo}/issues/{index}", f"{r}/issues/7", None),
@@ -470,7 +472,7 @@ async def test_fake_responses_validate_against_spec_schemas(
         problems = spec.checker.check(resp.json(), schema, response=True, complete=True)
         assert problems == [], (method, template)
         checked += 1
-    assert checked == 17
+    assert checked == 19
     sim.assert_clean()  # the fake's own per-response check agrees
 
 

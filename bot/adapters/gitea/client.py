@@ -155,6 +155,37 @@ class GiteaClient:
                 return c.id
         return None
 
+    # --- issues ------------------------------------------------------------------------------
+
+    async def create_issue(self, repo: str, title: str, body: str) -> tuple[int, str]:
+        """Open an issue; its (number, html_url)."""
+        if not title.strip():
+            raise ValueError("an issue needs a title")
+        path = f"{repo_path(repo)}/issues"
+        where = f"POST {path}"
+        doc = json_object(where, await self._http.send("POST", path, (201,), json={
+            "title": title, "body": body,
+        }))  # fmt: skip
+        return field(doc, "number", int, where, 201), _optional_str(doc, "html_url")
+
+    async def find_issue(self, repo: str, marker: str, created_by: str) -> int | None:
+        """The oldest issue (open or closed) `created_by` opened whose body holds `marker`."""
+        if not marker:
+            raise ValueError("marker must not be empty")
+        login = check_name(created_by, "created_by")
+        items = await self._http.pages(
+            f"{repo_path(repo)}/issues", f"state=all&type=issues&created_by={login}"
+        )
+        found = [
+            n
+            for i in items
+            if isinstance(i, dict)
+            and isinstance(n := i.get("number"), int)
+            and marker in str(i.get("body") or "")
+            and (i.get("user") or {}).get("login") == login
+        ]
+        return min(found) if found else None
+
     # --- commit statuses ---------------------------------------------------------------------
 
     async def create_status(

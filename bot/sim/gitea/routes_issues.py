@@ -24,7 +24,39 @@ def _parse_time(value: str) -> datetime | None:
 
 
 class IssueRoutes(Handling):
-    """GET an issue; list, create, get and edit comments; list, add and remove reactions."""
+    """List, open and GET issues; list, create, get and edit comments; list, add and remove
+    reactions."""
+
+    def _list_issues(self, ctx: Ctx) -> Answer:
+        """A repository's issues (and PRs, unless type=issues), newest first, paged; filters
+        state (open|closed|all) and created_by, as Gitea's."""
+        repo = self._repo_for(ctx)
+        state = ctx.query.get("state", "open") or "open"
+        kind = ctx.query.get("type", "")
+        creator = ctx.query.get("created_by", "")
+        found = [
+            i
+            for (name, _), i in sorted(self._issues.items(), key=lambda kv: -kv[1].number)
+            if name == repo.full_name
+            and state in ("all", i.state)
+            and (kind != "issues" or i.pull is None)
+            and (kind != "pulls" or i.pull is not None)
+            and (not creator or i.user == creator)
+        ]
+        page, headers = self._page(ctx, len(found))
+        return Answer(200, [self._issue_json(i) for i in found[page]], headers)
+
+    def _create_issue(self, ctx: Ctx) -> Answer:
+        repo = self._repo_for(ctx)
+        if self._perm(repo, ctx.caller) == "none":
+            return self._not_found()
+        title = self._body_str(ctx, "title", required=True)
+        body = self._body_str(ctx, "body", required=False)
+        number = 1 + max((n for (name, n) in self._issues if name == repo.full_name), default=0)
+        issue = self._new_issue(repo.full_name, number, title, ctx.caller, "open")
+        issue.body = body
+        self._wrote("issue", repo.full_name, ctx.caller, value=title, note=str(number))
+        return Answer(201, self._issue_json(issue))
 
     def _get_issue(self, ctx: Ctx) -> Answer:
         repo = self._repo_for(ctx)

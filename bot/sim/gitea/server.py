@@ -254,6 +254,8 @@ GiteaSim._routes = {
     ("GET", "/user"): GiteaSim._get_user,
     ("GET", "/orgs/{org}/members/{username}"): GiteaSim._org_is_member,
     ("GET", "/orgs/{org}/public_members/{username}"): GiteaSim._org_is_public_member,
+    ("GET", "/repos/{owner}/{repo}/issues"): GiteaSim._list_issues,
+    ("POST", "/repos/{owner}/{repo}/issues"): GiteaSim._create_issue,
     ("GET", "/repos/{owner}/{repo}/issues/{index}"): GiteaSim._get_issue,
     ("GET", "/repos/{owner}/{repo}/issues/{index}/comments"): GiteaSim._list_comments,
     ("POST", "/repos/{owner}/{repo}/issues/{index}/comments"): GiteaSim._create_comment,

@@ -176,6 +176,12 @@ class World:
 
     # --- inspection ---------------------------------------------------------------------
 
+    def issues(self, repo: str) -> list[Issue]:
+        """The repository's issues that are not PRs, by number."""
+        return [
+            i for (name, _), i in sorted(self._issues.items()) if name == repo and i.pull is None
+        ]
+
     def comments(self, repo: str, index: int) -> list[SimComment]:
         return [c for c in self._comments.values() if (c.repo, c.index) == (repo, index)]
 
