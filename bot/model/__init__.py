@@ -67,6 +67,7 @@ from bot.model.runs import (
 )
 from bot.model.sweeps import (
     MAX_WINDOW_S,
+    Group,
     SeenRun,
     SweepOptions,
     format_duration,
@@ -103,6 +104,7 @@ __all__ = [
     "EvidenceLine",
     "FailingTest",
     "Finding",
+    "Group",
     "HandlerSettings",
     "Help",
     "Ignore",

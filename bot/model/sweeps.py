@@ -72,3 +72,18 @@ class SweepOptions:
     auto: bool = False
     load: int = 0
     window_s: float = 36 * 3600
+
+
+@dataclass(frozen=True)
+class Group:
+    """Failures of one sweep whose evidence points to the same cause: one fix for them all.
+
+    `number` is 1-based and stable for the same rows (`!redfix link group-<n>`); `key` what
+    they share (e.g. `signature:warm-domain-collision`), `label` the same for people; `cause`
+    their common cause (or "mixed"); `members` the recipes, sorted."""
+
+    number: int
+    key: str
+    label: str
+    cause: str
+    members: tuple[str, ...]
