@@ -30,8 +30,12 @@ from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.jobs import Jobs
 from bot.core.ports import HostRunner
 from bot.core.scheduler import HostPool
+from bot.core.sweep import Sweeps, SweepSettings
+from bot.core.sweepboard import SweepBoard
+from bot.core.sweepjob import SweepRunner
 from bot.core.tasks import stop_tasks
 from bot.core.verify import Verifier, VerifySettings
+from bot.core.watcher import SweepWatcher
 from bot.model import HandlerSettings
 from bot.render.redact import Redactor
 from bot.verdict.rules import RuleSet
@@ -68,16 +72,20 @@ class Bot:
     runners: dict[str, SshRunner]
     web_app: web.Application
     tasks: list[asyncio.Task[None]]
+    sweeps: Sweeps
     matrix: MatrixBot | None = None
+    watcher: SweepWatcher | None = None
 
     async def idle(self) -> None:
         """Wait until nothing is pending: no delivery, job or outbox item (tests, demo)."""
         while True:
             await self.dispatcher.process_pending()
             await self.jobs.drain()
+            await self.sweeps.drain()
             await self.outbox.flush_due()
             if (
                 not self.jobs.active
+                and not self.sweeps.active
                 and not await self.store.pending_deliveries()
                 and await self.store.outbox_backlog() == 0
             ):
@@ -102,7 +110,19 @@ def handler_settings(config: Config) -> HandlerSettings:
         isolation_load=config.isolation.load,
         load_recipes=config.isolation.load_recipes,
         recipes=tuple(config.gitea.recipes.items()),
+        sweep_window_s=config.sweep.window_s,
+        sweep_runs=config.sweep.runs,
+        sweep_load=config.sweep.load,
     )
+
+
+def sweep_runs(config: Config) -> int:
+    """Runs per failure of a watched sweep: `[sweep] runs`, the budget when auto, else
+    `[isolation] runs`."""
+    chosen = config.sweep.runs
+    if chosen == "auto":
+        return config.isolation.max_runs
+    return chosen if isinstance(chosen, int) else config.isolation.runs
 
 
 def access_rule(config: Config) -> Access:
@@ -183,9 +203,12 @@ def work(
     forge: GiteaForge,
     pool: HostPool,
     runners: dict[str, SshRunner],
-) -> Jobs:
-    """The core's workers — isolations, verifications and the fix loop — under one owner."""
+) -> tuple[Jobs, Sweeps]:
+    """The core's workers — isolations, sweeps, verifications and the fix loop — and the
+    owner of their jobs."""
     host_runners: dict[str, HostRunner] = dict(runners)
+    url = config.server.public_url
+    board = SweepBoard(store, outbox, public_url=url, gitea_url=config.gitea.url)
     isolation = Isolation(
         store,
         outbox,
@@ -206,6 +229,7 @@ def work(
         forge,
         pool,
         host_runners,
+        board,
         VerifySettings(
             public_url=config.server.public_url,
             gitea_url=config.gitea.url,
@@ -214,7 +238,32 @@ def work(
             fix_repeat_flaky=config.gitea.fix_repeat,
         ),
     )
-    return Jobs(store, outbox, isolation, verifier)
+    sw = config.sweep
+    runner = SweepRunner(
+        store, isolation, board, hosts=len(runners), load_recipes=config.isolation.load_recipes
+    )
+    sweeps = Sweeps(
+        store,
+        outbox,
+        forge,
+        host_runners,
+        runner,
+        board,
+        SweepSettings(
+            public_url=url,
+            scan_limit=sw.scan_limit,
+            ignore_runs=sw.ignore_runs,
+            tracking_repo=sw.tracking_repo,
+            runs=config.isolation.max_runs
+            if sw.runs == "auto"
+            else sw.runs or config.isolation.runs,
+            auto=sw.runs == "auto",
+            load=sw.load,
+            load_recipes=config.isolation.load_recipes,
+            author=config.gitea.bot_login,
+        ),
+    )
+    return Jobs(store, outbox, isolation, verifier, sweeps), sweeps
 
 
 async def resume(store: Store, pool: HostPool) -> None:
@@ -244,9 +293,13 @@ def background(
     store: Store,
     matrix: MatrixBot | None,
     runners: dict[str, SshRunner],
+    watcher: SweepWatcher | None = None,
 ) -> list[asyncio.Task[None]]:
-    """The owned background loops: dispatcher, outbox, poll sweep, Matrix sync, host checks."""
+    """The owned background loops: dispatcher, outbox, poll sweep, Matrix sync, host checks,
+    the sweep watcher."""
     tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), outbox_task]
+    if watcher is not None:
+        tasks.append(asyncio.create_task(watcher.run(), name="sweep-watcher"))
     if config.gitea.repos and config.gitea.poll_interval > 0:
         bot_login = config.gitea.bot_login
         poller = Poller(gitea, store, config.gitea.repos, bot_login, dispatcher.wake)
@@ -304,12 +357,20 @@ async def running_bot(
         matrix=matrix,
         notify_room=config.matrix.notify_room if config.matrix is not None else "",
     )
-    runners = {h.name: SshRunner(h, config.harness, log_dir, redact=redact) for h in config.hosts}
+    runners = {
+        h.name: SshRunner(h, config.harness_for(h.name), log_dir, redact=redact)
+        for h in config.hosts
+    }
     pool = HostPool(
         [(h.name, h.capacity) for h in config.hosts], max_concurrent=config.scheduler.max_concurrent
     )
-    forge = GiteaForge(gitea)
-    jobs = work(config, store, outbox, forge, pool, runners)
+    forge = GiteaForge(gitea, config.gitea.bot_login)
+    jobs, sweeps = work(config, store, outbox, forge, pool, runners)
+    watcher = (
+        SweepWatcher(store, sweeps, settle_s=config.sweep.settle_s, poll_s=config.sweep.poll_s)
+        if config.sweep.watch
+        else None
+    )
     matrix_user = config.matrix.user_id if config.matrix is not None else ""
     decode = Ingress(config.gitea.bot_login, matrix_user).decode
     settings, access = handler_settings(config), access_rule(config)
@@ -332,8 +393,21 @@ async def running_bot(
     )
     await resume(store, pool)
     outbox_task = asyncio.create_task(outbox.run(), name="outbox")
-    tasks = background(config, dispatcher, outbox_task, gitea, store, matrix, runners)
-    bot = Bot(config, store, gitea, outbox, dispatcher, jobs, runners, web_app, tasks, matrix)
+    tasks = background(config, dispatcher, outbox_task, gitea, store, matrix, runners, watcher)
+    bot = Bot(
+        config,
+        store,
+        gitea,
+        outbox,
+        dispatcher,
+        jobs,
+        runners,
+        web_app,
+        tasks,
+        sweeps,
+        matrix,
+        watcher,
+    )
     try:
         yield bot
     finally:
@@ -359,6 +433,7 @@ async def shut_down(bot: Bot, outbox_task: asyncio.Task[None]) -> None:
     await stop_tasks(
         [t for t in bot.tasks if t is not outbox_task], within_s=TASK_STOP_S, what="shutdown"
     )
+    await bot.sweeps.stop()  # after the watcher: nothing new starts behind it
     try:
         async with asyncio.timeout(OUTBOX_STOP_S):
             await asyncio.shield(outbox_task)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -213,7 +214,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from bot.adapters.store import Store, StoreError
-    from bot.render.report import build_report, render_report_md, report_json
+    from bot.render.report import (
+        build_report,
+        render_report_html,
+        render_report_md,
+        report_json,
+    )
 
     cfg = _load(args.config)
     if cfg is None:
@@ -226,6 +232,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     async def build() -> str:
         store = await Store.open(db)
         try:
+            if args.sweep:
+                return await sweep_text(store)
             report = build_report(
                 await store.triages(), await store.overrides(), cfg.gitea.url, await store.runs()
             )
@@ -233,12 +241,39 @@ def cmd_report(args: argparse.Namespace) -> int:
             await store.close()
         if args.format == "json":
             return json.dumps(report_json(report), indent=2)
+        if args.format == "html":
+            return render_report_html(report, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         return render_report_md(report, f"{cfg.server.public_url}/report")
+
+    async def sweep_text(store: Store) -> str:
+        """The sweep's status file (md), its JSON or its page."""
+        from bot.core.sweepboard import sweep_view
+        from bot.model import ascii_int
+        from bot.render.sweep import render_status_file, render_sweep_html, sweep_json
+
+        if args.sweep == "latest":
+            sweep = await store.latest_sweep()
+        else:
+            number = ascii_int(args.sweep.removeprefix("sweep-"), max_digits=9)
+            sweep = await store.sweep(number) if number is not None else None
+        if sweep is None:
+            raise LookupError(f"no sweep {args.sweep} in {db}")
+        view = await sweep_view(
+            store, sweep, gitea_url=cfg.gitea.url, public_url=cfg.server.public_url
+        )
+        if args.format == "json":
+            return json.dumps(sweep_json(view), indent=2)
+        if args.format == "html":
+            return render_sweep_html(view)
+        return render_status_file(view)
 
     try:
         text = asyncio.run(build())
     except StoreError as e:
         print(f"{db}: {e}", file=sys.stderr)
+        return 1
+    except LookupError as e:
+        print(e.args[0], file=sys.stderr)
         return 1
     print(Redactor(cfg.secrets())(text))
     return 0
@@ -280,9 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("path", metavar="PATH")
     c.set_defaults(func=cmd_check_config)
 
-    r = sub.add_parser("report", help="print the sweep's results table from the store")
+    r = sub.add_parser(
+        "report",
+        help="print the results table from the store, or (--sweep) a sweep's status file",
+    )
     r.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
-    r.add_argument("--format", choices=["md", "json"], default="md")
+    r.add_argument("--format", choices=["md", "json", "html"], default="md")
+    r.add_argument(
+        "--sweep",
+        metavar="ID",
+        default="",
+        help="`latest` or a sweep's number: its table, milestones and per-failure sections "
+        "(md is the STATUS-style document)",
+    )
     r.set_defaults(func=cmd_report)
 
     h = sub.add_parser(

@@ -161,7 +161,8 @@ RigFactory = Callable[..., AbstractAsyncContextManager[Rig]]
 
 @pytest.fixture
 def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
-    """Build a running bot; `gitea_keys` go to [gitea], other keywords to [harness] (env=...)."""
+    """Build a running bot; `gitea_keys` go to [gitea], `sections` are other sections' keys
+    (e.g. {"sweep": {...}}), other keywords go to [harness] (env=...)."""
 
     @asynccontextmanager
     async def factory(
@@ -169,6 +170,7 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
         sweep: dict[str, str] | None = None,
         gitea_keys: dict[str, Any] | None = None,
         matrix: dict[str, Any] | None = None,
+        sections: dict[str, dict[str, Any]] | None = None,
         **harness: Any,
     ) -> AsyncIterator[Rig]:
         runs_dir = tmp_path / "runs"
@@ -187,6 +189,7 @@ def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
                 harness=harness,
                 gitea=gitea_keys or {},
                 matrix=matrix,
+                **(sections or {}),
             )
             config = as_config(doc)
             try:

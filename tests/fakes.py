@@ -16,7 +16,7 @@ import inspect
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +25,9 @@ from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.jobs import Jobs, Plan
 from bot.core.ports import HostRunner
 from bot.core.scheduler import HostPool
+from bot.core.sweep import Sweeps, SweepSettings
+from bot.core.sweepboard import SweepBoard
+from bot.core.sweepjob import SweepRunner
 from bot.core.verify import Verifier, VerifySettings
 from bot.model import (
     Args,
@@ -36,6 +39,7 @@ from bot.model import (
     RunResult,
     RunSpec,
     RunState,
+    SeenRun,
     Source,
     StageResult,
 )
@@ -44,7 +48,10 @@ from bot.model.records import (
     KeptEvidence,
     OverrideRow,
     RunRow,
+    SweepRow,
+    SweepSeen,
     TriageDetail,
+    TriageFailure,
     TriageRow,
     VerdictRow,
     VerificationRow,
@@ -107,6 +114,8 @@ class FakeStore:
     resumed: set[int] = field(default_factory=set)  # commands handed back after a restart
     started: list[tuple[str, str]] = field(default_factory=list)  # (run id, host)
     command_ids: int = 0  # the last id handed out
+    sweep_rows: dict[int, SweepRow] = field(default_factory=dict)
+    metas: dict[str, str] = field(default_factory=dict)
 
     def state(self, command_id: int) -> str:
         return self.command_rows[command_id].state
@@ -140,6 +149,9 @@ class FakeStore:
 
     async def command_resumed(self, command_id: int) -> bool:
         return command_id in self.resumed
+
+    async def command_by_key(self, dedupe_key: str) -> CommandRow | None:
+        return next((r for r in self.command_rows.values() if r.dedupe_key == dedupe_key), None)
 
     async def command_ok(self, command_id: int) -> bool:
         row = self.command_rows.get(command_id)
@@ -196,6 +208,12 @@ class FakeStore:
 
     async def active_runs(self) -> list[RunRow]:
         return [r for r in self.run_rows.values() if r.state in ACTIVE]
+
+    async def run_exists(self, run_id: str) -> bool:
+        return run_id in self.run_rows
+
+    async def runs(self) -> list[RunRow]:
+        return [row for rid in self.run_rows if (row := self._with_result(rid, full=False))]
 
     def _with_result(self, run_id: str, *, full: bool) -> RunRow | None:
         """A run, and once finished what its result says (all of it, decoded, with `full`)."""
@@ -314,7 +332,10 @@ class FakeStore:
             self._update_triage(latest.id, command_id=command_id, repo=repo, number=number)
             return latest.id
         fix = (latest.fix_repo, latest.fix_number) if latest else (None, None)
-        return self._new_triage(recipe, command_id, repo, number, *fix)
+        tid = self._new_triage(recipe, command_id, repo, number, *fix)
+        if latest is not None and latest.sweep_id is not None:  # a re-isolation stays in it
+            self._update_triage(tid, sweep_id=latest.sweep_id)
+        return tid
 
     async def update_triage(self, triage_id: int, **detail: Any) -> None:
         if triage_id in self.triage_rows:
@@ -369,6 +390,121 @@ class FakeStore:
     def _triage(self, triage_id: int) -> TriageRow:
         detail = TriageDetail.from_json(json.loads(self.triage_details[triage_id]))
         return replace(self.triage_rows[triage_id], detail=detail)
+
+    # --- sweeps (SweepLog) and the watcher's mark (MarkLog)
+
+    async def add_sweep(
+        self,
+        key: str,
+        source: str,
+        repo: str,
+        number: int,
+        command_id: int | None,
+        author: str,
+        window: tuple[float, float],
+        seen: Sequence[SweepSeen],
+        unreadable: Sequence[str],
+        options: tuple[int, bool, int],
+        failures: Sequence[tuple[str, TriageFailure]],
+    ) -> tuple[int, bool]:
+        before = await self.sweep_by_key(key)
+        if before is not None:
+            return before.id, False
+        sid, now = len(self.sweep_rows) + 1, time.time()
+        runs, auto, load = options
+        self.sweep_rows[sid] = SweepRow(
+            sid, key, source, repo, number, command_id, author, window[0], window[1],
+            tuple(sorted(seen, key=lambda s: s.recipe)), tuple(unreadable), "triaging", "",
+            runs, auto, load, now, now,
+        )  # fmt: skip
+        for recipe, failure in failures:
+            self._pending(sid, recipe, repo, number, failure)
+        return sid, True
+
+    def _pending(
+        self, sweep_id: int, recipe: str, repo: str, number: int, f: TriageFailure
+    ) -> None:
+        tid = self._new_triage(recipe, None, repo, number, None, None)
+        self._update_triage(tid, sweep_id=sweep_id)
+        self.triage_details[tid] = json.dumps({"failure": f.to_json()})
+
+    async def extend_sweep(
+        self,
+        sweep_id: int,
+        window_to: float,
+        seen: Sequence[SweepSeen],
+        unreadable: Sequence[str],
+        failures: Sequence[tuple[str, TriageFailure]],
+    ) -> int:
+        sweep = self.sweep_rows.get(sweep_id)
+        if sweep is None:
+            return 0
+        merged = {s.recipe: s for s in sweep.seen}
+        for s in seen:
+            if s.recipe not in merged or s.finished > merged[s.recipe].finished:
+                merged[s.recipe] = s
+        known = {
+            (t.recipe, f.run_id)
+            for tid, t in self.triage_rows.items()
+            if t.sweep_id == sweep_id and (f := self._triage(tid).detail.failure) is not None
+        }
+        new = [(r, f) for r, f in failures if (r, f.run_id) not in known]
+        for recipe, failure in new:
+            self._pending(sweep_id, recipe, sweep.repo, sweep.number, failure)
+        self.sweep_rows[sweep_id] = replace(
+            sweep,
+            seen=tuple(sorted(merged.values(), key=lambda s: s.recipe)),
+            unreadable=tuple(dict.fromkeys([*sweep.unreadable, *unreadable])),
+            window_to=max(sweep.window_to, window_to),
+        )
+        return len(new)
+
+    async def sweep(self, sweep_id: int) -> SweepRow | None:
+        return self.sweep_rows.get(sweep_id)
+
+    async def sweep_by_key(self, key: str) -> SweepRow | None:
+        return next((s for s in self.sweep_rows.values() if s.key == key), None)
+
+    async def latest_sweep(self) -> SweepRow | None:
+        return self.sweep_rows[max(self.sweep_rows)] if self.sweep_rows else None
+
+    async def sweeps(self, limit: int = 20) -> list[SweepRow]:
+        return [self.sweep_rows[i] for i in sorted(self.sweep_rows, reverse=True)][:limit]
+
+    async def unfinished_sweeps(self) -> list[SweepRow]:
+        return [s for _, s in sorted(self.sweep_rows.items()) if s.state == "triaging"]
+
+    async def set_sweep_state(self, sweep_id: int, state: str, cancelled_by: str = "") -> None:
+        if sweep_id in self.sweep_rows:
+            self.sweep_rows[sweep_id] = replace(
+                self.sweep_rows[sweep_id], state=state, cancelled_by=cancelled_by
+            )
+
+    async def set_sweep_place(self, sweep_id: int, repo: str, number: int) -> None:
+        if sweep_id in self.sweep_rows:
+            self.sweep_rows[sweep_id] = replace(self.sweep_rows[sweep_id], repo=repo, number=number)
+        for tid, t in list(self.triage_rows.items()):
+            if t.sweep_id == sweep_id and not t.repo:
+                self._update_triage(tid, repo=repo, number=number)
+
+    async def set_sweep_options(self, sweep_id: int, runs: int, auto: bool, load: int) -> None:
+        if sweep_id in self.sweep_rows:
+            self.sweep_rows[sweep_id] = replace(
+                self.sweep_rows[sweep_id], runs=runs, auto=auto, load=load
+            )
+
+    async def sweep_triages(self, sweep_id: int) -> list[TriageRow]:
+        newest: dict[str, int] = {}
+        for t in self.triage_rows.values():
+            if t.sweep_id == sweep_id:
+                newest[t.recipe] = t.id
+        return [self._triage(newest[r]) for r in sorted(newest)]
+
+    async def meta(self, key: str) -> str | None:
+        return self.metas.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        self.metas[key] = value
 
     # --- sticky comments (CommentLog)
 
@@ -439,6 +575,7 @@ class FakeHost:
     specs: list[RunSpec] = field(default_factory=list)  # every spec run or adopted
     running: set[str] = field(default_factory=set)
     most_at_once: int = 0  # the most runs going here at the same time
+    seen: list[SeenRun] = field(default_factory=list)  # its runs dir, as the sweep scan reads it
 
     def did(self, what: str) -> list[str]:
         """The run ids (or recipes) of every call of one kind, in order."""
@@ -497,9 +634,17 @@ class FakeHost:
         self.calls.append(("find_reference", recipe))
         return self.references.get(recipe)
 
+    async def scan_runs(self, *, limit: int, newer_than: float = 0.0) -> list[SeenRun]:
+        if self.down:
+            raise ConnectionError(self.down)
+        self.calls.append(("scan_runs", str(limit)))
+        newest = sorted(self.seen, key=lambda r: (r.mtime, r.run_id), reverse=True)
+        return [r for r in newest if r.mtime > newer_than][:limit]
+
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]:
         self.calls.append(("read_results", run_id))
         found = [r for r in self.references.values() if r.run_id == run_id]
+        found += [r.results for r in self.seen if r.run_id == run_id and r.results is not None]
         return (found[0], "") if found else (None, f"no results.json in runs/{run_id}")
 
     async def busy(self) -> int | None:
@@ -582,6 +727,7 @@ class FakeForge:
     members: set[tuple[str, str]] = field(default_factory=set)  # (org, login)
     writers: set[tuple[str, str]] = field(default_factory=set)  # (repo, login)
     asked: list[str] = field(default_factory=list)
+    issues: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, title, body)
 
     async def is_org_member(self, org: str, user: str) -> bool:
         self.asked.append(f"member {org} {user}")
@@ -600,6 +746,14 @@ class FakeForge:
     async def pull_files(self, repo: str, number: int) -> list[str]:
         self.asked.append(f"files {repo}#{number}")
         return self.files.get((repo, number), [])
+
+    async def open_issue(self, repo: str, title: str, body: str, marker: str) -> int:
+        self.asked.append(f"issue {repo} {marker}")
+        for i, (r, _, b) in enumerate(self.issues, 1):
+            if r == repo and marker in b:
+                return 100 + i
+        self.issues.append((repo, title, body))
+        return 100 + len(self.issues)
 
 
 # --- the core, wired to the fakes --------------------------------------------------------------
@@ -643,15 +797,26 @@ class Core:
             RuleSet.empty(),  # no signature rules: the built-in causes only
             IsolationSettings(PUBLIC_URL, busy_wait_s=busy_wait_s, busy_poll_s=busy_poll_s),
         )
+        self.board = SweepBoard(self.store, self.say, public_url=PUBLIC_URL, gitea_url=GITEA_URL)
         self.verifier = Verifier(
             self.store,
             self.say,
             self.forge,
             self.pool,
             runners,
+            self.board,
             VerifySettings(PUBLIC_URL, GITEA_URL),
         )
-        self.jobs = Jobs(self.store, self.say, self.isolation, self.verifier)
+        self.sweeps = Sweeps(
+            self.store,
+            self.say,
+            self.forge,
+            runners,
+            SweepRunner(self.store, self.isolation, self.board, hosts=len(self.hosts)),
+            self.board,
+            SweepSettings(PUBLIC_URL, tracking_repo="ops/sweeps", runs=1),
+        )
+        self.jobs = Jobs(self.store, self.say, self.isolation, self.verifier, self.sweeps)
         self._comment_ids = itertools.count(311)
 
     async def command(

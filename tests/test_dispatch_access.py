@@ -15,7 +15,7 @@ from bot.core.dispatch import Dispatcher
 from bot.core.jobs import Jobs
 from bot.core.parse import parse_command
 from bot.model import HandlerSettings, Ignore, Incoming, Origin, Place, Source
-from bot.model.records import PendingDelivery, RunRow
+from bot.model.records import CommandRow, PendingDelivery, RunRow, SweepRow
 
 ROOM = "!room:localhost"
 
@@ -31,6 +31,7 @@ class FakeLog:
     authors: dict[int, str] = field(default_factory=dict)
     run_targets: dict[str, tuple[str, int]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    sweep_places: dict[int, tuple[str, int]] = field(default_factory=dict)  # sweep → its PR
 
     async def pending_deliveries(self) -> list[PendingDelivery]:
         done = {d for d, _ in self.finished}
@@ -93,6 +94,25 @@ class FakeLog:
 
     async def active_runs(self) -> list[RunRow]:
         raise AssertionError("the dispatcher reads no run")
+
+    async def run_exists(self, run_id: str) -> bool:
+        raise AssertionError("the dispatcher reads no run")
+
+    async def runs(self) -> list[RunRow]:
+        raise AssertionError("the dispatcher reads no run")
+
+    async def command_by_key(self, dedupe_key: str) -> CommandRow | None:
+        raise AssertionError("the dispatcher looks up no command by key")
+
+    async def sweep(self, sweep_id: int) -> SweepRow | None:
+        """Only where a sweep lives matters to the access rule."""
+        if sweep_id not in self.sweep_places:
+            return None
+        repo, number = self.sweep_places[sweep_id]
+        return SweepRow(
+            sweep_id, f"scan:{sweep_id}", "command", repo, number, None, "alice", 0.0, 1.0,
+            (), (), "triaging", "", 1, False, 0, 0.0, 0.0,
+        )  # fmt: skip
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.core.isolation import Isolation, IsolationSettings
 from bot.core.scheduler import HostPool
+from bot.core.sweepboard import SweepBoard
 from bot.core.verify import Verifier, VerifySettings
 from bot.model import (
     Command,
@@ -111,7 +112,8 @@ async def test_a_waiting_testme_shows_its_queue_position() -> None:
         add_verification=1, triages_fixed_by=[], command_runs=[], verification_runs=[]
     )
     settings = VerifySettings("https://r", "https://g")
-    verifier = Verifier(store, say, forge, pool, runners, settings)
+    board = SweepBoard(store, say, public_url="https://r", gitea_url="https://g")
+    verifier = Verifier(store, say, forge, pool, runners, board, settings)
     cmd = Command(Testme(), ORIGIN)
     await behind_another_run(pool, said, verifier.testme(7, cmd, TestmePlan("rec", quick=False)))
     at = next(i for i, b in enumerate(said.bodies) if "— queued — position 1 of 1" in b)

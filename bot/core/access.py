@@ -11,8 +11,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from bot.core.logs import RunLog
+from bot.core.logs import RunLog, SweepLookup
 from bot.core.ports import Forge, Rooms
 from bot.model import CancelPlan, Decision, LinkPlan, Origin, PullRef, Source, TestmePlan
 from bot.render.commands import (
@@ -81,6 +82,10 @@ class OncePer:
         return True
 
 
+class TargetLog(RunLog, SweepLookup, Protocol):
+    """What the access rule reads: the PR a run acts on, where a sweep lives."""
+
+
 class Gatekeeper:
     """Answers the access questions for the dispatcher, remembering Gitea's "no" a while."""
 
@@ -88,7 +93,7 @@ class Gatekeeper:
         self,
         access: Access,
         forge: Forge,
-        runs: RunLog,
+        runs: TargetLog,
         clock: Callable[[], float],
         rooms: Rooms | None = None,
     ) -> None:
@@ -130,6 +135,12 @@ class Gatekeeper:
         """The PRs a decision will start runs at or post to, besides where it was typed."""
         if isinstance(decision, TestmePlan | LinkPlan) and decision.pr is not None:
             return [decision.pr]
+        if isinstance(decision, CancelPlan) and decision.sweep_id:
+            # A sweep's cancel acts where the sweep lives (a Matrix room: nothing on Gitea).
+            sweep = await self._runs.sweep(decision.sweep_id)
+            if sweep is None or not sweep.repo or sweep.repo.startswith("matrix:"):
+                return []
+            return [PullRef(sweep.repo, sweep.number)]
         if isinstance(decision, CancelPlan):
             target = await self._runs.run_target(decision.run_id)
             return [PullRef(*target)] if target is not None else []

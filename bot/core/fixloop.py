@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from bot.core.logs import VerifyLog
 from bot.core.ports import Say
+from bot.core.sweepboard import SweepBoard
 from bot.core.testme import FixForge, Verifications, Verified
 from bot.model import Command, LinkPlan, Place, PullPlan, TestmePlan
 from bot.model.records import TriageRow, TriageVerdict
@@ -22,6 +23,8 @@ from bot.render.commands import render_failure
 from bot.render.verification import (
     render_fix_verification,
     render_linked,
+    render_linked_group,
+    render_no_such_group,
     render_pr_closed,
     render_superseded_by,
     render_test_edits,
@@ -29,6 +32,7 @@ from bot.render.verification import (
     render_unreadable_fix,
     render_untrusted_head,
 )
+from bot.verdict.groups import group_failures
 
 # Verdicts whose fix must be shown green more than once (the users' REPEAT=3 rule).
 FLAKY_OUTCOMES = ("flake", "intermittent")
@@ -42,6 +46,7 @@ class FixFeedback:
         store: VerifyLog,
         say: Say,
         forge: FixForge,
+        board: SweepBoard,
         *,
         public_url: str,
         test_paths: Sequence[str],
@@ -49,13 +54,15 @@ class FixFeedback:
         self._store = store
         self._say = say
         self._forge = forge
+        self._board = board
         self._url = public_url
         self._test_paths = tuple(test_paths)
 
     async def verified(self, v: Verified) -> None:
         """A verification ended: record it in every triage its PR fixes, and say so there."""
         pr = f"{v.repo}#{v.number}"
-        for t in await self._store.triages_fixed_by(v.repo, v.number):
+        fixed = await self._store.triages_fixed_by(v.repo, v.number)
+        for t in fixed:
             await self._store.update_triage(
                 t.id,
                 verification={
@@ -75,6 +82,11 @@ class FixFeedback:
                 ),
             )
             await self.warn_test_edits(v.repo, v.number, t.recipe, t.detail.verdict)
+        await self._board.changed(fixed)  # each sweep they belong to shows the verification
+
+    @property
+    def board(self) -> SweepBoard:
+        return self._board
 
     async def warn_test_edits(
         self, repo: str, number: int, recipe: str, verdict: TriageVerdict | None
@@ -165,20 +177,64 @@ class FixLoop:
             )
             await self._store.set_command_state(command_id, "failed")
             return
-        triage_id = await self._store.link_fix(plan.recipe, pr.repo, pr.number, *o.place.record())
-        triage = await self._store.triage(plan.recipe)
-        verdict = triage.detail.verdict if triage is not None else None
+        if plan.group:
+            linked = await self._link_group(command_id, cmd, plan)
+            if not linked:
+                return
+        else:
+            triage_id = await self._store.link_fix(
+                plan.recipe, pr.repo, pr.number, *o.place.record()
+            )
+            triage = await self._store.triage(plan.recipe)
+            verdict = triage.detail.verdict if triage is not None else None
+            state = render_triage_state(verdict)
+            await self._say.comment(
+                o.place,
+                f"cmd-{command_id}",
+                render_linked(str(pr), plan.recipe, triage_id, state, self._url),
+            )
+            await self._feedback.warn_test_edits(pr.repo, pr.number, plan.recipe, verdict)
+            linked = [triage] if triage else []
+        await self._store.set_command_state(command_id, "done")
+        await self._feedback.board.changed(linked)
+        if await self._store.active_verification(pr.repo, pr.number, head) is None:
+            repeat = self._repeat(linked)
+            recipe = plan.recipe or linked[0].recipe
+            verify = TestmePlan(recipe, quick=False, repeat=repeat, automatic=True)
+            await self._verifications.verify(command_id, pr.repo, pr.number, o.author, head, verify)
+
+    async def _link_group(self, command_id: int, cmd: Command, plan: LinkPlan) -> list[TriageRow]:
+        """`link group-<n>`: the PR becomes the fix of every member of the newest sweep's
+        group n; the triages linked ([] — and said why — when there is no such group)."""
+        o, pr = cmd.origin, plan.pr
+        sweep = await self._store.latest_sweep()
+        triages = await self._store.sweep_triages(sweep.id) if sweep is not None else []
+        groups = group_failures(triages)
+        group = next((g for g in groups if g.number == plan.group), None)
+        if sweep is None or group is None:
+            shown = [f"group-{g.number}: {', '.join(g.members)}" for g in groups]
+            text = render_no_such_group(plan.group, sweep.id if sweep else None, shown)
+            await self._say.comment(
+                o.place, f"cmd-{command_id}", render_failure(text, f"cmd-{command_id}")
+            )
+            await self._store.set_command_state(command_id, "failed")
+            return []
+        linked = []
+        for recipe in group.members:
+            await self._store.link_fix(recipe, pr.repo, pr.number, *o.place.record())
+            triage = await self._store.triage(recipe)
+            if triage is not None:
+                linked.append(triage)
+                verdict = triage.detail.verdict
+                await self._feedback.warn_test_edits(pr.repo, pr.number, recipe, verdict)
         await self._say.comment(
             o.place,
             f"cmd-{command_id}",
-            render_linked(str(pr), plan.recipe, triage_id, render_triage_state(verdict), self._url),
+            render_linked_group(
+                str(pr), group.number, group.members, group.label, sweep.id, self._url
+            ),
         )
-        await self._feedback.warn_test_edits(pr.repo, pr.number, plan.recipe, verdict)
-        await self._store.set_command_state(command_id, "done")
-        if await self._store.active_verification(pr.repo, pr.number, head) is None:
-            repeat = self._repeat([triage] if triage else [])
-            verify = TestmePlan(plan.recipe, quick=False, repeat=repeat, automatic=True)
-            await self._verifications.verify(command_id, pr.repo, pr.number, o.author, head, verify)
+        return linked
 
     def _repeat(self, triages: Sequence[TriageRow]) -> int:
         """How often a fix must be green: more than once when its triage found a flake."""

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.core.attempt import Attempts, new_run_id
@@ -83,6 +83,10 @@ class _Job:
     load_pairs: list[Judged] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # Part of a sweep: the sweep's own comment shows the isolation, so instead of a comment
+    # of its own the isolation tells the sweep that something changed (and where it runs).
+    on_change: Callable[[str], Awaitable[None]] | None = None
+    who: str = ""  # the requester the host pool is fair across (a sweep is one requester)
 
     @property
     def key(self) -> str:
@@ -138,11 +142,23 @@ class Isolation:
 
     # --- the whole protocol ---------------------------------------------------------------
 
-    async def run(self, command_id: int, cmd: Command, plan: IsolationPlan) -> None:
+    async def run(
+        self,
+        command_id: int,
+        cmd: Command,
+        plan: IsolationPlan,
+        *,
+        on_change: Callable[[str], Awaitable[None]] | None = None,
+        who: str = "",
+    ) -> None:
+        """The whole protocol. `on_change` (a sweep's isolation): told the host it runs on
+        ("" between runs) instead of the isolation commenting; `who`: the requester."""
         o = cmd.origin
         await self._runs.set_command_state(command_id, "running")
         prior = await self._runs.command_runs(command_id)
         job = _Job(command_id, o, await self._resumed(command_id, plan, prior), prior)
+        job.on_change = on_change
+        job.who = who or o.author
         plan = job.plan
         triage = await self._runs.start_triage(plan.recipe, command_id, *o.place.record())
         await self._runs.update_triage(triage, isolating=True, verdict=None, failure=None)
@@ -189,12 +205,16 @@ class Isolation:
                 },
             )
         if plan.reference_run and job.reference is None:
-            await self._say.comment(
-                job.origin.place,
-                job.key,
-                render_failure(render_reference_unreadable(plan.reference_run, problem), job.key),
-            )
+            text = render_reference_unreadable(plan.reference_run, problem)
+            # Not isolating any more: the table must not show it running for ever.
+            await self._runs.update_triage(triage, isolating=False)
+            if job.on_change is None:
+                await self._say.comment(job.origin.place, job.key, render_failure(text, job.key))
+            else:
+                log.warning("isolation %s: %s", plan.recipe, text)
             await self._runs.set_command_state(job.command_id, "failed")
+            if job.on_change is not None:
+                await job.on_change("")
             return False
         return True
 
@@ -255,7 +275,7 @@ class Isolation:
 
         await self._show(job, None)
         return await self._rounds.alone(
-            spec, started, job.stop, on_queue=queued, resume=row, who=job.origin.author
+            spec, started, job.stop, on_queue=queued, resume=row, who=job.who
         )
 
     async def _load_rounds(self, job: _Job) -> None:
@@ -277,7 +297,7 @@ class Isolation:
                 job.stop,
                 on_queue=queued,
                 prior=load_prior,
-                who=job.origin.author,
+                who=job.who,
             )
             load_prior = []
         job.evidence += [ev for _, ev in job.load_pairs]
@@ -327,8 +347,12 @@ class Isolation:
             },
         )
         url, o = self._settings.public_url, job.origin
-        await self._say.comment(o.place, job.key, render_verdict(job.key, verdict, url, o.author))
+        if job.on_change is None:
+            body = render_verdict(job.key, verdict, url, o.author)
+            await self._say.comment(o.place, job.key, body)
         await self._runs.set_command_state(job.command_id, "done")
+        if job.on_change is not None:
+            await job.on_change("")
         log.info(
             "verdict %s: %s/%s (%d/%d green alone, rule %s)",
             plan.recipe,
@@ -348,6 +372,9 @@ class Isolation:
         queue: QueueSpot | None = None,
     ) -> None:
         """The isolation's comment, edited from queued through each run towards the verdict."""
+        if job.on_change is not None:
+            await job.on_change(host if running else "")
+            return
         o = job.origin
         body = render_isolation_progress(
             job.key,

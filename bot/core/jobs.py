@@ -1,10 +1,10 @@
 """Where a run starts: every plan becomes an owned background job with one error boundary.
 
 Every plan a command's decision makes comes through here, matched on its type: isolations
-are carried out by bot.core.isolation, verifications and the fix loop by bot.core.verify, and
-cancels and human verdicts here. This module owns their tasks (drained or cancelled on
-shutdown) and, whatever fails, tells the user with a reference the operator can grep for in
-the logs.
+are carried out by bot.core.isolation, whole sweeps by bot.core.sweep, verifications and the
+fix loop by bot.core.verify, and cancels and human verdicts here. This module owns their tasks
+(drained or cancelled on shutdown) and, whatever fails, tells the user with a reference the
+operator can grep for in the logs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, assert_never
 from bot.core.isolation import Isolation
 from bot.core.logs import JobLog
 from bot.core.ports import Say
+from bot.core.sweep import Sweeps
 from bot.core.tasks import stop_tasks
 from bot.core.verify import Verifier
 from bot.model import (
@@ -30,6 +31,7 @@ from bot.model import (
     ReportPlan,
     RunPlan,
     Source,
+    SweepPlan,
     TestmePlan,
 )
 from bot.render.commands import (
@@ -45,6 +47,7 @@ from bot.render.status import (
     render_cancelled_by,
     render_cancelling,
 )
+from bot.render.sweep import render_sweep_cancelled_reply, render_sweep_unknown
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,19 @@ JOB_STOP_S = 10.0
 class Jobs:
     """Starts and owns job tasks; `drain()` waits for them, `cancel_all()` stops them."""
 
-    def __init__(self, states: JobLog, say: Say, isolation: Isolation, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        states: JobLog,
+        say: Say,
+        isolation: Isolation,
+        verifier: Verifier,
+        sweeps: Sweeps,
+    ) -> None:
         self._runs = states
         self._say = say
         self._isolation = isolation
         self._verifier = verifier
+        self._sweeps = sweeps
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -74,6 +85,8 @@ class Jobs:
         match plan:
             case IsolationPlan():
                 coro = self._isolation.run(command_id, cmd, plan)
+            case SweepPlan():
+                coro = self._sweeps.command(command_id, cmd, plan)
             case TestmePlan():
                 coro = self._verifier.testme(command_id, cmd, plan)
             case LinkPlan():
@@ -92,7 +105,7 @@ class Jobs:
         announce = (
             cmd.origin.source is Source.GITEA
             and cmd.origin.comment_id > 0
-            and isinstance(plan, IsolationPlan | TestmePlan | LinkPlan)
+            and isinstance(plan, IsolationPlan | TestmePlan | LinkPlan | SweepPlan)
         )
         task = asyncio.create_task(
             self._guarded(command_id, cmd, coro, announce), name=f"job-{command_id}"
@@ -110,6 +123,9 @@ class Jobs:
 
     async def _cancel(self, command_id: int, cmd: Command, plan: CancelPlan) -> None:
         """`!redfix cancel`: find the run's owner and pull its switch; say what happened."""
+        if plan.sweep_id:
+            await self._cancel_sweep(command_id, cmd, plan.sweep_id)
+            return
         run = await self._runs.run(plan.run_id)
         why = render_cancelled_by(cmd.origin.author)
         if run is None:
@@ -126,6 +142,18 @@ class Jobs:
             # No job here holds it (its job failed): stop it on its host all the same.
             what = await self._isolation.abandon(run, why)
             text = render_cancel_unfollowed(plan.run_id, run.recipe, what)
+        await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
+        await self._runs.set_command_state(command_id, "done")
+
+    async def _cancel_sweep(self, command_id: int, cmd: Command, sweep_id: int) -> None:
+        """`!redfix cancel sweep-<id>`: nothing more of it starts, what runs is torn down."""
+        who = cmd.origin.author
+        stopped = await self._sweeps.cancel(sweep_id, who)
+        text = (
+            render_sweep_unknown(sweep_id)
+            if stopped is None
+            else render_sweep_cancelled_reply(sweep_id, who, stopped)
+        )
         await self._say.comment(cmd.origin.place, f"cmd-{command_id}", text)
         await self._runs.set_command_state(command_id, "done")
 

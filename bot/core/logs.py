@@ -89,6 +89,12 @@ class RunLog(Protocol):
 
     async def active_runs(self) -> list[RunRow]: ...
 
+    async def run_exists(self, run_id: str) -> bool:
+        """Did redfix start this run (a sweep never counts redfix's own runs)?"""
+
+    async def runs(self) -> list[RunRow]:
+        """Every run, oldest first (a results table links each row's isolation runs)."""
+
 
 class VerdictLog(Protocol):
     """The machine's verdict of each isolation, and the human verdicts beside it."""
@@ -218,6 +224,14 @@ class SweepLog(Protocol):
         """The sweep's failures: the newest triage per recipe within the sweep, by recipe."""
 
 
+class MarkLog(Protocol):
+    """Small named values that survive a restart (the sweep watcher's high-water mark)."""
+
+    async def meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+
 class CommentLog(Protocol):
     """Sticky comments: the Gitea comment posted under a key, if any yet."""
 
@@ -227,8 +241,15 @@ class CommentLog(Protocol):
 # --- what each service records into -----------------------------------------------------------
 
 
-class DispatchLog(DeliveryLog, CommandLog, RunLog, Protocol):
-    """The dispatcher: deliveries to work through, commands, and which PR a run acts on."""
+class SweepLookup(Protocol):
+    """Where a sweep lives (the access rule checks a sweep's cancel against its repository)."""
+
+    async def sweep(self, sweep_id: int) -> SweepRow | None: ...
+
+
+class DispatchLog(DeliveryLog, CommandLog, RunLog, SweepLookup, Protocol):
+    """The dispatcher: deliveries to work through, commands, which PR a run acts on and
+    where a sweep lives."""
 
 
 class JobLog(CommandLog, RunLog, VerdictLog, Protocol):
@@ -239,9 +260,13 @@ class IsolationLog(CommandLog, RunLog, VerdictLog, TriageLog, Protocol):
     """The isolation protocol: its runs, its verdict, the triage it judges."""
 
 
-class VerifyLog(CommandLog, RunLog, VerdictLog, VerificationLog, TriageLog, CommentLog, Protocol):
-    """The fix loop: verifications and their runs, fix PRs' triages, the report."""
+class VerifyLog(
+    CommandLog, RunLog, VerdictLog, VerificationLog, TriageLog, SweepLog, CommentLog, Protocol
+):
+    """The fix loop: verifications and their runs, fix PRs' triages and their sweeps, the
+    report."""
 
 
-class SweepsLog(IsolationLog, SweepLog, Protocol):
-    """Sweeps: their records, their failures' triages, the isolations that judge them."""
+class SweepsLog(IsolationLog, SweepLog, MarkLog, Protocol):
+    """Sweeps: their records, their failures' triages, the isolations that judge them, and
+    the watcher's mark."""

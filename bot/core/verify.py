@@ -16,6 +16,7 @@ from bot.core.fixloop import FixFeedback, FixLoop
 from bot.core.logs import VerifyLog
 from bot.core.ports import HostRunner, Say
 from bot.core.scheduler import HostPool
+from bot.core.sweepboard import SweepBoard
 from bot.core.sweepreport import SweepReport
 from bot.core.testme import FixForge, Verifications
 from bot.model import Command, LinkPlan, PullPlan, ReportPlan, TestmePlan
@@ -40,10 +41,13 @@ class Verifier:
         forge: FixForge,
         pool: HostPool,
         runners: Mapping[str, HostRunner],
+        board: SweepBoard,
         settings: VerifySettings,
     ) -> None:
         url = settings.public_url
-        feedback = FixFeedback(store, say, forge, public_url=url, test_paths=settings.test_paths)
+        feedback = FixFeedback(
+            store, say, forge, board, public_url=url, test_paths=settings.test_paths
+        )
         self._heads = Verifications(
             store,
             say,
@@ -64,7 +68,7 @@ class Verifier:
             verify_on_push=settings.verify_on_push,
             fix_repeat_flaky=settings.fix_repeat_flaky,
         )
-        self._report = SweepReport(store, say, public_url=url, gitea_url=settings.gitea_url)
+        self._report = SweepReport(store, say, board, public_url=url, gitea_url=settings.gitea_url)
 
     async def testme(self, command_id: int, cmd: Command, plan: TestmePlan) -> None:
         await self._heads.testme(command_id, cmd, plan)

@@ -150,6 +150,31 @@ def render_linked(pr: str, recipe: str, triage_id: int, state: str, public_url: 
     )
 
 
+def render_linked_group(
+    pr: str, group: int, members: Sequence[str], label: str, sweep_id: int, public_url: str
+) -> str:
+    """One fix PR linked to every failure of a group that shares a cause."""
+    names = ", ".join(f"`{m}`" for m in members)
+    return (
+        f"🔗 Linked {pr} as the one fix for group {group} of sweep-{sweep_id} ({names}: "
+        f"{label}). Its verifications now count for each of them "
+        f"({public_url}/sweeps/{sweep_id})."
+    )
+
+
+def render_no_such_group(group: int, sweep_id: int | None, groups: Sequence[str]) -> str:
+    """`link group-<n>` naming a group the newest sweep does not have."""
+    if sweep_id is None:
+        return f"There is no sweep yet, so no group {group}: run `!redfix sweep` first."
+    if not groups:
+        return (
+            f"sweep-{sweep_id} has no groups (no two failures share a cause so far); "
+            "link each failure's fix with `!redfix link <recipe> <PR>`."
+        )
+    shown = "; ".join(groups)
+    return f"sweep-{sweep_id} has no group {group}. Its groups: {shown}."
+
+
 def render_test_edits(recipe: str, files: Sequence[str]) -> str:
     """A recipe fix that edits test files: the rule, and the way out."""
     shown = ", ".join(f"`{f}`" for f in files[:10])

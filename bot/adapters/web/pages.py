@@ -1,4 +1,5 @@
-"""The pages a person reads: the index, the results report (page and JSON), each run's page and log.
+"""The pages a person reads: the index, the results report and each sweep's (page and JSON),
+each run's page and log.
 
 Everything here leaves redacted once it is rendered (`redacted`, and a streaming redactor for
 logs), so the redactor sees the final, escaped text.
@@ -17,10 +18,13 @@ from aiohttp import web
 
 from bot.adapters.store import Store
 from bot.adapters.web.http import problem
-from bot.model import RUN_ID_RE
+from bot.core.sweepboard import sweep_view
+from bot.model import RUN_ID_RE, ascii_int
+from bot.model.records import SweepRow
 from bot.render.markup import html_page
 from bot.render.redact import Redactor
 from bot.render.report import SweepReport, build_report, render_report_html, report_json
+from bot.render.sweep import SweepView, render_sweep_html, sweep_json
 
 LOG_CHUNK_BYTES = 1 << 16  # a served log is read, redacted and written this much at a time
 INDEX_RUNS_SHOWN = 200
@@ -41,6 +45,8 @@ class Pages:
             web.get("/", self.index),
             web.get("/report", self.report_page),
             web.get("/api/report", self.report_api),
+            web.get("/sweeps/{sweep_id}", self.sweep_page),
+            web.get("/api/sweeps/{sweep_id}", self.sweep_api),
             web.get("/runs/{run_id}", self.run_page),
             web.get("/runs/{run_id}/log", self.run_log),
         ]
@@ -76,6 +82,8 @@ class Pages:
             "redfix",
             "<h1>redfix</h1><ul>"
             '<li><a href="report">results table</a> (<a href="api/report">JSON</a>)</li>'
+            '<li><a href="sweeps/latest">the newest sweep</a> '
+            '(<a href="api/sweeps/latest">JSON</a>)</li>'
             '<li><a href="healthz">health</a> (/healthz)</li>'
             '<li><a href="metrics">metrics</a> (/metrics, Prometheus)</li>'
             f"</ul><h2>Runs</h2>{table}",
@@ -98,6 +106,33 @@ class Pages:
     async def report_api(self, request: web.Request) -> web.Response:
         text = json.dumps(report_json(await self._report()), indent=2)
         return self.redacted(text, "application/json")
+
+    async def _sweep(self, request: web.Request) -> SweepView | web.Response:
+        """The sweep a page names (`latest`, or its number), as a view; else the problem."""
+        name = request.match_info["sweep_id"]
+        sweep: SweepRow | None
+        if name == "latest":
+            sweep = await self.store.latest_sweep()
+        else:
+            number = ascii_int(name, max_digits=9)
+            if number is None:
+                return problem(400, "a sweep is `latest` or its number")
+            sweep = await self.store.sweep(number)
+        if sweep is None:
+            return problem(404, f"no sweep {name}")
+        return await sweep_view(self.store, sweep, gitea_url=self.gitea_url, public_url="")
+
+    async def sweep_page(self, request: web.Request) -> web.Response:
+        view = await self._sweep(request)
+        if isinstance(view, web.Response):
+            return view
+        return self.redacted(render_sweep_html(view), "text/html")
+
+    async def sweep_api(self, request: web.Request) -> web.Response:
+        view = await self._sweep(request)
+        if isinstance(view, web.Response):
+            return view
+        return self.redacted(json.dumps(sweep_json(view), indent=2), "application/json")
 
     async def run_page(self, request: web.Request) -> web.Response:
         """The page a commit status links to: the run's state, and its log."""
