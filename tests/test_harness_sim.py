@@ -175,13 +175,22 @@ def test_concurrent_runs_take_distinct_pattern_slots(tmp_path: Path) -> None:
     assert len({e["pid"] for e in starts}) == 6
 
 
-def test_t_exits_142_after_printing_and_leaves_no_results(tmp_path: Path) -> None:
+def test_t_exits_142_and_leaves_the_stage_it_was_in_errored(tmp_path: Path) -> None:
     done = harness(tmp_path, "discourse", "r1")
 
     assert done.returncode == 142
     assert "DEADLINE" in done.stdout
     assert "==> stage install" in done.stdout
-    assert not (tmp_path / "r1" / "results.json").exists()
+    # Half-written results, as a sweep finds them: the stage in progress errored, the rest
+    # never ran — so the run is red in the runs directory, not just by its exit code.
+    summary = parse_results(*results_of(tmp_path, "r1"))
+    assert summary.red
+    statuses = [s.status for s in summary.stages]
+    assert "error" in statuses
+    assert statuses[statuses.index("error") + 1 :] == ["skip"] * (
+        len(statuses) - statuses.index("error") - 1
+    )
+    assert summary.failing == ()  # no test failed: the deadline did
 
 
 def test_e_is_a_harness_traceback_and_a_stage_error(tmp_path: Path) -> None:

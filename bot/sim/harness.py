@@ -498,6 +498,11 @@ def perform(job: Job, outcome: str) -> int:
             say(f"[cc-ci] service {job.recipe}_app: 0/1 replicas (task restarting)")
             say("[cc-ci] DEADLINE: the 3600s run deadline fired; tearing down")
             say(f"[cc-ci] abra app undeploy {job.domain} --no-input")
+            # What the run got to, as the harness leaves it: the stage it was in errored,
+            # the rest never ran. A sweep reads the run as red from this alone.
+            record.status = "error"
+            records += [StageRecord(s, "skip") for s in job.stages[index:]]
+            write_results(job, records)
             return EXIT_DEADLINE
         _run_tests(record, failure)
         write_junit(job.run_dir / f"junit-{stage}.xml", record)
