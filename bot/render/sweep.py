@@ -222,9 +222,9 @@ def failure_details(view: SweepView, r: Row) -> str:
     lines = [f"<details><summary>{html.escape(summary)}</summary>", ""]
     if v is not None:
         if v.explanation:
-            lines.append(f"**Why:** {md_cell(v.explanation)}")
+            lines.append(f"- **Why:** {md_cell(v.explanation)}")
         if v.confidence:
-            lines.append(f"**Confidence:** {md_cell(v.confidence)}")
+            lines.append(f"- **Confidence:** {md_cell(v.confidence)}")
         if v.evidence:
             lines += [
                 "",
@@ -236,15 +236,15 @@ def failure_details(view: SweepView, r: Row) -> str:
             ]
     lines += [
         "",
-        f"**Failure:** {md_cell(r.failure)}",
-        f"**Fix route:** {md_cell(r.fix_approach)}",
-        f"**Fix PR:** {_fix_cell(r)} · **verification:** {md_cell(r.verification)}",
+        f"- **Failure:** {md_cell(r.failure)}",
+        f"- **Fix route:** {md_cell(r.fix_approach)}",
+        f"- **Fix PR:** {_fix_cell(r)} · **verification:** {md_cell(r.verification)}",
     ]
     if t is not None and t.detail.failure is not None and t.detail.failure.run_id:
         ref = t.detail.failure.run_id
-        lines.append(f"**Sweep run:** {md_code(ref)}")
+        lines.append(f"- **Sweep run:** {md_code(ref)}")
     if r.runs:
-        lines.append(f"**Isolation runs:** {_runs_links(r, view.public_url)}")
+        lines.append(f"- **Isolation runs:** {_runs_links(r, view.public_url)}")
     lines += ["", "</details>"]
     return "\n".join(lines)
 
@@ -257,7 +257,7 @@ def render_sweep_comment(view: SweepView) -> tuple[str, ...]:
     progress, the table, the groups, the milestones and the marker; details follow."""
     s = view.sweep
     head = [
-        f"### redfix · sweep-{s.id} — {sweep_title(s).removeprefix('redfix: ')}",
+        f"### redfix · sweep-{s.id} · {sweep_title(s).removeprefix('redfix: ')}",
         "",
         progress_line(view),
         "",
