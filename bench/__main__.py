@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import ack, evidence, ingest, redact, schedule, stream
+from bench import ack, evidence, ingest, redact, schedule, stream, sweep
 from bench.common import Report, Settings, machine
 
 Benchmark = Callable[[Settings], Coroutine[None, None, Report]]
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "schedule": schedule.run,
     "evidence": evidence.run,
     "redact": redact.run,
+    "sweep": sweep.run,
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import ack, evidence, ingest, redact, schedule, stream
+from bench import ack, evidence, ingest, redact, schedule, stream, sweep
 from bench.__main__ import main
 from bench.common import Report, Settings
 from tests.sshd import Sshd
@@ -29,8 +29,8 @@ def assert_measured(report: Report) -> None:
 
 @pytest.mark.parametrize(
     "bench",
-    [ingest.run, ack.run, schedule.run, evidence.run, redact.run],
-    ids=["ingest", "ack", "schedule", "evidence", "redact"],
+    [ingest.run, ack.run, schedule.run, evidence.run, redact.run, sweep.run],
+    ids=["ingest", "ack", "schedule", "evidence", "redact", "sweep"],
 )
 async def test_quick_benchmark_measures(
     bench: Callable[[Settings], Awaitable[Report]], tmp_path: Path
