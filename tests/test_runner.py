@@ -20,7 +20,7 @@ import pytest
 from bot.adapters.config import HarnessConfig, HostConfig
 from bot.adapters.ssh.connection import CIPHERS, RunnerError
 from bot.adapters.ssh.runner import SshRunner
-from bot.model import RunSpec, RunState
+from bot.model import RunResult, RunSpec, RunState
 from bot.sim.host import stop_runs_under
 from tests.sshd import Sshd, is_alive, known_hosts_line, write_keypair
 
@@ -120,20 +120,35 @@ async def test_red_run_names_the_failing_test_and_its_assertion(sshd: Sshd, tmp_
 
 
 @pytest.mark.slow
-async def test_harness_deadline_is_deadline_even_without_results(
+async def test_harness_deadline_is_deadline_with_half_written_results(
     sshd: Sshd, tmp_path: Path
 ) -> None:
     async with open_runner(sshd, tmp_path) as runner:
         result = await runner.run(RunSpec(run_id="d1", recipe="discourse"))
-        again = await runner.read_results("d1")
+        # The harness leaves the stage it was in errored and the rest skipped.
+        assert result.state is RunState.DEADLINE, result
+        assert result.exit_code == 142
+        assert result.results is not None
+        assert result.results.red
+        errored = [s.name for s in result.results.stages if s.status == "error"]
+        assert len(errored) == 1, result.results.stages
+        assert result.failure_keys() == frozenset({f"stage:{errored[0]}"})
 
-    assert result.state is RunState.DEADLINE, result
-    assert result.exit_code == 142
-    assert result.results is None
+        # Without any results file, a deadline is still a deadline, and says what is missing.
+        (tmp_path / "runs" / "d1" / "results.json").unlink()
+        again = await runner.read_results("d1")
     missing = f"results.json missing at {tmp_path}/runs/d1/results.json"
-    assert result.problem == missing
     assert again == (None, missing)
-    assert result.failure_keys() == frozenset({"deadline:142"})
+    bare = RunResult(
+        run_id="d1",
+        recipe="discourse",
+        host="h",
+        state=RunState.DEADLINE,
+        exit_code=142,
+        duration_s=1.0,
+        problem=missing,
+    )
+    assert bare.failure_keys() == frozenset({"deadline:142"})
 
 
 @pytest.mark.slow
