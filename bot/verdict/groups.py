@@ -36,9 +36,13 @@ _NORMALISE = (
 def normalise(text: str, recipe: str = "") -> str:
     """An assertion message with what differs between recipes and runs made alike."""
     out = text.strip()
+    # UUIDs and domains first, whole (`wordpress-3f9a2c1.ci.example` is one domain), then the
+    # recipe's name (before numbers, so `matrix2` stays a name), then the rest.
+    for pattern, repl in _NORMALISE[:2]:
+        out = pattern.sub(repl, out)
     if recipe:
         out = re.sub(rf"(?<![\w-]){re.escape(recipe)}(?![\w])", "<recipe>", out)
-    for pattern, repl in _NORMALISE:
+    for pattern, repl in _NORMALISE[2:]:
         out = pattern.sub(repl, out)
     return out.strip()
 
