@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -109,11 +110,18 @@ def host_events(runs_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_config(
-    tmp_path: Path, sshd: Sshd, gitea: GiteaSim, runs_dir: Path, port: int, env: dict[str, str]
+    tmp_path: Path,
+    sshd: Sshd,
+    gitea: GiteaSim,
+    runs_dir: Path,
+    port: int,
+    env: dict[str, str],
+    **sections: dict[str, Any],
 ) -> Path:
-    """The rig's document as a TOML file for `redfix-bot serve`, on `port`."""
+    """The rig's document as a TOML file for `redfix-bot serve`, on `port`; `sections` are
+    other sections' keys (e.g. sweep={...})."""
     server = {"listen": f"127.0.0.1:{port}", "health_interval_s": 0}
-    data = rig_doc(tmp_path, sshd, gitea, runs_dir, harness={"env": env}, server=server)
+    data = rig_doc(tmp_path, sshd, gitea, runs_dir, harness={"env": env}, server=server, **sections)
     path = tmp_path / "redfix.toml"
     path.write_text(to_toml(data))
     return path
@@ -321,3 +329,107 @@ async def test_sshd_stopped_mid_testme_then_started_the_verification_completes(
     ]
     assert [e["event"] for e in events] == ["start", "end"]  # followed, not restarted
     assert events[1]["exit"] == 0
+
+
+SWEEP_MARKER = re.compile(r"<!-- redfix:sweep (\{.*?\}) -->")
+TRACKING = "coop-cloud/cc-ci"
+
+
+def sweep_docs(gitea: GiteaSim, number: int) -> list[dict[str, Any]]:
+    """The sweep markers of the bot's comments on the tracking issue."""
+    return [
+        json.loads(m.group(1))
+        for c in gitea.comments(TRACKING, number)
+        if c.user == BOT_LOGIN and (m := SWEEP_MARKER.search(c.body))
+    ]
+
+
+async def test_the_watcher_opens_a_finished_sweep_once_across_a_kill_9_mid_triage(
+    sshd: Sshd, spec_path: Path, tmp_path: Path
+) -> None:
+    runs_dir = tmp_path / "runs"
+    # History: a red run already there when watching begins is never the watcher's.
+    seed_sweep(runs_dir, tmp_path / "old", {"uptime-kuma": "R"}, age_s=7200, prefix="old")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "bot.log"
+    async with GiteaSim(spec_path=spec_path, token=GITEA_TOKEN, bot_login=BOT_LOGIN) as gitea:
+        seed_gitea(gitea)
+        gitea.add_repo(TRACKING)
+        gitea.set_permission(TRACKING, BOT_LOGIN, "admin")
+        shapes = tmp_path / "scenarios.json"
+        shapes.write_text(json.dumps({"mumble": {"pattern": "R"}, "mattermost-lts": {}}))
+        env = {"SIM_STAGE_SECONDS": "0.3", "SIM_SCENARIOS": str(shapes)}
+        sweep = {
+            "watch": True,
+            "tracking_repo": TRACKING,
+            "settle_s": 1.0,
+            "poll_s": 0.2,
+            "runs": 2,
+        }
+        config = write_config(tmp_path, sshd, gitea, runs_dir, port, env, sweep=sweep)
+        with bot_process(config, url, log, runs_dir) as bot:
+            bot.start()
+            await bot.healthy()
+            await until(
+                "the watcher's first look",
+                lambda: "already there are taken as seen" in log.read_text(),
+                30,
+                log,
+            )
+            # A sweep finishes on the host: two red recipes, one green.
+            seed_sweep(
+                runs_dir,
+                tmp_path / "scratch",
+                {"custom-html": "G", "mumble": "R", "mattermost-lts": "R"},
+                age_s=0,
+            )
+            await until("the tracking issue", lambda: bool(gitea.issues(TRACKING)), 60, log)
+
+            def isolating() -> bool:
+                return sum(e["event"] == "start" for e in host_events(runs_dir)) >= 2
+
+            await until("the second isolated run", isolating, 60, log)
+            bot.kill9()  # mid-triage: one recipe's isolation under way, the other queued
+            bot.start()
+            await bot.healthy()
+            (issue,) = gitea.issues(TRACKING)
+
+            def judged() -> bool:
+                docs = sweep_docs(gitea, issue.number)
+                return bool(docs) and docs[-1]["isolated"] == docs[-1]["failures"]
+
+            await until("every failure judged", judged, 180, log)
+            # Settle a few polls more: nothing new may be opened after the verdicts.
+            await asyncio.sleep(1.5)
+            assert bot.terminate() == 0, log.read_text()[-3000:]
+
+    # One tracking issue, once, for this sweep only; one sweep comment on it.
+    issues = gitea.issues(TRACKING)
+    assert len(issues) == 1, [i.title for i in issues]
+    assert issues[0].title.startswith("redfix: sweep of ")
+    assert "2 failures" in issues[0].title, issues[0].title
+    (doc,) = sweep_docs(gitea, issues[0].number)
+    assert (doc["failures"], doc["isolated"], doc["m1"]) == (2, 2, True), doc
+    assert sorted(doc["recipes"]) == ["mattermost-lts", "mumble"]  # the old run was history
+    assert doc["recipes"]["mattermost-lts"]["outcome"] == "genuine"
+    assert doc["recipes"]["mumble"]["outcome"] == "genuine"
+    # On the host: each recipe isolated twice, no run started twice, never two at once.
+    starts = [e for e in host_events(runs_dir) if e["event"] == "start"]
+    assert len({e["run_id"] for e in starts}) == len(starts) == 4, starts
+    assert sorted(e["recipe"] for e in starts) == ["mattermost-lts"] * 2 + ["mumble"] * 2
+    spans = [e for e in host_events(runs_dir) if e["event"] in ("start", "end")]
+    assert len(spans) == 8, spans  # every run ended, the one alive across the kill too
+    level = peak = 0
+    for e in sorted(spans, key=lambda e: (e["time"], e["event"] == "start")):
+        level += 1 if e["event"] == "start" else -1
+        peak = max(peak, level)
+    assert peak == 1, spans  # alone on the host, also while the restarted bot caught up
+    db = sqlite3.connect(tmp_path / "data" / "redfix.sqlite3")
+    try:
+        assert db.execute("SELECT count(*) FROM sweeps").fetchone() == (1,)
+    finally:
+        db.close()
+    text = log.read_text()
+    assert text.count("already there are taken as seen") == 1  # the mark outlived the kill
+    gitea.assert_clean()
