@@ -387,7 +387,7 @@ async def test_the_watcher_opens_a_finished_sweep_once_across_a_kill_9_mid_triag
             await until("the tracking issue", lambda: bool(gitea.issues(TRACKING)), 60, log)
 
             def isolating() -> bool:
-                return sum(e["event"] == "start" for e in host_events(runs_dir)) >= 2
+                return len([e for e in host_events(runs_dir) if e["event"] == "start"]) >= 2
 
             await until("the second isolated run", isolating, 60, log)
             bot.kill9()  # mid-triage: one recipe's isolation under way, the other queued
