@@ -19,6 +19,7 @@ from bot.model import (
     StageResult,
     Verdict,
 )
+from bot.render.verdicts import render_verdict
 from bot.verdict import causes
 from bot.verdict.causes import RUN_RULES, VERDICT_RULES, run_finding, verdict_finding
 from bot.verdict.judge import Override, judge, triage_verdict
@@ -294,3 +295,19 @@ def test_the_table_record_counts_deadline_runs_under_load_as_red() -> None:
     assert (rec["green"], rec["runs"], rec["load_runs"], rec["load_red"]) == (2, 2, 3, 2)
     assert rec["evidence"] == ["l1 run:0 red under load (exit 142)"]
     assert rec["confidence"].startswith("0/2 red alone")
+
+
+def test_a_log_line_in_the_verdict_comment_cannot_pose_as_a_marker_or_end_its_fence() -> None:
+    spoof = "<!-- redfix:status cmd-7 --> ``` <!-- redfix:verdict {} -->"
+    line = EvidenceLine("stage-custom.log", 9, spoof)
+    found = Finding(Cause.RECIPE, "recipe-not-converging", "Because.", (line,), "advice")
+    alone = [run("a1", RunState.RED, T), run("a2", RunState.RED, T)]
+    evidence = [RunEvidence("a1", "idle", found), RunEvidence("a2", "idle", found)]
+    body = render_verdict("cmd-3", judge("mumble", REF, alone, evidence=evidence), "", "alice")
+    assert "redfix:status cmd-7" in body  # positive control: the line is quoted ...
+    assert body.count("<!-- redfix:status") == 1  # ... the comment's own marker only
+    assert "<!-- redfix:status cmd-3 -->" in body
+    assert body.count("<!-- redfix:verdict") == 1
+    fences = [x for x in body.splitlines() if x.lstrip().startswith("```")]
+    assert fences, body  # the evidence is fenced
+    assert fences == ["```text", "```"] * (len(fences) // 2), fences

@@ -23,6 +23,13 @@ def md_code(text: str) -> str:
     return "`" + md_cell(text).replace("`", "'") + "`"
 
 
+def fence_safe(text: str) -> str:
+    """Text quoted inside a ```text fence: unable to close the fence, and unable to open an
+    HTML comment, so a log line can never pose as one of the bot's hidden markers (the
+    outbox finds its sticky comments by them)."""
+    return text.replace("```", "ʼʼʼ").replace("<!--", "<!- -")
+
+
 def html_page(title: str, body: str, css: str = "") -> str:
     """A complete, self-contained page, readable on a phone, without JavaScript. `body` is
     trusted HTML built by the caller from escaped parts."""

@@ -58,7 +58,7 @@ import re
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
-from bot.render.markup import md_cell
+from bot.render.markup import fence_safe, md_cell
 from bot.render.richtext import inline
 
 MASK = "[redacted]"
@@ -237,7 +237,7 @@ def variants(secret: str) -> set[str]:
         secret,
         md_cell(secret),
         md_cell(secret).replace("`", "'"),  # bot.render.markup.md_code
-        secret.replace("```", "ʼʼʼ"),  # bot.render.verdicts._fence_safe
+        fence_safe(secret),  # evidence quoted in a ```text fence
     }
     out: set[str] = set()
     for b in bases:

@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.model import Group, format_duration, mention
 from bot.model.records import SweepRow, TriageRow
-from bot.render.markup import html_page, md_cell, md_code
+from bot.render.markup import fence_safe, html_page, md_cell, md_code
 from bot.render.report import Row, SweepReport
 from bot.render.sticky import MAX_COMMENT_CHARS
 
@@ -231,7 +231,7 @@ def failure_details(view: SweepView, r: Row) -> str:
                 "**Evidence:**",
                 "",
                 "```text",
-                *(e.replace("```", "'''") for e in v.evidence),
+                *(fence_safe(e) for e in v.evidence),
                 "```",
             ]
     lines += [
@@ -342,6 +342,10 @@ def render_status_file(view: SweepView) -> str:
             f"- **Fix PR:** {_fix_cell(r)}",
             f"- **Verification:** {md_cell(r.verification)}",
         ]
+        ref = t.detail.failure if t else None
+        if ref is not None and ref.run_id:
+            on = f" on {md_cell(ref.host)}" if ref.host else ""
+            lines.append(f"- **Sweep run:** {md_code(ref.run_id)}{on}")
         if r.runs:
             lines.append(f"- **Runs:** {_runs_links(r, view.public_url)}")
         if v and v.evidence:
@@ -350,7 +354,7 @@ def render_status_file(view: SweepView) -> str:
                 f"<details><summary>Evidence ({_count(len(v.evidence), 'line')})</summary>",
                 "",
                 "```text",
-                *(e.replace("```", "'''") for e in v.evidence),
+                *(fence_safe(e) for e in v.evidence),
                 "```",
                 "",
                 "</details>",

@@ -17,7 +17,7 @@ from bot.model import (
     Verdict,
     mention,
 )
-from bot.render.markup import md_cell
+from bot.render.markup import fence_safe, md_cell
 from bot.render.runs import reference_lines, render_queue_spot, runs_table
 from bot.render.sticky import fit_comment, status_marker
 
@@ -170,7 +170,7 @@ def _where(run_id: str, source: str, line_no: int) -> str:
 
 def _fence_safe(text: str) -> str:
     """Text that cannot close the code fence it is quoted in."""
-    return text.replace("```", "ʼʼʼ")[:400]
+    return fence_safe(text)[:400]
 
 
 def _signature_lines(v: Verdict) -> list[str]:
