@@ -10,16 +10,28 @@ real sshd and harness is tests/test_sweep_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
 from typing import Any
 
 from bot.core.watcher import SweepWatcher
-from bot.model import SeenRun, Sweep, SweepPlan, Testme, TestmePlan
+from bot.model import FailingTest, SeenRun, Sweep, SweepPlan, Testme, TestmePlan
 from bot.model.commands import Cancel
 from bot.model.plans import CancelPlan
-from tests.fakes import GREEN, RED, REPO, Core, FakeHost, Step, reference, summary, until
+from tests.fakes import (
+    FAILING_TEST,
+    GREEN,
+    RED,
+    REPO,
+    Core,
+    FakeHost,
+    Step,
+    reference,
+    summary,
+    until,
+)
 
 MARKER = re.compile(r"<!-- redfix:sweep (\{.*?\}) -->")
 NOW = time.time()
@@ -90,6 +102,33 @@ async def test_every_failure_has_a_row_before_any_isolation_ends() -> None:
     assert all(v["outcome"] is None for v in first["recipes"].values())
     await task
     assert marker(core)["m1"] is True
+
+
+async def test_the_same_assertion_across_recipes_is_one_group_after_their_isolation() -> None:
+    """The sweep's recorded failure (its messages, its host) outlives the isolation that
+    re-reads the reference: grouping by normalised assertion needs the messages."""
+
+    def red_with(recipe: str, message: str) -> SeenRun:
+        base = seen(recipe, red=True)
+        assert base.results is not None
+        failing = (FailingTest(FAILING_TEST, "custom", "fail", message),)
+        results = dataclasses.replace(base.results, failing=failing)
+        return dataclasses.replace(base, results=results)
+
+    runs = [
+        red_with("keycloak", "AssertionError: kc-3f9a.ci.example answered 502 after 31 s"),
+        red_with("bluesky-pds", "AssertionError: pds-77.ci.example answered 502 after 12 s"),
+        red_with("mumble", "AssertionError: expected 2 users, got 1"),
+    ]
+    core = Core(host_with("h1", runs, {r.recipe: [RED] for r in runs}))
+    await sweep(core)
+    doc = marker(core)
+    assert doc["isolated"] == 3  # every isolation ended, each re-read its reference
+    assert doc["groups"] == [["bluesky-pds", "keycloak"]]  # mumble's assertion is another
+    for t in await core.store.triages():
+        assert t.detail.failure is not None
+        assert t.detail.failure.host == "h1"
+        assert t.detail.failure.messages, t.recipe
 
 
 async def test_two_hosts_isolate_two_recipes_at_once_each_alone() -> None:

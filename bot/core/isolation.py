@@ -42,7 +42,7 @@ from bot.model import (
     RunSpec,
     RunState,
 )
-from bot.model.records import RunRow
+from bot.model.records import RunRow, TriageFailure
 from bot.render.commands import render_failure
 from bot.render.runs import render_reference_unreadable
 from bot.render.verdicts import (
@@ -78,6 +78,7 @@ class _Job:
     plan: IsolationPlan
     prior: Sequence[RunRow]
     reference: ResultsSummary | None = None
+    reference_host: str = ""  # the host whose runs directory holds it
     done: list[RunResult] = field(default_factory=list)
     evidence: list[RunEvidence] = field(default_factory=list)
     load_pairs: list[Judged] = field(default_factory=list)
@@ -194,16 +195,18 @@ class Isolation:
         """Look up the failure under triage and record it; False (and said so) when the run
         `--run` names cannot be read, so there is nothing to judge against."""
         plan = job.plan
-        job.reference, problem = await self._reference(plan)
-        if job.reference is not None:
-            await self._runs.update_triage(
-                triage,
-                failure={
-                    "run_id": job.reference.run_id,
-                    "stages": list(job.reference.failed_stages),
-                    "tests": [t.test_id for t in job.reference.failing],
-                },
+        job.reference, job.reference_host, problem = await self._reference(plan)
+        ref = job.reference
+        if ref is not None:
+            # The whole failure as a sweep records it: its messages group shared causes.
+            failure = TriageFailure(
+                run_id=ref.run_id,
+                stages=ref.failed_stages,
+                tests=tuple(t.test_id for t in ref.failing),
+                messages=tuple(t.message for t in ref.failing if t.message),
+                host=job.reference_host,
             )
+            await self._runs.update_triage(triage, failure=failure.to_json())
         if plan.reference_run and job.reference is None:
             text = render_reference_unreadable(plan.reference_run, problem)
             # Not isolating any more: the table must not show it running for ever.
@@ -218,15 +221,16 @@ class Isolation:
             return False
         return True
 
-    async def _reference(self, plan: IsolationPlan) -> tuple[ResultsSummary | None, str]:
-        """The failure under triage, and a problem text when a named run cannot be read."""
+    async def _reference(self, plan: IsolationPlan) -> tuple[ResultsSummary | None, str, str]:
+        """The failure under triage with the host that holds it, and a problem text when a
+        named run cannot be read."""
         problems = []
         for name, runner in self._runners.items():
             try:
                 if plan.reference_run:
                     ref, problem = await runner.read_results(plan.reference_run)
                     if ref is not None:
-                        return ref, ""
+                        return ref, name, ""
                     problems.append(f"{name}: {problem}")
                     continue
                 found = await runner.find_reference(
@@ -237,8 +241,8 @@ class Isolation:
                 problems.append(f"{name}: {e}")
                 continue
             if found is not None:
-                return found, ""
-        return None, "; ".join(problems)
+                return found, name, ""
+        return None, "", "; ".join(problems)
 
     async def _alone_runs(self, job: _Job) -> None:
         """The isolated runs, one at a time; stops early when cancelled or, with `--runs
