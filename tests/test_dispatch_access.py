@@ -278,6 +278,28 @@ async def test_cancel_is_authorized_at_the_pr_its_run_acts_on() -> None:
     assert [a for a, _ in w.jobs.started] == ["alice"]
 
 
+async def test_cancel_of_a_sweep_is_authorized_where_the_sweep_lives() -> None:
+    w = World(Access(("recipe-maintainers",)))
+    w.log.sweep_places[3] = ("recipe-maintainers/cc-ci", 12)
+    # bob may write to acme/widgets, where he types it, but the sweep is not his to stop.
+    w.say(gitea_origin("bob", cid=1), "!redfix cancel sweep-3")
+    await w.settle()
+    (refusal,) = w.refusals()
+    assert "recipe-maintainers/cc-ci#12" in refusal
+    assert w.jobs.started == []
+    assert ("recipe-maintainers/cc-ci", "bob") in w.forge.asked  # asked where it acts
+    w.say(gitea_origin("alice", cid=2), "!redfix cancel sweep-3")  # an org member may
+    await w.settle()
+    assert [a for a, _ in w.jobs.started] == ["alice"]
+    # Given write access there (and once his remembered "no" has run out), bob may.
+    w.forge.writers.add(("recipe-maintainers/cc-ci", "bob"))
+    w.clock.now += Access(()).denial_ttl_s + 1
+    w.say(gitea_origin("bob", "recipe-maintainers/cc-ci", 12, cid=3), "!redfix cancel sweep-3")
+    await w.settle()
+    assert [a for a, _ in w.jobs.started] == ["alice", "bob"]
+    assert len(w.refusals()) == 1
+
+
 async def test_refusals_are_rate_limited_and_denials_remembered_for_a_while() -> None:
     w = World(Access(("recipe-maintainers",), refusal_every_s=600, denial_ttl_s=60))
     for cid in (1, 2, 3):
