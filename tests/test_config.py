@@ -288,3 +288,56 @@ def test_a_listen_address_that_is_not_this_machines(tmp_path: Path) -> None:
     assert machine_problems(doc) == [
         "server.listen: 192.0.2.1:8480: 192.0.2.1 is not an address of this machine"
     ]
+
+
+def test_sweep_section_defaults_and_each_mistake_with_its_key(tmp_path: Path) -> None:
+    cfg = parse_config(minimal_doc(tmp_path), env={})
+    assert (cfg.sweep.window, cfg.sweep.watch, cfg.sweep.settle_s) == ("36h", False, 900.0)
+    assert (cfg.sweep.tracking_repo, cfg.sweep.ignore_runs, cfg.sweep.runs) == ("", "^rf-", None)
+    good = minimal_doc(tmp_path) | {
+        "sweep": {
+            "watch": True,
+            "tracking_repo": "coop-cloud/cc-ci",
+            "window": "2d",
+            "runs": "auto",
+        }
+    }
+    cfg = parse_config(good, env={})
+    assert (cfg.sweep.watch, cfg.sweep.tracking_repo, cfg.sweep.runs) == (
+        True,
+        "coop-cloud/cc-ci",
+        "auto",
+    )
+    bad = minimal_doc(tmp_path) | {
+        "sweep": {
+            "watch": True,
+            "window": "forever",
+            "ignore_runs": "(unclosed",
+            "settle_s": -1,
+            "load": 99,
+            "colour": "red",
+        }
+    }
+    with pytest.raises(ConfigError) as ei:
+        parse_config(bad, "t.toml", env={})
+    text = "\n".join(ei.value.problems)
+    for fragment in [
+        "sweep.window: a duration such as 36h, 90m or 2d",
+        "sweep.ignore_runs: not a regular expression",
+        "sweep.settle_s:",
+        "sweep.load:",
+        "sweep.colour: unknown key",
+    ]:
+        assert fragment in text, text
+    assert "Traceback" not in text
+    # The watcher without a tracking repository is its own problem, said plainly.
+    lone = minimal_doc(tmp_path) | {"sweep": {"watch": True}}
+    with pytest.raises(ConfigError) as ei:
+        parse_config(lone, "t.toml", env={})
+    assert "watch = true needs tracking_repo (owner/name)" in "\n".join(ei.value.problems)
+    slash = minimal_doc(tmp_path) | {"sweep": {"tracking_repo": "not a repo"}}
+    with pytest.raises(ConfigError) as ei:
+        parse_config(slash, "t.toml", env={})
+    assert "sweep.tracking_repo: 'not a repo' is not a repository: owner/name" in "\n".join(
+        ei.value.problems
+    )

@@ -244,11 +244,18 @@ class SweepConfig(_Section):
     watch: bool = False
     settle_s: float = Field(900.0, ge=0, le=86_400)
     poll_s: float = Field(60.0, gt=0, le=3600)
-    tracking_repo: str = Field("", pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    tracking_repo: str = ""
     runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS)] | Literal["auto"] | None = None
     load: int = Field(0, ge=0, le=MAX_LOAD)
     scan_limit: int = Field(500, ge=1, le=10_000)
     ignore_runs: str = "^rf-"
+
+    @field_validator("tracking_repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", v):
+            raise ValueError(f"{v!r} is not a repository: owner/name, e.g. coop-cloud/cc-ci")
+        return v
 
     @field_validator("window")
     @classmethod
