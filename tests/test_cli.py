@@ -271,3 +271,66 @@ def test_bad_rules_are_reported_with_their_ids(tmp_path: Path) -> None:
     assert "classify.signatures" in r.stderr
     assert "broken" in r.stderr
     assert "too-broad" in r.stderr
+
+
+def test_report_sweep_prints_the_status_file_its_json_and_its_page(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from bot.adapters.store import Store
+    from bot.core.sweepboard import sweep_view
+    from bot.model.records import SweepSeen, TriageFailure
+    from bot.render.sweep import render_status_file
+
+    cfg = good_config(tmp_path)
+    PUBLIC = "https://redfix.example.org"
+    assert f'public_url = "{PUBLIC}"' in cfg.read_text()
+    env = {"REDFIX_WEBHOOK_SECRET": "a-long-secret"}
+    (tmp_path / "data").mkdir()
+    db = tmp_path / "data" / "redfix.sqlite3"
+    r = cli("report", "--config", str(cfg), "--sweep", "latest", env=env)
+    assert r.returncode == 1
+    assert "no store at" in r.stderr
+
+    async def seed() -> str:
+        store = await Store.open(db)
+        seen = [
+            SweepSeen("mumble", "sweep-01-mumble", "cc-ci", 1_781_654_400.0, True),
+            SweepSeen("custom-html", "sweep-02-custom-html", "cc-ci", 1_781_654_460.0, False),
+        ]
+        failure = TriageFailure("sweep-01-mumble", ("custom",), ("t.py::t",), ("1 != 2",), "cc-ci")
+        sweep_id, _ = await store.add_sweep(
+            "scan:abc", "command", "a/b", 4, 1, "alice", (1_781_600_000.0, 1_781_654_500.0),
+            seen, [], (3, False, 0), [("mumble", failure)],
+        )  # fmt: skip
+        (row,) = await store.sweep_triages(sweep_id)
+        await store.update_triage(row.id, verdict={"outcome": "flake", "cause": "load"})
+        sweep = await store.sweep(sweep_id)
+        assert sweep is not None
+        view = await sweep_view(
+            store, sweep, gitea_url="https://git.example.org", public_url=PUBLIC
+        )
+        await store.close()
+        return render_status_file(view)
+
+    expected = asyncio.run(seed())
+    md = cli("report", "--config", str(cfg), "--sweep", "latest", env=env)
+    assert md.returncode == 0, md.stderr
+    by_number = cli("report", "--config", str(cfg), "--sweep", "sweep-1", env=env)
+    assert by_number.stdout == md.stdout  # `sweep-1` and `1` and `latest` are the same one
+    assert md.stdout.startswith("# Sweep 1 — 2026-06-17\n")
+    assert "| `mumble` | flake / load |" in md.stdout
+    assert "custom-html" not in md.stdout.split("## Results")[1].split("## Milestones")[0]
+    assert md.stdout == expected + "\n"  # the same records, the same bytes as the bot's
+    doc = json.loads(cli("report", "--config", str(cfg), "--sweep", "1", "--format", "json",
+                         env=env).stdout)  # fmt: skip
+    assert (doc["id"], doc["failures"], doc["isolated"]) == (1, 1, 1)
+    assert doc["rows"][0]["state"] == "flake / load"
+    page = cli("report", "--config", str(cfg), "--sweep", "1", "--format", "html", env=env)
+    assert page.stdout.startswith("<!doctype html>")
+    assert "<td><code>mumble</code></td>" in page.stdout
+    for missing in ("2", "sweep-x", "latest-but-one"):
+        r = cli("report", "--config", str(cfg), "--sweep", missing, env=env)
+        assert r.returncode == 1
+        assert f"no sweep {missing}" in r.stderr
+        assert "Traceback" not in r.stderr
