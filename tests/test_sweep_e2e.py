@@ -176,3 +176,22 @@ async def test_a_new_red_recipe_gets_a_row_and_never_counts_as_met(
         doc = marker(sweep_comment(rig.gitea, PLACE, 4))
         assert sorted(doc["recipes"]) == ["keycloak", "mattermost-lts"]
         assert doc["recipes"]["keycloak"]["cause"] == "harness"
+        # The same sweep on its page and in its JSON, served by the bot.
+        api = (await rig.http.get(f"{rig.url}/api/sweeps/latest")).json()
+        assert api == (await rig.http.get(f"{rig.url}/api/sweeps/1")).json()
+        assert (api["id"], api["failures"], api["isolated"]) == (1, 2, 2)
+        assert [r["recipe"] for r in api["rows"]] == ["keycloak", "mattermost-lts"]
+        assert api["milestones"]["M1"]["met"] is True
+        page = await rig.http.get(f"{rig.url}/sweeps/1")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.text.count("<tr><td><code>") == 2
+        assert "<td><code>keycloak</code></td>" in page.text
+        index = (await rig.http.get(f"{rig.url}/")).text
+        assert 'href="sweeps/latest"' in index
+        bad = await rig.http.get(f"{rig.url}/sweeps/one")
+        assert bad.status_code == 400
+        assert "`latest` or its number" in bad.text
+        gone = await rig.http.get(f"{rig.url}/api/sweeps/7")
+        assert gone.status_code == 404
+        assert "no sweep 7" in gone.text
