@@ -530,3 +530,28 @@ def test_log_lines_read_for_classification_are_redacted_with_their_numbers(
     assert _leaks(key, "\n".join(lines)) == []
     with runner.log_lines("rf-none-1") as it:
         assert list(it) == []  # no log yet: no lines, no error
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # JSON: the string ends where it ended, so the document still parses.
+        (
+            '{"root": "load-only: token=abc123", "n": 1}',
+            '{"root": "load-only: token=[redacted]", "n": 1}',
+        ),
+        ('{"e": "API_KEY=ab\\"cd\\""}', '{"e": "API_KEY=[redacted]"}'),
+        # HTML: the cell closes where it closed.
+        ("<td>password=abc</td><td>x</td>", "<td>password=[redacted]</td><td>x</td>"),
+        # Markdown: an escaped pipe is part of the value, a bare one ends the cell.
+        ("| SECRET=abc\\|def | x |", "| SECRET=[redacted] | x |"),
+        ("| SECRET=abc|x |", "| SECRET=[redacted]|x |"),
+        # Plain text: as before.
+        ("TOKEN=plain-value more", "TOKEN=[redacted] more"),
+        ("password: 'two words'", "password: [redacted]"),
+    ],
+)
+def test_a_masked_assignment_keeps_the_structure_around_it(text: str, masked: str) -> None:
+    assert Redactor()(text) == masked
+    if text.startswith("{"):
+        json.loads(Redactor()(text))  # still a document

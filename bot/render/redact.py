@@ -67,10 +67,12 @@ MIN_FRAGMENT = 4  # a cut piece is masked from this many characters (and half th
 _MAX_FRAGMENT_VARIANT = 160  # longer variants are matched whole only (the regex nests per char)
 
 _PATTERNS = (
-    # KEY=value / KEY: value where the key names a secret (TOKEN, PASSWORD, SECRET, API_KEY ...)
+    # KEY=value / KEY: value where the key names a secret (TOKEN, PASSWORD, SECRET, API_KEY ...).
+    # An unquoted value ends at a quote, `<` or `|` that no backslash escapes: the text may be
+    # a JSON string, an HTML cell or a Markdown row, whose structure must survive the mask.
     re.compile(
         r"(?i)\b([A-Z0-9_.-]*(?:TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_KEY)[A-Z0-9_.-]*)"
-        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|(?:\\\S|[^\s\"'<|\\])+)"
     ),
     re.compile(r"(?i)\b(authorization:\s*(?:bearer|token|basic)\s+)(\S+)"),
     re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
