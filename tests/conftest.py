@@ -25,6 +25,7 @@ from bot.sim.gitea import SPEC_FACTS, GiteaSim, SimComment, SimRequest
 from bot.sim.host import stop_runs_under
 from bot.sim.matrix import Person, register
 from bot.sim.sweep import seed_sweep
+from tests.browser import CHROMIUM, chromium_browser
 from tests.configs import BOT_LOGIN as BOT_LOGIN
 from tests.configs import GITEA_TOKEN as GITEA_TOKEN
 from tests.configs import WEBHOOK_SECRET as WEBHOOK_SECRET
@@ -309,6 +310,21 @@ def _dump_tasks(nodeid: str) -> None:
     sys.stderr.flush()
 
 
+# --- real Chromium (tests/browser.py) ------------------------------------------------------
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    """A headless Debian Chromium for one test (it starts in about a second)."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not found: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so a missing Chromium is a failure, not a skip)")
+        pytest.skip(message)
+    async with chromium_browser() as browser:
+        yield browser
+
+
 # --- no silent skips; what the real parts ran -----------------------------------------------
 
 # The fixtures that bring up a real part: a test that asked for one and ran used it.
@@ -316,6 +332,7 @@ REAL_PARTS = {
     "sshd": "the real OpenSSH sshd",
     "synapse": "a real Synapse homeserver",
     "spec_path": "the spec-checked fake Gitea",
+    "chromium": "real Chromium (Playwright)",
 }
 _ran_with: dict[str, int] = dict.fromkeys(REAL_PARTS, 0)
 _skips: list[tuple[str, str]] = []  # (test id, reason) of every skipped test, outside CI

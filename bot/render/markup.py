@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import html
 
-BASE_CSS = "body{font-family:system-ui,sans-serif;margin:1rem;color:#1b1b1b;background:#fff}"
+# `.scroll`: a wide table scrolls in its own box, so the page never scrolls sideways on a phone.
+BASE_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1rem;color:#1b1b1b;background:#fff}"
+    ".scroll{overflow-x:auto;max-width:100%}"
+)
 
 
 def md_cell(text: str) -> str:
@@ -36,6 +40,8 @@ def html_page(title: str, body: str, css: str = "") -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # No favicon to fetch: a browser's request for one would only ever be a 404.
+        '<link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title><style>{BASE_CSS}{css}</style></head>"
         f"<body>{body}</body></html>"
     )

@@ -437,7 +437,8 @@ def render_sweep_html(view: SweepView) -> str:
     body = (
         f"<h1>{e(sweep_title(s))}</h1>"
         f"<p>{e(progress_line(view).replace('**', ''))}</p><p>{e(state_line(view))}</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
         + (f"<h2>Shared causes</h2><ul>{groups}</ul>" if groups else "")
         + f"<p>{e(view.report.m1.line)}</p><p>{e(view.report.m2.line)}</p>"
         f"<p>{e(seen_line(view))}</p>"
@@ -446,6 +447,7 @@ def render_sweep_html(view: SweepView) -> str:
     return html_page(
         sweep_title(s),
         body,
+        "table{border-collapse:collapse;min-width:48rem}"
         "th,td{text-align:left;padding:.2rem .6rem .2rem 0;vertical-align:top}",
     )
 
