@@ -309,6 +309,45 @@ async def test_pr_runs_are_announced_and_the_report_is_an_html_table(
         assert "<code>mumble</code>" in table.html
 
 
+async def test_sweep_in_a_room_triages_every_failure_in_one_threaded_table(
+    make_rig: RigFactory, chat: Chat
+) -> None:
+    sweep = {"mumble": "R", "custom-html": "G", "mattermost-lts": "R"}
+    async with make_rig(sweep=sweep, matrix=chat.config()) as rig:
+        await listening(rig.bot)
+        cmd = await chat.alice.say(chat.room, "!redfix sweep --runs 1")
+
+        async def judged() -> Message | None:
+            msgs = await chat.thread(cmd)
+            done = [m for m in msgs if "2 of 2 isolated" in m.body]
+            return done[0] if done and await ticked(chat, cmd) else None
+
+        try:
+            table = await until(judged, "the sweep's table, both failures judged", 120)
+        except AssertionError:
+            print(await chat.show())
+            raise
+        # One threaded notice, edited from pending rows to the verdicts.
+        (notice,) = [m for m in await chat.thread(cmd) if "sweep-1" in m.body]
+        assert notice.event_id == table.event_id
+        assert notice.edits >= 1
+        assert notice.msgtype == "m.notice"
+        assert "<table>" in table.html
+        assert table.html.count("<code>mattermost-lts</code>") >= 1
+        assert "genuine / recipe" in table.body
+        assert "M1 (every failure isolated and classified with evidence): met" in table.body
+        assert "custom-html" in table.body  # counted as green, no row
+        assert "redfix:sweep" not in table.body  # the machine marker is not shown to people
+        assert "redfix:sweep" not in table.html
+        starts = [e["recipe"] for e in rig.host_events() if e["event"] == "start"]
+        assert sorted(starts) == ["mattermost-lts", "mumble"]
+        # `status sweep` answers in its own thread with the same table.
+        ask = await chat.alice.say(chat.room, "!redfix status sweep")
+        (status,) = await until(lambda: chat.thread(ask), "the sweep's status")
+        assert "2 of 2 isolated" in status.body
+        assert "<table>" in status.html
+
+
 async def test_invites_only_from_allowed_users_into_configured_rooms(
     make_rig: RigFactory, chat: Chat
 ) -> None:
