@@ -25,9 +25,9 @@ from bench.common import LOOPBACK, Report, Settings, Target, fmt, free_port
 from bot.adapters.config import Config, parse_config
 from bot.app import running_bot, serving
 from bot.sim import deliveries
-from bot.sim import harness as sim_harness
 from bot.sim.gitea import SIM_TOKEN, GiteaSim
 from bot.sim.host import SimHost, stop_runs_under
+from bot.sim.runner import run_recipe_ci as sim_harness
 from bot.sim.sweep import seed_sweep
 
 SECRET = "bench-sweep-webhook-secret"  # noqa: S105 - a made-up secret on loopback

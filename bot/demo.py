@@ -30,11 +30,11 @@ import httpx
 
 from bot.adapters.config import Config, parse_config
 from bot.app import running_bot, serving
-from bot.sim import harness as sim_harness
 from bot.sim.deliveries import headers, issue_comment
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import SimHost, stop_runs_under
 from bot.sim.matrix import Person, register, transcript
+from bot.sim.runner import run_recipe_ci as sim_harness
 from bot.sim.sweep import seed_sweep
 
 SECRET = "demo-webhook-secret"  # noqa: S105 - a demo on loopback, by design

@@ -20,7 +20,7 @@ import asyncssh
 from bot.adapters.config import HarnessConfig, HostConfig
 
 SSHD = Path("/usr/sbin/sshd")
-HARNESS = Path(__file__).resolve().parent.parent / "bot" / "sim" / "harness.py"
+HARNESS = Path(__file__).resolve().parent.parent / "bot" / "sim" / "runner" / "run_recipe_ci.py"
 READY_TIMEOUT_S = 10.0
 
 

@@ -19,9 +19,9 @@ import pytest
 
 from bot.app import running_bot, serving
 from bot.sim import deliveries
-from bot.sim import harness as sim_harness
 from bot.sim.gitea import GiteaSim
 from bot.sim.host import SimHost
+from bot.sim.runner import run_recipe_ci as sim_harness
 from tests.conftest import BOT_LOGIN, GITEA_TOKEN, WEBHOOK_SECRET, ConfigFactory
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bot.model import (
     RunState,
     StageResult,
 )
+from bot.model.profile import CCCI
 from bot.verdict.causes import MAX_EVIDENCE, run_finding, verdict_finding
 from bot.verdict.results import parse_results
 from bot.verdict.rules import RuleSet, weakening_phrase
@@ -90,7 +92,7 @@ def test_harness_traceback_is_a_harness_error(tmp_path: Path) -> None:
     assert "RuntimeError: warm domain warm-keycloak.ci.example" in f.explanation
     numbers = [e.line_no for e in f.evidence]
     assert numbers[0] == line_no(log, "Traceback (most recent call last):")
-    assert "harness.py" in f.evidence[1].text
+    assert "/runner/run_recipe_ci.py" in f.evidence[1].text  # cc-ci's runner tree
     assert numbers[1] == line_no(log, f.evidence[1].text)
     assert f.evidence[2].text.startswith("RuntimeError:")
     assert {e.source for e in f.evidence} == {"log"}
@@ -118,7 +120,7 @@ def test_deadline_is_a_timeout_with_what_it_waited_on(tmp_path: Path) -> None:
     assert any("0/1 replicas (task restarting)" in t for t in texts)
     with_rules = run_finding(run, log, [], DEFAULT)
     assert with_rules is not None
-    assert (with_rules.cause, with_rules.rule) == (Cause.TIMEOUT, "signature:harness-deadline")
+    assert (with_rules.cause, with_rules.rule) == (Cause.TIMEOUT, "exit-142")  # no signature
 
 
 def test_a_signature_overrides_exit_142() -> None:
@@ -412,3 +414,82 @@ def test_ties_prefer_signature_then_timeout_harness_recipe_test(
 def test_no_red_finding_means_no_cause() -> None:
     f = verdict_finding(Outcome.CHANGED, [(red("a1"), None), (green("a2"), RACE)], [])
     assert (f.cause, f.rule) == (Cause.UNKNOWN, "no-rule-matched")
+
+
+# --- rules that hold outside cc-ci: the misfires of words in tests' own output ---------------
+
+CUSTOM_RED = {**HEALTHY, "custom": "fail"}
+
+
+def test_a_tests_own_deadline_exceeded_is_no_harness_deadline() -> None:
+    """An ordinary gRPC assertion: the run failed (exit 1), the harness's deadline never fired."""
+    message = "AssertionError: rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    failing = (FailingTest("custom/test_api.py::test_call", "custom", "fail", message),)
+    run = made_run(CUSTOM_RED, failing)
+    log = [
+        "[cc-ci] ==> stage custom (5/5)",
+        "custom/test_api.py::test_call FAILED",
+        f"E   {message}",
+        "deadline exceeded while calling the app",
+        "[cc-ci] <== stage custom: fail",
+    ]
+    for rules in (NONE, DEFAULT):
+        f = run_finding(run, log, [], rules)
+        assert f is not None
+        assert f.cause is not Cause.TIMEOUT, f
+        assert (f.cause, f.rule) == (Cause.TEST, "stale-test")
+    # Positive control: the harness's own DEADLINE line with its exit code is a timeout.
+    timed_out = made_run(CUSTOM_RED, failing, state=RunState.DEADLINE, code=142)
+    f = run_finding(timed_out, [*log, "[cc-ci] DEADLINE: the 3600s run deadline fired"], [], NONE)
+    assert f is not None
+    assert (f.cause, f.rule) == (Cause.TIMEOUT, "exit-142")
+    assert any("DEADLINE" in e.text for e in f.evidence)
+
+
+def test_a_test_named_after_warm_promotion_is_no_harness_machinery() -> None:
+    """Ordinary PostgreSQL wording in a test's name and assertion is the test's, not cc-ci's."""
+    name = "custom/test_replication.py::test_promote_warm_standby"
+    message = "AssertionError: standby promotion failed: still in recovery"
+    run = made_run(CUSTOM_RED, (FailingTest(name, "custom", "fail", message),))
+    log = [
+        "[cc-ci] ==> stage custom (5/5)",
+        f"FAILED {name} - {message}",
+        "warm standby promotion failed after 30 s",
+        "[cc-ci] <== stage custom: fail",
+    ]
+    f = run_finding(run, log, [], NONE)
+    assert f is not None
+    assert (f.cause, f.rule) == (Cause.TEST, "stale-test"), f
+    # Positive control: the harness saying its own promotion failed is the machinery.
+    own = "[cc-ci] warm promotion of warm-bluesky-pds.ci.example failed: HTTP 000"
+    f = run_finding(run, [*log, own], [], NONE)
+    assert f is not None
+    assert (f.cause, f.rule) == (Cause.HARNESS, "harness-error")
+    assert f.evidence[0].text.endswith("failed: HTTP 000")
+
+
+def traceback(*frames: str) -> list[str]:
+    lines = ["Traceback (most recent call last):"]
+    for path in frames:
+        lines += [f'  File "{path}", line 10, in go', "    go()"]
+    return [*lines, "RuntimeError: the database went away", "[cc-ci] <== stage install: error"]
+
+
+def test_harness_code_is_the_profiles_declared_paths_not_a_word_in_the_path() -> None:
+    run = made_run({"install": "error"})
+    venv = "/opt/harness-venv/lib/python3.11/site-packages/psycopg/connection.py"
+    f = run_finding(run, traceback(venv), [], NONE)
+    assert f is not None
+    assert "Python traceback" not in f.explanation, f  # a library frame is no harness code
+    # cc-ci's runner tree is its harness code.
+    f = run_finding(run, traceback("/srv/cc-ci/runner/deploy.py"), [], NONE)
+    assert f is not None
+    assert "Python traceback from the harness's own code" in f.explanation
+    # Another harness declares its own tree (here ci/), and only that.
+    profile = dataclasses.replace(CCCI, harness_paths=("ci/*", "*/ci/*"))
+    f = run_finding(run, traceback("/srv/project/ci/collect.py"), [], NONE, profile)
+    assert f is not None
+    assert "Python traceback from the harness's own code" in f.explanation
+    f = run_finding(run, traceback("/srv/cc-ci/runner/deploy.py"), [], NONE, profile)
+    assert f is not None
+    assert "Python traceback" not in f.explanation

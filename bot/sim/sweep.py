@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from bot.sim import harness
+from bot.sim.runner import run_recipe_ci as harness
 
 
 def seed_sweep(

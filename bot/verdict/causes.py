@@ -12,24 +12,29 @@ A red run's finding (`run_finding`, the chain `RUN_RULES`):
 |   |                            |         | failing assertions, else the run's log, else the      |
 |   |                            |         | service logs: a known failure overrides the rest      |
 |   |                            |         | (and an assertion that matches spares reading the log)|
-| 2 | `exit-142`                 | timeout | the harness deadline fired (exit 142): what else is   |
-|   |                            |         | red is cut short, so it comes before the heuristics   |
-| 3 | `harness-error`            | harness | a Python traceback whose frames are in harness code   |
-|   |                            |         | (/runner/, cc-ci, harness) and none in the recipe's   |
-|   |                            |         | tests (tests/, custom/, test_*.py): the harness broke |
-|   |                            |         | before any test could judge the app                   |
-| 4 | `harness-error`            | harness | a warm/canonical promotion or advance errored         |
+| 2 | `exit-<code>`              | timeout | the harness deadline fired (the profile's deadline    |
+|   |                            |         | exit code, 142 for cc-ci; never a test's own words):  |
+|   |                            |         | what else is red is cut short, so it comes before the |
+|   |                            |         | heuristics                                            |
+| 3 | `harness-error`            | harness | a Python traceback whose frames are in the profile's  |
+|   |                            |         | harness paths (cc-ci: its runner tree) and none in    |
+|   |                            |         | its test paths: the harness broke before any test     |
+|   |                            |         | could judge the app                                   |
+| 4 | `harness-error`            | harness | the harness's machinery errored: a machinery stage,   |
+|   |                            |         | or the harness's own line of a failed warm/canonical  |
+|   |                            |         | promotion or advance (never a test's name)            |
 | 5 | `harness-error`            | harness | a stage ended in `error` with no failing test and no  |
 |   |                            |         | convergence trouble (which would explain it: rule 6)  |
 | 6 | `recipe-not-converging`    | recipe  | services did not converge or crash-looped (0/N        |
 |   |                            |         | replicas, task restarting, Rejected/Failed tasks,     |
 |   |                            |         | CrashLoop, non-zero task exits): failing tests after  |
 |   |                            |         | that are symptoms, so this precedes the stage rules   |
-| 7 | `recipe-lifecycle`         | recipe  | a lifecycle stage (install, backup, restore) failed,  |
-|   |                            |         | which exercises the recipe itself                     |
-| 8 | `stale-test`               | test    | only tests outside the lifecycle stages (custom, ...) |
-|   |                            |         | failed, install passed and every lifecycle stage that |
-|   |                            |         | ran passed: suspected only once 1–7 are ruled out     |
+| 7 | `recipe-lifecycle`         | recipe  | a lifecycle stage of the profile (cc-ci: install,     |
+|   |                            |         | backup, restore) failed: it exercises the unit itself |
+| 8 | `stale-test`               | test    | only tests in the profile's test stages failed, the   |
+|   |                            |         | stages it needs passed (cc-ci: install) and every     |
+|   |                            |         | lifecycle stage that ran passed: suspected only once  |
+|   |                            |         | 1–7 are ruled out                                     |
 | 9 | `no-rule-matched`          | unknown | nothing above applies (the fallback, always last)     |
 
 Green runs, and runs that did not complete, have no finding.
@@ -59,6 +64,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from bot.model import Cause, EvidenceLine, FailingTest, Finding, Outcome, RunResult, RunState
+from bot.model.profile import CCCI, HarnessProfile
 from bot.verdict.advice import (
     CONVERGENCE_ADVICE,
     HARNESS_ADVICE,
@@ -72,12 +78,10 @@ from bot.verdict.advice import (
 )
 from bot.verdict.logwatch import LogWatch
 from bot.verdict.rules import RuleSet, SignatureMatch
-from bot.verdict.runstate import DEADLINE_EXIT
 
-# The generic lifecycle every recipe goes through. `upgrade` is not among them: its tests
-# check recipe-specific overlays, and a failing one with a healthy app was the sweep's stale
+# cc-ci's lifecycle (its profile's): `upgrade` is not among them: its tests check
+# recipe-specific overlays, and a failing one with a healthy app was the sweep's stale
 # discourse test (DOMAIN.md); a broken upgrade shows as convergence trouble instead.
-LIFECYCLE_STAGES = frozenset({"install", "backup", "restore"})
 MAX_EVIDENCE = 5
 
 # Tie-break between causes with equally many runs: the more specific kind of evidence wins.
@@ -116,8 +120,10 @@ class RunClues:
         log_lines: Iterable[str],
         service_lines: Sequence[str],
         rules: RuleSet,
+        profile: HarnessProfile = CCCI,
     ) -> None:
         self.run = run
+        self.profile = profile
         self.failing: tuple[FailingTest, ...] = run.results.failing if run.results else ()
         self.stages = run.results.stages if run.results else ()
         self._log_lines = log_lines
@@ -146,12 +152,12 @@ class RunClues:
     def _read(self) -> tuple[LogWatch, LogWatch, SignatureMatch | None]:
         """Both logs watched, and the first signature in the run's log, else the service logs."""
         run_id = self.run.run_id
-        log = LogWatch("log", run_id)
+        log = LogWatch("log", run_id, self.profile)
         lines = log.watch(self._log_lines)
         found = self._rules.match_lines("log", lines, source="log", run_id=run_id)
         for _ in lines:
             pass  # matching may stop early; the other rules still need every line
-        service = LogWatch("service_logs", run_id)
+        service = LogWatch("service_logs", run_id, self.profile)
         for line in self._service_lines:
             service.feed(line)
         found = found or self._rules.match_lines(
@@ -212,14 +218,17 @@ def signature(c: RunClues) -> Finding | None:
 
 
 def deadline(c: RunClues) -> Finding | None:
-    """2. The harness's deadline fired (exit 142)."""
-    if c.run.state is not RunState.DEADLINE and c.run.exit_code != DEADLINE_EXIT:
+    """2. The harness's deadline fired: its exit code says so (never a line of text)."""
+    code = c.run.exit_code
+    if c.run.state is not RunState.DEADLINE and code not in c.profile.deadline_codes:
         return None
-    exit_line = EvidenceLine("run", 0, "exit code 142: the harness deadline fired", c.run.run_id)
+    meaning = c.profile.exit_code(code).meaning
+    shown = f"exit code {code}" if code is not None else "no exit code"
+    exit_line = EvidenceLine("run", 0, f"{shown}: {meaning}", c.run.run_id)
     return Finding(
         Cause.TIMEOUT,
-        "exit-142",
-        "The harness's one-hour deadline fired (exit 142) before the run finished.",
+        f"exit-{code}" if code is not None else "deadline",
+        f"The harness's deadline fired ({shown}) before the run finished.",
         _bounded([exit_line], c.log.deadline, c.convergence),
         TIMEOUT_ADVICE,
     )
@@ -242,14 +251,22 @@ def harness_traceback(c: RunClues) -> Finding | None:
 
 
 def harness_promotion(c: RunClues) -> Finding | None:
-    """4. A warm/canonical promotion or advance that errored."""
-    promotion = [*c.log.promotion, *c.service.promotion]
+    """4. The harness's machinery errored: a machinery stage, or its own promotion line."""
+    machinery = [s.name for s in c.stages if s.name in c.profile.machinery_stages]
+    broken = [s for s in machinery if s in c.red_stages]
+    stage_lines = [
+        EvidenceLine("results", 0, f"stage {name}: red (harness machinery)", c.run.run_id)
+        for name in broken
+    ]
+    promotion = [*stage_lines, *c.log.promotion, *c.service.promotion]
     if not promotion:
         return None
     return Finding(
         Cause.HARNESS,
         "harness-error",
-        "A warm/canonical promotion or advance failed in the harness.",
+        "A warm/canonical promotion or advance failed in the harness."
+        if not broken
+        else f"The harness's own machinery ({', '.join(broken)}) failed.",
         _bounded(promotion, c.log.stage_red),
         HARNESS_ADVICE,
     )
@@ -292,7 +309,7 @@ def recipe_not_converging(c: RunClues) -> Finding | None:
 
 def recipe_lifecycle(c: RunClues) -> Finding | None:
     """7. A lifecycle stage (install, backup, restore) failed."""
-    lifecycle = [s for s in c.red_stages if s in LIFECYCLE_STAGES]
+    lifecycle = [s for s in c.red_stages if c.profile.is_lifecycle_stage(s)]
     if not lifecycle:
         return None
     in_lifecycle = [e for e, t in zip(c.tests, c.failing, strict=True) if t.stage in lifecycle]
@@ -308,17 +325,21 @@ def recipe_lifecycle(c: RunClues) -> Finding | None:
 def stale_test(c: RunClues) -> Finding | None:
     """8. Only tests outside the lifecycle failed, while the lifecycle that ran passed."""
     red_stages = c.red_stages
-    ran_lifecycle = [s for s in c.stages if s.name in LIFECYCLE_STAGES and s.status != "skip"]
-    install_passed = any(s.name == "install" and s.status == "pass" for s in c.stages)
+    profile = c.profile
+    ran_lifecycle = [
+        s for s in c.stages if profile.is_lifecycle_stage(s.name) and s.status != "skip"
+    ]
+    passed_names = {s.name for s in c.stages if s.status == "pass"}
     if not (
         red_stages
         and c.failing
-        and install_passed
+        and profile.stale_test_needs <= passed_names
         and all(s.status == "pass" for s in ran_lifecycle)
+        and all(profile.is_test_stage(s) for s in red_stages)
         and {t.stage for t in c.failing} <= set(red_stages)
     ):
         return None
-    passed = ", ".join(s.name for s in ran_lifecycle)
+    passed = ", ".join(s.name for s in ran_lifecycle) or "the rest"
     return Finding(
         Cause.TEST,
         "stale-test",
@@ -353,7 +374,11 @@ RUN_RULES: tuple[RunRule, ...] = (
 
 
 def run_finding(
-    run: RunResult, log_lines: Iterable[str], service_lines: Sequence[str], rules: RuleSet
+    run: RunResult,
+    log_lines: Iterable[str],
+    service_lines: Sequence[str],
+    rules: RuleSet,
+    profile: HarnessProfile = CCCI,
 ) -> Finding | None:
     """The cause of one red run: the first of RUN_RULES that applies, else `no-rule-matched`;
     None for a run that is not red.
@@ -362,7 +387,7 @@ def run_finding(
     """
     if not run.red:
         return None
-    clues = RunClues(run, log_lines, service_lines, rules)
+    clues = RunClues(run, log_lines, service_lines, rules, profile)
     for rule in RUN_RULES:
         if (finding := rule(clues)) is not None:
             return finding

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bot.model import EvidenceLine
+from bot.model.profile import CCCI, HarnessProfile
 from bot.verdict.prefilter import evidence_text, line_text
 
 # A traceback longer than this is not followed further; its frames so far still count.
@@ -21,8 +22,6 @@ _MAX_TRACEBACK_LINES = 200
 _KEEP_LINES = 4
 
 _FRAME_RE = re.compile(r'File "([^"]+)", line \d+')
-_HARNESS_PATH_RE = re.compile(r"/runner/|cc-ci|harness")
-_TEST_PATH_RE = re.compile(r"(?:^|/)(?:tests|custom)/|(?:^|/)(?:test_[^/]*|conftest)\.py$")
 _CONVERGENCE_RE = re.compile(
     r"\b0/[1-9]\d* replicas\b"
     r"|task restarting|\brestarting \(\d+\)|CrashLoop|crash[- ]loop"
@@ -30,7 +29,6 @@ _CONVERGENCE_RE = re.compile(
     r"|task: non-zero exit|\bOOMKilled\b"
 )
 _STAGE_RED_RE = re.compile(r"\bstage [a-z][a-z0-9_-]*: (?:fail|error)\b")
-_DEADLINE_RE = re.compile(r"\bDEADLINE\b|\bdeadline (?:fired|exceeded|reached)")
 
 
 @dataclass
@@ -51,6 +49,8 @@ class LogWatch:
 
     source: str
     run_id: str
+    # Which frames are the harness's code and which lines the harness itself printed.
+    profile: HarnessProfile = CCCI
     line_no: int = 0
     convergence: list[EvidenceLine] = field(default_factory=list)
     promotion: list[EvidenceLine] = field(default_factory=list)
@@ -89,13 +89,19 @@ class LogWatch:
             self._keep(self.convergence, text)
         if "stage" in text and _STAGE_RED_RE.search(text):
             self._keep(self.stage_red, text)
-        if ("eadline" in text or "DEADLINE" in text) and _DEADLINE_RE.search(text):
+        # Only the harness's own lines tell of its deadline or its promotion machinery: a
+        # test's assertion ("context deadline exceeded") or a test's name
+        # (test_promote_warm_standby FAILED) in the log is not the harness speaking.
+        if ("eadline" in text or "DEADLINE" in text) and self.profile.harness_says(
+            text, "deadline"
+        ):
             self._keep(self.deadline, text)
         low = text.lower()
         if (
             ("warm" in low or "canonical" in low)
             and ("promot" in low or "advanc" in low)
             and ("error" in low or "fail" in low)
+            and self.profile.harness_says(text, "promotion")
         ):
             self._keep(self.promotion, text)
 
@@ -106,9 +112,9 @@ class LogWatch:
         frame = _FRAME_RE.search(body)
         if frame:
             path = frame.group(1)
-            if _TEST_PATH_RE.search(path):
+            if self.profile.is_test_path(path):
                 tb.test_frame = True
-            elif _HARNESS_PATH_RE.search(path):
+            elif self.profile.is_harness_path(path):
                 tb.harness_frame = EvidenceLine(
                     self.source, self.line_no, evidence_text(text.strip()), self.run_id
                 )
