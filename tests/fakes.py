@@ -574,6 +574,7 @@ class FakeHost:
     calls: list[tuple[str, str]] = field(default_factory=list)
     specs: list[RunSpec] = field(default_factory=list)  # every spec run or adopted
     running: set[str] = field(default_factory=set)
+    started: list[str] = field(default_factory=list)  # run ids, in the order they started
     most_at_once: int = 0  # the most runs going here at the same time
     seen: list[SeenRun] = field(default_factory=list)  # its runs dir, as the sweep scan reads it
 
@@ -592,7 +593,7 @@ class FakeHost:
             raise ConnectionError(self.down)
         self.calls.append(("run", spec.run_id))
         steps = self.scripts.get(spec.recipe)
-        return await self._follow(spec, steps.pop(0) if steps else GREEN, cancel)
+        return await self._follow(spec, steps.pop(0) if steps else GREEN, cancel, on_line)
 
     async def adopt(
         self,
@@ -603,12 +604,21 @@ class FakeHost:
     ) -> RunResult | None:
         self.calls.append(("adopt", spec.run_id))
         step = self.going.pop(spec.run_id, None)
-        return None if step is None else await self._follow(spec, step, cancel)
+        return None if step is None else await self._follow(spec, step, cancel, on_line)
 
-    async def _follow(self, spec: RunSpec, step: Step, cancel: asyncio.Event | None) -> RunResult:
+    async def _follow(
+        self,
+        spec: RunSpec,
+        step: Step,
+        cancel: asyncio.Event | None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> RunResult:
         self.specs.append(spec)
         self.running.add(spec.run_id)
         self.most_at_once = max(self.most_at_once, len(self.running))
+        self.started.append(spec.run_id)
+        if on_line is not None:
+            on_line(f"[fake] run {spec.run_id} started")  # what a real harness prints first
         try:
             stopped = await _stopped(cancel, step.delay_s)
         finally:

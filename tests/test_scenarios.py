@@ -50,6 +50,30 @@ async def test_mumble_green_alone_red_under_load_is_a_load_flake(make_rig: RigFa
         assert any(e["run_id"] in body for e in loaded)
 
 
+async def test_a_recipe_red_only_beside_a_run_already_alive_at_its_start_is_a_load_flake(
+    make_rig: RigFactory, tmp_path: Path
+) -> None:
+    """The load runs start first and the recipe only once they are seen running: a recipe
+    that breaks only on a host already busy when it deploys meets its load."""
+    shape = {"pattern": "G", "loaded": "R", "load_wait_s": "0"}
+    # Stages long enough that the load run is still going when the recipe starts beside it.
+    env = scenarios(tmp_path, {"mumble": shape}) | {"SIM_STAGE_SECONDS": "0.5"}
+    async with make_rig(sweep={"mumble": "R"}, env=env) as rig:
+        v, body = await isolate(rig, "!redfix isolate mumble --runs 1 --load 1")
+        assert (v["outcome"], v["cause"]) == ("flake", "load"), body
+        events = rig.host_events()
+        starts = [e for e in events if e["event"] == "start"]
+        assert len(starts) == 3  # one alone, then the load run, then the recipe beside it
+        alone, load_run, beside = starts
+        loaded = [e["run_id"] for e in events if e["event"] == "loaded"]
+        assert loaded == [beside["run_id"]]  # only the run that started into company
+        # The verdict says what ran beside what, with start times.
+        assert "after its load was seen running" in body
+        assert load_run["run_id"] in body
+        assert re.search(r"started \d\d:\d\d:\d\d UTC", body)
+        assert alone["run_id"] != beside["run_id"]
+
+
 async def test_flake_not_reproduced_under_load_keeps_cause_unknown(
     make_rig: RigFactory, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from bot.core.logs import RunLog
 from bot.core.ports import HostRunner
@@ -61,15 +61,22 @@ class Attempts:
         self._runners = runners
 
     async def run(
-        self, host: str, spec: RunSpec, cancel: asyncio.Event | None = None, *, adopt: bool = False
+        self,
+        host: str,
+        spec: RunSpec,
+        cancel: asyncio.Event | None = None,
+        *,
+        adopt: bool = False,
+        on_line: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Run `spec` on `host` until it ends (a cancel tears it down); with `adopt`, follow
-        the run a previous process started there, starting it only if it never got going."""
+        the run a previous process started there, starting it only if it never got going.
+        `on_line` sees each line of its output as it arrives (the first says it is alive)."""
         started = time.monotonic()
         try:
             runner = self._runners[host]
             if adopt:
-                found = await runner.adopt(spec, cancel=cancel)
+                found = await runner.adopt(spec, cancel=cancel, on_line=on_line)
                 if found is not None:
                     return found
                 log.info(
@@ -80,7 +87,7 @@ class Attempts:
             # now, and nothing is awaited between this check and the start.
             if cancel is not None and cancel.is_set():
                 return cancelled(spec, host)
-            return await runner.run(spec, cancel=cancel)
+            return await runner.run(spec, cancel=cancel, on_line=on_line)
         except Exception as e:  # could not start (connection, auth, host key)
             log.warning("run %s on %s could not run: %s", spec.run_id, host, e)
             return not_run(spec, host, render_could_not_run(str(e)), time.monotonic() - started)

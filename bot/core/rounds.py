@@ -3,10 +3,12 @@
 An isolated run holds a whole host; with a busy probe configured it first waits until the host
 reports no active run and quotes what it saw (a host that never becomes idle within
 `busy_wait_s` leaves the run not run). A round under load holds a whole host too and runs the
-recipe beside K other harness runs there (K bounded by the host's capacity). Both resume after
-a restart from the records a previous process left: finished runs are kept as recorded, a run
-still going on its host is adopted there. Each run is an attempt (bot.core.attempt), examined
-for evidence (bot.core.evidence) while the host is still held.
+recipe beside K other harness runs there (K bounded by the host's capacity): the K load runs
+start first, and the recipe only once they are seen running, so it meets the load from its
+first second; a load run of the same recipe is judged too, having run under the same load.
+Both resume after a restart from the records a previous process left: finished runs are kept
+as recorded, a run still going on its host is adopted there. Each run is an attempt
+(bot.core.attempt), examined for evidence (bot.core.evidence) while the host is still held.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from bot.render.verdicts import (
 )
 
 Judged = tuple[RunResult, RunEvidence]
+# How long a round under load waits for its load runs to be seen running before it starts the
+# recipe anyway (a harness that prints nothing for minutes still gets its load, said so).
+LOAD_CONFIRM_S = 120.0
 
 
 class Rounds:
@@ -151,7 +156,9 @@ class Rounds:
     async def _fresh_round(
         self, host: str, command_id: int, plan: IsolationPlan, k: int, stop: asyncio.Event
     ) -> list[Judged]:
-        """The recipe and `k` fillers started together on `host`; only the recipe is judged."""
+        """The `k` load runs first; once they are confirmed running on `host`, the recipe, so
+        the load is there from its first second. The recipe's run is judged, and so is every
+        load run of the same recipe (it ran under the same load)."""
         target = RunSpec(new_run_id(plan.recipe), plan.recipe)
         fillers = [
             RunSpec(new_run_id(r), r)
@@ -160,16 +167,74 @@ class Rounds:
         await self._runs.add_run(target.run_id, command_id, plan.recipe, "isolation", "load")
         for f in fillers:
             await self._runs.add_run(f.run_id, command_id, f.recipe, "isolation", "load-filler")
-        note = render_under_load([f.recipe for f in fillers], host)
-        await self._runs.note_run(target.run_id, note)
-        results = await asyncio.gather(
-            *(self._attempts.run(host, s, stop) for s in (target, *fillers))
-        )
-        evidence = await self._examiner.examine(host, target, results[0], note)
-        await self._attempts.finish(results[0], evidence)
-        for r in results[1:]:
-            await self._attempts.finish(r)
-        return [(results[0], evidence)]
+        started: dict[str, float] = {}
+        alive = {f.run_id: asyncio.Event() for f in fillers}
+
+        def seen(run_id: str) -> Callable[[str], None]:
+            def first_line(_line: str) -> None:
+                if run_id not in started:
+                    started[run_id] = time.time()
+                    alive[run_id].set()
+
+            return first_line
+
+        load = [
+            asyncio.create_task(self._attempts.run(host, f, stop, on_line=seen(f.run_id)))
+            for f in fillers
+        ]
+        try:
+            confirmed = await self._load_confirmed(host, load, alive)
+            beside = [(f.recipe, f.run_id, started.get(f.run_id)) for f in fillers]
+            started[target.run_id] = time.time()
+            note = render_under_load(beside, host, started[target.run_id], confirmed)
+            await self._runs.note_run(target.run_id, note)
+            result = await self._attempts.run(host, target, stop)
+            loaded = await asyncio.gather(*load)
+        finally:
+            for task in load:  # owned: never left running past the round
+                task.cancel()
+            await asyncio.gather(*load, return_exceptions=True)
+        judged = [(result, await self._examiner.examine(host, target, result, note))]
+        await self._attempts.finish(*judged[0])
+        for spec, res in zip(fillers, loaded, strict=True):
+            if spec.recipe == plan.recipe:  # the same recipe, under the same load: judged too
+                beside_it = render_under_load(
+                    [(x.recipe, x.run_id, started.get(x.run_id)) for x in (target, *fillers)
+                     if x.run_id != spec.run_id],
+                    host, started.get(spec.run_id), confirmed,
+                )  # fmt: skip
+                await self._runs.note_run(spec.run_id, beside_it)
+                ev = await self._examiner.examine(host, spec, res, beside_it)
+                await self._attempts.finish(res, ev)
+                judged.append((res, ev))
+            else:
+                await self._attempts.finish(res)
+        return judged
+
+    async def _load_confirmed(
+        self, host: str, load: Sequence[asyncio.Task[RunResult]], alive: Mapping[str, asyncio.Event]
+    ) -> bool:
+        """Wait until every load run is seen alive (its first output line; a run that already
+        ended cannot be waited for) and, with a busy probe, the probe counts them; at most
+        LOAD_CONFIRM_S. False when the wait ran out (the round goes on, and says so)."""
+        deadline = time.monotonic() + LOAD_CONFIRM_S
+        while time.monotonic() < deadline:
+            if all(e.is_set() or t.done() for e, t in zip(alive.values(), load, strict=True)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            return False
+        runner = self._runners[host]
+        while time.monotonic() < deadline:
+            going = sum(1 for t in load if not t.done())
+            try:
+                count = await runner.busy()
+            except Exception:  # a probe that cannot answer confirms nothing more
+                return True
+            if count is None or count >= going:
+                return True
+            await asyncio.sleep(min(self._busy_poll_s, 1.0))
+        return False
 
     async def _resume_round(
         self,
@@ -190,14 +255,22 @@ class Rounds:
 
         outcomes = await asyncio.gather(*(one(r) for r in prior))
         by_id = {r.run_id: (res, fresh) for r, (res, fresh) in zip(prior, outcomes, strict=True)}
-        target, fresh = by_id[target_row.run_id]
-        if fresh:
-            spec = RunSpec(target.run_id, plan.recipe)
-            evidence = await self._examiner.examine(host, spec, target, target_row.note)
-            await self._attempts.finish(target, evidence)
-        else:
-            evidence = self._examiner.restored(target_row)[1]
-        for res, again in by_id.values():
-            if again and res.run_id != target.run_id:
-                await self._attempts.finish(res)
-        return [(target, evidence)]
+        judged: list[Judged] = []
+        for row in prior:  # the recipe's run first, then its same-recipe load runs
+            res, fresh = by_id[row.run_id]
+            is_target = row.run_id == target_row.run_id
+            if not is_target and row.recipe != plan.recipe:
+                if fresh:
+                    await self._attempts.finish(res)
+                continue
+            if fresh:
+                spec = RunSpec(res.run_id, row.recipe)
+                evidence = await self._examiner.examine(host, spec, res, row.note)
+                await self._attempts.finish(res, evidence)
+            else:
+                evidence = self._examiner.restored(row)[1]
+            if is_target:
+                judged.insert(0, (res, evidence))
+            else:
+                judged.append((res, evidence))
+        return judged

@@ -6,6 +6,7 @@ notes, reasons and the hidden verdict marker — with the texts its runs gather 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
 from bot.model import (
@@ -72,10 +73,29 @@ def render_not_alone(error: str) -> str:
     return f"not alone: {error}"
 
 
-def render_under_load(recipes: Sequence[str], host: str) -> str:
-    """The recipe's run beside the `recipes` fillers on `host`."""
-    beside = ", ".join(f"`{r}`" for r in recipes)
-    return f"under load: beside {len(recipes)} other run(s) ({beside}) on {host}"
+def _clock(epoch: float | None) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch)) if epoch is not None else "?"
+
+
+def render_under_load(
+    beside: Sequence[tuple[str, str, float | None]],
+    host: str,
+    started: float | None,
+    confirmed: bool,
+) -> str:
+    """What ran beside what: this run on `host`, started at `started`, beside the runs
+    `beside` (recipe, run id, when each was seen running); `confirmed`: the load was seen
+    running before this run started."""
+    others = ", ".join(f"`{r}` ({rid}, started {_clock(at)})" for r, rid, at in beside)
+    how = (
+        "after its load was seen running"
+        if confirmed
+        else "without its load confirmed running (it did not show within the wait)"
+    )
+    return (
+        f"under load on {host}: started {_clock(started)}, {how}, beside {len(beside)} "
+        f"other run(s): {others}"
+    )
 
 
 def render_evidence_failed(error: str) -> str:

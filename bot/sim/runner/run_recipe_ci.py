@@ -49,6 +49,9 @@ class Scenario:
     version: str = "1.0.0+sim"
     # The outcome when other runs share the host (a load flake); "" = same as alone.
     loaded: str = ""
+    # How long a run watches for company after it starts ("0": only runs already alive when
+    # it starts count, as a recipe that breaks only on a host that is busy when it deploys).
+    load_wait_s: str = "1.0"
     # Comma-separated head-commit prefixes (REF) at which the recipe is fixed: runs there are
     # green, as a verified fix PR's are. "" = never.
     fixed_at: str = ""
@@ -189,7 +192,16 @@ def _now() -> str:
 def _scenario_from(raw: object, recipe: str) -> Scenario:
     if not isinstance(raw, dict):
         raise UsageError(f"SIM_SCENARIOS: entry for {recipe!r} is not an object")
-    allowed = {"pattern", "test", "assertion", "stage", "version", "loaded", "fixed_at"}
+    allowed = {
+        "pattern",
+        "test",
+        "assertion",
+        "stage",
+        "version",
+        "loaded",
+        "fixed_at",
+        "load_wait_s",
+    }
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise UsageError(f"SIM_SCENARIOS: {recipe}: unknown keys {', '.join(unknown)}")
@@ -205,6 +217,7 @@ def _scenario_from(raw: object, recipe: str) -> Scenario:
         version=values.get("version", base.version),
         loaded=values.get("loaded", base.loaded),
         fixed_at=values.get("fixed_at", base.fixed_at),
+        load_wait_s=values.get("load_wait_s", base.load_wait_s),
     )
 
 
@@ -220,6 +233,12 @@ def load_scenario(recipe: str, path: str) -> Scenario:
             raise UsageError("SIM_SCENARIOS: top level must be an object of recipe -> behaviour")
         if recipe in doc:
             scenario = _scenario_from(doc[recipe], recipe)
+    try:
+        wait = float(scenario.load_wait_s)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= 60:
+        raise UsageError(f"SIM_SCENARIOS: {recipe}: load_wait_s must be seconds, 0 to 60")
     bad = set(scenario.pattern + scenario.loaded) - OUTCOMES
     if not scenario.pattern or bad or len(scenario.loaded) > 1:
         letters = "".join(sorted(OUTCOMES))
@@ -295,8 +314,9 @@ def _others_active(job: Job) -> int:
 
 def _outcome_under_load(job: Job, outcome: str) -> str:
     """A load flake: behave as `loaded` when other runs share the host. Runs started together
-    need a moment to all show up (SSH logins, interpreter start), so watch for a second."""
-    deadline = time.monotonic() + 1.0
+    need a moment to all show up (SSH logins, interpreter start), so watch for `load_wait_s`
+    (a second by default; 0: only what is alive at the start counts)."""
+    deadline = time.monotonic() + float(job.scenario.load_wait_s)
     while _others_active(job) == 0:
         if time.monotonic() >= deadline:
             return outcome
