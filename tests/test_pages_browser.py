@@ -148,6 +148,10 @@ class Watched:
         page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
         page.on("dialog", lambda d: self.problems.append(f"dialog: {d.message}"))
         page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
+        page.on(
+            "response",
+            lambda r: self.problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None,
+        )
 
 
 async def open_page(browser: Browser, url: str, **context: Any) -> Watched:
@@ -199,6 +203,7 @@ async def test_the_sweep_page_shows_every_failure_and_runs_nothing_from_a_run(
     async with page.expect_response(f"**/api/sweeps/{served.sweep_id}") as answer:
         await page.get_by_role("link", name="JSON").click()
     doc = json.loads(await (await answer.value).text())
+    await page.wait_for_load_state("networkidle")  # the browser's own requests, its icon too
     assert (doc["failures"], doc["isolated"]) == (6, 4)
     assert [r["recipe"] for r in doc["rows"]] == recipes
     assert w.problems == []

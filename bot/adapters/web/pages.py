@@ -49,7 +49,13 @@ class Pages:
             web.get("/api/sweeps/{sweep_id}", self.sweep_api),
             web.get("/runs/{run_id}", self.run_page),
             web.get("/runs/{run_id}/log", self.run_log),
+            web.get("/favicon.ico", self.favicon),
         ]
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        """No icon: a browser asks for one beside every JSON or log it shows, and a 404 for
+        it would be noise in its console and in the logs."""
+        return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
     def redacted(self, text: str, content_type: str) -> web.Response:
         """The one way a page or API answer leaves: redacted once it is rendered, so the
