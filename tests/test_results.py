@@ -91,3 +91,67 @@ def test_hostile_junit_is_not_expanded() -> None:
 def test_oversized_results_refused() -> None:
     with pytest.raises(ResultsError, match="over the"):
         parse_results(b" " * (4 * 1024 * 1024 + 1))
+
+
+CLASSES = b"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="3" failures="2">
+<testcase classname="tests.test_api.TestV1" name="test_list">
+<failure message="AssertionError: v1 lists 3 items, expected 4">x</failure></testcase>
+<testcase classname="tests.test_api.TestV2" name="test_list">
+<failure message="AssertionError: v2 answered 500">y</failure></testcase>
+<testcase classname="tests.test_api.TestV2" name="test_get"/>
+</testsuite></testsuites>"""
+
+
+def test_class_based_tests_each_show_their_own_message() -> None:
+    doc = {
+        "recipe": "api",
+        "stages": [
+            {
+                "name": "pytest",
+                "status": "fail",
+                "tests": [
+                    {"name": "tests/test_api.py::TestV1::test_list", "status": "fail"},
+                    {"name": "tests/test_api.py::TestV2::test_list", "status": "fail"},
+                    {"name": "tests/test_api.py::TestV2::test_get", "status": "pass"},
+                ],
+            }
+        ],
+    }
+    s = parse_results(json.dumps(doc).encode(), {"junit.xml": CLASSES})
+    assert [(t.test_id, t.message) for t in s.failing] == [
+        ("tests/test_api.py::TestV1::test_list", "AssertionError: v1 lists 3 items, expected 4"),
+        ("tests/test_api.py::TestV2::test_list", "AssertionError: v2 answered 500"),
+    ]
+
+
+def test_a_bare_name_two_cases_share_gives_no_message_rather_than_the_wrong_one() -> None:
+    doc = {
+        "recipe": "api",
+        "stages": [
+            {"name": "pytest", "status": "fail", "tests": [{"name": "test_list", "status": "fail"}]}
+        ],
+    }
+    s = parse_results(json.dumps(doc).encode(), {"junit.xml": CLASSES})
+    assert [t.message for t in s.failing] == [""]
+
+
+@pytest.mark.parametrize(
+    ("classname", "name", "file", "node"),
+    [
+        ("tests.test_api.TestV2", "test_x", "", "tests/test_api.py::TestV2::test_x"),
+        ("tests.test_api", "test_x", "", "tests/test_api.py::test_x"),
+        ("test_api.TestOuter.TestInner", "t", "", "test_api.py::TestOuter::TestInner::t"),
+        ("custom.test_protocol_handshake", "t", "", "custom/test_protocol_handshake.py::t"),
+        ("pkg.tests.Test_x", "t", "pkg/tests.py", "pkg/tests.py::Test_x::t"),
+        ("", "t", "", "t"),
+    ],
+)
+def test_junit_names_map_to_pytest_node_ids(
+    classname: str, name: str, file: str, node: str
+) -> None:
+    from bot.verdict.results import junit_key, junit_node_id
+
+    assert junit_node_id(classname, name, file) == node
+    if classname and not file:
+        assert junit_key(node) == (classname, name)  # and back

@@ -86,9 +86,38 @@ def first_line(text: str) -> str:
     return ""
 
 
+def junit_node_id(classname: str, name: str, file: str = "") -> str:
+    """The pytest node id of a JUnit test case: `tests.test_api.TestV2` + `test_x` is
+    `tests/test_api.py::TestV2::test_x`. The module ends where the dotted names stop being
+    lower-case (classes are CamelCase by convention) unless the case's `file` says where."""
+    parts = [p for p in classname.split(".") if p]
+    if file.endswith(".py"):
+        module = file.removesuffix(".py").replace("/", ".")
+        if classname == module or classname.startswith(module + "."):
+            rest = classname[len(module) :].lstrip(".")
+            return "::".join([file, *(rest.split(".") if rest else []), name])
+    cut = next((i for i, p in enumerate(parts) if p[:1].isupper()), len(parts))
+    if cut == 0:
+        return "::".join([*parts, name]) if parts else name
+    module = "/".join(parts[:cut]) + ".py"
+    return "::".join([module, *parts[cut:], name])
+
+
+def junit_key(test_id: str) -> tuple[str, str]:
+    """A results test id as JUnit names it: (classname, name)."""
+    path, _, rest = test_id.partition("::")
+    if not rest:
+        return "", test_id
+    *classes, name = rest.split("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    return ".".join([module, *classes]), name
+
+
 def _junit_messages(junit_files: Mapping[str, bytes]) -> tuple[dict[str, str], list[str]]:
-    """Map test ids (pytest node ids) to their first assertion line; report unreadable files."""
+    """Map each failed JUnit case — by (classname, name), by node id, and by bare name when
+    only one case has it — to its first assertion line; report unreadable files."""
     messages: dict[str, str] = {}
+    bare: dict[str, list[str]] = {}
     problems: list[str] = []
     for fname, raw in sorted(junit_files.items()):
         try:
@@ -102,21 +131,26 @@ def _junit_messages(junit_files: Mapping[str, bytes]) -> tuple[dict[str, str], l
                 bad = case.find("error")
             if bad is None:
                 continue
-            text = bad.get("message") or (bad.text or "")
+            text = first_line(bad.get("message") or (bad.text or ""))
             name = case.get("name", "")
             classname = case.get("classname", "")
-            node_id = f"{classname.replace('.', '/')}.py::{name}" if classname else name
-            messages[node_id] = first_line(text)
-            messages.setdefault(f"::{name}", first_line(text))
+            messages[f"{classname}\0{name}"] = text
+            messages.setdefault(junit_node_id(classname, name, case.get("file", "")), text)
+            bare.setdefault(name, []).append(text)
+    for name, texts in bare.items():
+        if len(set(texts)) == 1:  # ambiguous bare names match nothing: never the wrong one
+            messages.setdefault(f"::{name}", texts[0])
     return messages, problems
 
 
 def _message_for(test_id: str, given: str | None, junit: Mapping[str, str]) -> str:
     if given:
         return first_line(given)
-    if test_id in junit:
-        return junit[test_id]
-    return junit.get("::" + test_id.rpartition("::")[2], "")
+    classname, name = junit_key(test_id)
+    for key in (f"{classname}\0{name}", test_id, f"::{name}"):
+        if key in junit:
+            return junit[key]
+    return ""
 
 
 def parse_results(raw: bytes, junit_files: Mapping[str, bytes] | None = None) -> ResultsSummary:
