@@ -60,7 +60,7 @@ def recipe(grammar: str, tok: str) -> str | Usage:
     if not RECIPE_RE.match(tok):
         return usage(
             grammar,
-            f"{quote(tok)} is not a recipe name: lowercase letters, digits and `-`, "
+            f"{quote(tok)} is not a recipe name: lowercase letters, digits, `-`, `_` and `.`, "
             "starting with a letter or digit, at most 63 characters.",
         )
     return tok

@@ -28,6 +28,8 @@ ORIGIN = Origin(Source.GITEA, "acme/widgets", 42, 311, "bob")
     ("text", "args"),
     [
         ("!redfix isolate mumble", Isolate("mumble")),
+        # Other projects' names: `_` and `.` are allowed (never at the start).
+        ("!redfix isolate my_project.api", Isolate("my_project.api")),
         ("  !redfix   isolate   mumble  ", Isolate("mumble")),
         ("!redfix isolate mattermost-lts --runs 5", Isolate("mattermost-lts", 5)),
         ("!redfix isolate mumble --runs=20", Isolate("mumble", 20)),
@@ -95,6 +97,10 @@ def test_valid_commands(text: str, args: object) -> None:
         ("!redfix isolate $(touch /tmp/x)", "not a recipe name"),
         ("!redfix isolate `id`", "not a recipe name"),
         ("!redfix isolate Mumble", "not a recipe name"),
+        ("!redfix isolate .hidden", "not a recipe name"),
+        ("!redfix isolate _private", "not a recipe name"),
+        ("!redfix isolate ../etc", "not a recipe name"),
+        ("!redfix isolate a/b", "not a recipe name"),
         ("!redfix isolate -mumble", "Unknown option"),
         ("!redfix isolate " + "a" * 64, "not a recipe name"),
         ("!redfix isolate", "Which recipe"),

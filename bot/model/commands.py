@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-# A recipe name doubles as a remote environment value and a path component on the CI host,
-# so it is held to the Co-op Cloud naming rule before it goes anywhere.
-RECIPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# A recipe (or project) name doubles as a remote environment value and a path component on the
+# CI host, so it is held to a strict rule before it goes anywhere: Co-op Cloud's names, and the
+# `_` and `.` of other projects' names (it still only ever reaches a shell quoted).
+RECIPE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 # Run ids become directory names on the host and URL path segments here.
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 # pytest node ids: a path relative to the recipe's test dir, then ::names and [params].
