@@ -125,11 +125,11 @@ def test_testme_on_a_pr_verifies_that_pr_and_in_a_room_the_named_one() -> None:
 
 
 def test_testme_refuses_a_repository_that_is_no_recipe_name_unless_mapped() -> None:
-    odd = replace(PR, repo="acme/Widgets_2")
+    odd = replace(PR, repo="acme/_Widgets_2")  # a leading _ is no recipe name
     reply = decide(Testme(), odd)
     assert isinstance(reply, Reply)
     assert "[gitea.recipes]" in reply.markdown
-    mapped = replace(SETTINGS, recipes=(("acme/Widgets_2", "widgets"),))
+    mapped = replace(SETTINGS, recipes=(("acme/_Widgets_2", "widgets"),))
     assert decide(Testme(), odd, mapped) == TestmePlan("widgets", False, pr=PullRef(odd.repo, 7))
 
 
@@ -152,7 +152,7 @@ def test_report_status_cancel_classify_and_pull_plans() -> None:
     assert decide(PullEvent("synchronized", "a" * 40)) == PullPlan(
         "synchronized", "a" * 40, "mumble"
     )
-    odd = replace(PR, repo="acme/Not_A_Recipe")
+    odd = replace(PR, repo="acme/_Not_A_Recipe")  # a leading _ is no recipe name
     assert decide(PullEvent("closed", "b" * 40), odd) == PullPlan("closed", "b" * 40, "")
 
 
