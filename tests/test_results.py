@@ -155,3 +155,30 @@ def test_junit_names_map_to_pytest_node_ids(
     assert junit_node_id(classname, name, file) == node
     if classname and not file:
         assert junit_key(node) == (classname, name)  # and back
+
+
+@pytest.mark.parametrize(
+    ("stage", "test", "problem"),
+    [
+        (
+            "failed",
+            "pass",
+            "unknown status 'failed' in stage custom (known: pass, fail, error, skip)",
+        ),
+        ("fail", "FAILED", "unknown status 'FAILED' of test t.py::t in stage custom"),
+        ("ok", "pass", "unknown status 'ok' in stage custom"),
+    ],
+)
+def test_an_unknown_status_word_is_refused_never_read_as_green(
+    stage: str, test: str, problem: str
+) -> None:
+    def doc(stage: str, test: str) -> bytes:
+        tests = [{"name": "t.py::t", "status": test}]
+        return json.dumps(
+            {"recipe": "x", "stages": [{"name": "custom", "status": stage, "tests": tests}]}
+        ).encode()
+
+    with pytest.raises(ResultsError) as ei:
+        parse_results(doc(stage, test))
+    assert problem in str(ei.value)
+    assert parse_results(doc("fail", "fail")).red  # positive control: the known words parse

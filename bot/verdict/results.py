@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 MAX_RESULTS_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 300
 RED_STATUSES = ("fail", "error")
+# Every status word results.json may use (docs/harness.md). Any other word makes the results
+# unusable, never silently green: `failed` is not `fail`.
+STATUSES = ("pass", "fail", "error", "skip")
 
 
 class ResultsError(InputError):
@@ -173,6 +176,18 @@ def parse_results(raw: bytes, junit_files: Mapping[str, bytes] | None = None) ->
         raise ResultsError(f"results.json does not match schema 2 ({where})") from None
     if res.schema_ is not None and res.schema_ != 2:
         raise ResultsError(f"results.json has schema {res.schema_}; redfix reads schema 2")
+    known = ", ".join(STATUSES)
+    for stage in res.stages:
+        if stage.status not in STATUSES:
+            raise ResultsError(
+                f"unknown status {stage.status!r} in stage {stage.name} (known: {known})"
+            )
+        for t in stage.tests:
+            if t.status not in STATUSES:
+                raise ResultsError(
+                    f"unknown status {t.status!r} of test {t.name} in stage {stage.name} "
+                    f"(known: {known})"
+                )
     junit, problems = _junit_messages(junit_files or {})
     for problem in problems:  # the results still stand; only assertion texts are missing
         log.warning("%s", problem)
