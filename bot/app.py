@@ -221,6 +221,7 @@ def work(
             busy_wait_s=config.harness.busy_wait_s,
             busy_poll_s=config.harness.busy_poll_s,
             load_rounds=config.isolation.load_rounds,
+            profile=config.harness.harness_profile(),
         ),
     )
     verifier = Verifier(

@@ -116,7 +116,7 @@ def test_deadline_is_a_timeout_with_what_it_waited_on(tmp_path: Path) -> None:
     assert_well_formed(f)
     assert (f.cause, f.rule) == (Cause.TIMEOUT, "exit-142")
     texts = [e.text for e in f.evidence]
-    assert texts[0] == "exit code 142: the harness deadline fired"
+    assert texts[0] == "exit code 142: harness deadline fired"
     assert any("0/1 replicas (task restarting)" in t for t in texts)
     with_rules = run_finding(run, log, [], DEFAULT)
     assert with_rules is not None

@@ -31,6 +31,7 @@ from bot.model import (
     parse_duration,
 )
 from bot.model.errors import InputError
+from bot.model.profile import EXIT_KINDS, PROFILES, EnvNames, ExitCode, HarnessProfile, Words
 
 ENV_SECRETS: dict[str, tuple[str, str]] = {
     "REDFIX_GITEA_TOKEN": ("gitea", "token"),
@@ -43,8 +44,14 @@ OPTIONAL_SECTIONS = frozenset({"matrix"})
 _MATRIX_USER_RE = r"^@[^:\s]+:[^\s]+$"
 _MATRIX_ROOM_RE = r"^[!#][^\s]+$"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Variables the bot itself sets per run; [harness.env] must not shadow them.
-RESERVED_ENV = frozenset({"RECIPE", "REF", "PR", "CCCI_RUNS_DIR", "CCCI_RUN_ID", "CCCI_QUICK"})
+# Variables the bot itself sets per run besides its profile's env names ([harness.env_names]);
+# [harness.env] must not shadow any of them.
+BASE_ENV = frozenset({"REF", "PR"})
+# Short words for an exit code's meaning in [harness.exit_codes] ("2 = 'usage error'").
+EXIT_ALIASES = {
+    "usage error": ExitCode("incomplete", "usage error of the test runner"),
+    "internal error": ExitCode("incomplete", "internal error of the test runner"),
+}
 # What an [harness] evidence command may name; values are shell-quoted when filled in.
 EVIDENCE_PLACEHOLDERS = frozenset({"recipe", "run_id", "runs_dir", "run_dir"})
 MATRIX_CREDENTIALS = (
@@ -157,7 +164,73 @@ class HostConfig(_Section):
     runs_dir: str = Field("", pattern=r"^$|^/")
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+class EnvNamesConfig(_Section):
+    """[harness.env_names]: the variables the bot sets per run ("" = not set)."""
+
+    unit: str | None = None
+    run_id: str | None = None
+    runs_dir: str | None = None
+    quick: str | None = None
+    test: str | None = None
+    test_format: str | None = None
+
+    @field_validator("unit", "run_id", "runs_dir", "quick", "test")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v and not _ENV_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
+
+    @field_validator("test_format")
+    @classmethod
+    def _format(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            names = {f[1] for f in string.Formatter().parse(v) if f[1] is not None}
+        except ValueError as e:
+            raise ValueError(f"{v!r}: {e}") from None
+        if names != {"test"}:
+            raise ValueError(f"{v!r} must hold {{test}} and nothing else in braces")
+        return v
+
+
+class WordsConfig(_Section):
+    """[harness.words]: what a verdict calls things."""
+
+    unit: str | None = Field(None, min_length=1, max_length=40)
+    harness: str | None = Field(None, min_length=1, max_length=60)
+    unit_fix: str | None = Field(None, min_length=1, max_length=120)
+    harness_fix: str | None = Field(None, min_length=1, max_length=120)
+    evidence_title: str | None = Field(None, min_length=1, max_length=60)
+    advice: Literal["cc-ci", "generic"] | None = None
+
+
+def _exit_code(key: str, value: str) -> tuple[int, ExitCode]:
+    code = ascii_int(key.removeprefix("-"), max_digits=3)
+    if code is None or code > 255:
+        raise ValueError(f"{key!r} is not an exit code (0 to 255)")
+    alias = EXIT_ALIASES.get(value.strip().lower())
+    if alias is not None:
+        return code, alias
+    kind, _, meaning = value.partition(":")
+    kind = kind.strip()
+    if kind not in EXIT_KINDS:
+        raise ValueError(
+            f"{key} = {value!r}: start with one of {', '.join(sorted(EXIT_KINDS))} (then "
+            "': what it means'), or say 'usage error' / 'internal error'"
+        )
+    return code, ExitCode(kind, meaning.strip() or kind)
+
+
 class HarnessConfig(_Section):
+    # Which harness this is (docs/harness.md): cc-ci (results.json, cc-ci's variables and exit
+    # codes) or junit (JUnit XML alone, pytest's exit codes, redfix's own variable names).
+    profile: Literal["cc-ci", "junit"] = "cc-ci"
     workdir: str = "/srv/cc-ci"
     command: str = "cc-ci-run runner/run_recipe_ci.py"
     runs_dir: str = "/var/lib/cc-ci-runs"
@@ -180,6 +253,90 @@ class HarnessConfig(_Section):
     # The top-level results.json field whose non-empty value marks a PR verification run
     # (never part of a sweep); "" = no run is one.
     verification_field: str = Field("pr", pattern=r"^$|^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    # Overrides of the profile (absent: the profile's own; docs/harness.md says each).
+    exit_codes: dict[str, str] = Field(default_factory=dict)
+    lifecycle_stages: tuple[str, ...] | None = None  # ["*"]: every stage not a test stage
+    test_stages: tuple[str, ...] | None = None  # ["*"]: every stage outside the lifecycle
+    machinery_stages: tuple[str, ...] | None = None
+    stale_test_needs: tuple[str, ...] | None = None
+    harness_paths: tuple[str, ...] | None = None
+    harness_line: str | None = None
+    deadline_line: str | None = None
+    promotion_line: str | None = None
+    env_names: EnvNamesConfig = EnvNamesConfig()
+    words: WordsConfig = WordsConfig()
+
+    @field_validator("exit_codes")
+    @classmethod
+    def _exits(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            _exit_code(key, value)
+        return v
+
+    @field_validator("harness_line", "deadline_line", "promotion_line")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _own_names(self) -> HarnessConfig:
+        if self.lifecycle_stages == ("*",) and self.test_stages == ("*",):
+            raise ValueError("lifecycle_stages and test_stages cannot both be every stage")
+        reserved = sorted((BASE_ENV | self.harness_profile().env.names) & self.env.keys())
+        if reserved:
+            raise ValueError(
+                f"[harness.env] sets {', '.join(reserved)}, which the bot sets per run"
+            )
+        return self
+
+    def harness_profile(self) -> HarnessProfile:
+        """The profile this section describes: its preset, with the keys given here."""
+        base = PROFILES[self.profile]
+
+        def stages(v: tuple[str, ...] | None, default: frozenset[str] | None) -> Any:
+            if v is None:
+                return default
+            return None if v == ("*",) else frozenset(v)
+
+        env_given = {k: v for k, v in self.env_names.model_dump().items() if v is not None}
+        words_given = {k: v for k, v in self.words.model_dump().items() if v is not None}
+        exits = dict(base.exit_codes) | dict(_exit_code(k, v) for k, v in self.exit_codes.items())
+        lines = {
+            k: v
+            for k, v in (
+                ("harness_line", self.harness_line),
+                ("deadline_line", self.deadline_line),
+                ("promotion_line", self.promotion_line),
+            )
+            if v is not None
+        }
+        return HarnessProfile(
+            name=base.name,
+            results=base.results,
+            env=EnvNames(**(_fields(base.env) | env_given)),
+            exit_codes=exits,
+            lifecycle_stages=stages(self.lifecycle_stages, base.lifecycle_stages),
+            test_stages=stages(self.test_stages, base.test_stages),
+            machinery_stages=frozenset(self.machinery_stages or base.machinery_stages),
+            stale_test_needs=(
+                frozenset(self.stale_test_needs)
+                if self.stale_test_needs is not None
+                else base.stale_test_needs
+            ),
+            harness_paths=self.harness_paths
+            if self.harness_paths is not None
+            else base.harness_paths,
+            test_paths=base.test_paths,
+            harness_line=lines.get("harness_line", base.harness_line),
+            deadline_line=lines.get("deadline_line", base.deadline_line),
+            promotion_line=lines.get("promotion_line", base.promotion_line),
+            words=Words(**(_fields(base.words) | words_given)),
+        )
 
     @field_validator("results", "junit")
     @classmethod
@@ -212,9 +369,6 @@ class HarnessConfig(_Section):
         bad = [k for k in v if not _ENV_NAME_RE.match(k)]
         if bad:
             raise ValueError(f"not valid environment variable names: {', '.join(sorted(bad))}")
-        reserved = sorted(RESERVED_ENV & v.keys())
-        if reserved:
-            raise ValueError(f"set by the bot per run, cannot be overridden: {', '.join(reserved)}")
         return v
 
     @property

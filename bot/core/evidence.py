@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from bot.core.ports import HostRunner
 from bot.model import Finding, RunEvidence, RunResult, RunSpec, RunState
+from bot.model.profile import CCCI, HarnessProfile
 from bot.model.records import RunRow
 from bot.render.verdicts import render_evidence_failed
 from bot.verdict.causes import run_finding
@@ -27,9 +28,15 @@ MAX_SERVICE_LINES = 400
 class Examiner:
     """Collects a run's evidence on its host and reads its finding."""
 
-    def __init__(self, runners: Mapping[str, HostRunner], rules: RuleSet) -> None:
+    def __init__(
+        self,
+        runners: Mapping[str, HostRunner],
+        rules: RuleSet,
+        profile: HarnessProfile = CCCI,
+    ) -> None:
         self._runners = runners
         self._rules = rules
+        self._profile = profile
 
     async def examine(self, host: str, spec: RunSpec, result: RunResult, alone: str) -> RunEvidence:
         """Evidence of a finished run: service logs (red runs), its finding from the log.
@@ -52,7 +59,7 @@ class Examiner:
         if result.state is not RunState.GREEN:
             runner = self._runners.get(result.host) or next(iter(self._runners.values()))
             with runner.log_lines(result.run_id) as lines:
-                finding = run_finding(result, lines, service_lines, self._rules)
+                finding = run_finding(result, lines, service_lines, self._rules, self._profile)
         return RunEvidence(result.run_id, alone, finding, service)
 
     def restored(self, row: RunRow) -> tuple[RunResult, RunEvidence]:

@@ -42,6 +42,7 @@ from bot.model import (
     RunSpec,
     RunState,
 )
+from bot.model.profile import CCCI, HarnessProfile
 from bot.model.records import RunRow, TriageFailure
 from bot.render.commands import render_failure
 from bot.render.runs import render_reference_unreadable
@@ -65,6 +66,7 @@ class IsolationSettings:
     busy_wait_s: float = 1800.0
     busy_poll_s: float = 15.0
     load_rounds: int = 1
+    profile: HarnessProfile = CCCI  # the harness's: its causes' rules and its words
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Isolation:
         self._runners = runners
         self._settings = settings
         self._attempts = Attempts(runs, runners)
-        self._examiner = Examiner(runners, rules)
+        self._examiner = Examiner(runners, rules, settings.profile)
         self._rounds = Rounds(
             runs,
             pool,
@@ -264,10 +266,12 @@ class Isolation:
         """One isolated run, new or (`row`) left unfinished by a previous process."""
         plan = job.plan
         if row is None:
-            spec = RunSpec(new_run_id(plan.recipe), plan.recipe, exclusive=True)
+            spec = RunSpec(
+                new_run_id(plan.recipe), plan.recipe, exclusive=True, test=plan.test or ""
+            )
             await self._runs.add_run(spec.run_id, job.command_id, plan.recipe, "isolation")
         else:
-            spec = RunSpec(row.run_id, plan.recipe, exclusive=True)
+            spec = RunSpec(row.run_id, plan.recipe, exclusive=True, test=plan.test or "")
 
         async def started(host: str) -> None:
             n = len(job.done) + 1
@@ -329,6 +333,7 @@ class Isolation:
             done,
             override,
             test=plan.test,
+            profile=self._settings.profile,
             load_runs=[r for r, _ in job.load_pairs],
             evidence=job.evidence,
             notes=job.notes,

@@ -159,7 +159,7 @@ class Rounds:
         """The `k` load runs first; once they are confirmed running on `host`, the recipe, so
         the load is there from its first second. The recipe's run is judged, and so is every
         load run of the same recipe (it ran under the same load)."""
-        target = RunSpec(new_run_id(plan.recipe), plan.recipe)
+        target = RunSpec(new_run_id(plan.recipe), plan.recipe, test=plan.test or "")
         fillers = [
             RunSpec(new_run_id(r), r)
             for r in (plan.load_recipes[i % len(plan.load_recipes)] for i in range(k))

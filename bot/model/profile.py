@@ -58,6 +58,10 @@ class Words:
     unit_fix: str = "a recipe PR"  # where a defect of the unit under test is fixed
     harness_fix: str = "a harness PR (cc-ci)"
     evidence_title: str = "Service logs"  # the title of the collected evidence
+    advice: str = "cc-ci"  # which fix-route texts (bot.verdict.advice): cc-ci | generic
+
+
+CCCI_WORDS = Words()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ def _matches(path: str, patterns: tuple[str, ...]) -> bool:
 
 CCCI_EXIT_CODES = MappingProxyType(
     {
-        142: ExitCode("deadline", "the harness deadline fired"),
+        142: ExitCode("deadline", "harness deadline fired"),
         143: ExitCode("terminated", "terminated (SIGTERM), torn down"),
     }
 )
@@ -207,6 +211,7 @@ JUNIT = HarnessProfile(
         unit_fix="a fix to the project's code",
         harness_fix="a fix to the test harness or CI scripts",
         evidence_title="Collected evidence",
+        advice="generic",
     ),
 )
 

@@ -51,6 +51,7 @@ class RunSpec:
     pr: str = ""
     quick: bool = False
     exclusive: bool = False  # isolation: nothing else of ours on the host
+    test: str = ""  # the one test to run (`--test`), told to harnesses whose profile can hear it
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,12 @@ class RunResult:
     problem: str = ""  # why results are missing/unusable, or why the run could not complete
     log_tail: tuple[str, ...] = ()
     teardown: str = ""  # for an abandoned run: how redfix's teardown ended ("ran, exit 0", ...)
+    meaning: str = ""  # what its exit code means to its harness (its profile's); "": cc-ci's
+
+    @property
+    def exit_text(self) -> str:
+        """The exit code's meaning, in the harness's own terms where they were known."""
+        return self.meaning or exit_meaning(self.exit_code)
 
     @property
     def completed(self) -> bool:
@@ -157,6 +164,7 @@ class RunResult:
             problem=rec.get("problem", ""),
             log_tail=tuple(rec.get("log_tail", ())),
             teardown=rec.get("teardown", ""),
+            meaning=rec.get("meaning", ""),
         )
 
     def failure_keys(self) -> frozenset[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.model.profile import CCCI_WORDS, Words
 from bot.model.runs import ResultsSummary, RunResult, RunState
 
 
@@ -83,6 +84,7 @@ class Verdict:
     evidence: tuple[RunEvidence, ...] = ()
     notes: tuple[str, ...] = ()
     human: str = ""  # the newest human verdict for the recipe (`!redfix classify`), if any
+    words: Words = CCCI_WORDS  # the harness profile's words, for what people read
 
     @property
     def green(self) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.model import QueueSpot, ResultsSummary, RunResult, RunState, Verdict, exit_meaning
+from bot.model import QueueSpot, ResultsSummary, RunResult, RunState, Verdict
 from bot.render.markup import md_cell, md_code
 
 MAX_FAILING_SHOWN = 5
@@ -114,7 +114,7 @@ def runs_table(
             alone = f" {md_cell(ev.alone) if ev and ev.alone else '—'} |"
         out.append(
             f"| {i} | {md_code(r.run_id)} |{alone} {_STATE_ICON.get(r.state, '')} {r.state.value} "
-            f"| {code}: {md_cell(exit_meaning(r.exit_code))} | {r.duration_s:.1f} s "
+            f"| {code}: {md_cell(r.exit_text)} | {r.duration_s:.1f} s "
             f"| {_failing_cell(r)} | [log]({public_url}/runs/{r.run_id}/log) |"
         )
     return out

@@ -18,6 +18,7 @@ from bot.model import (
     Verdict,
     mention,
 )
+from bot.model.profile import Words
 from bot.render.markup import fence_safe, md_cell
 from bot.render.runs import reference_lines, render_queue_spot, runs_table
 from bot.render.sticky import fit_comment, status_marker
@@ -165,10 +166,19 @@ _ICON = {
     "intermittent": "🟠",
     "inconclusive": "⚪",
 }
-NEVER_WEAKEN = (
-    "A test is never weakened to turn red green: a stale or wrong test gets a test PR "
-    "under review, a recipe defect a recipe PR, a flake a harness stabilisation."
-)
+
+
+def never_weaken(w: Words) -> str:
+    """The promise under every fix route, in the harness profile's words."""
+    return (
+        "A test is never weakened to turn red green: a stale or wrong test gets a test PR "
+        f"under review, a defect of the {w.unit} {w.unit_fix}, a flake a stabilisation."
+        if w.advice != "cc-ci"
+        else "A test is never weakened to turn red green: a stale or wrong test gets a test "
+        "PR under review, a recipe defect a recipe PR, a flake a harness stabilisation."
+    )
+
+
 MAX_SERVICE_LINES_SHOWN = 60
 
 
@@ -228,7 +238,7 @@ def _service_logs(v: Verdict) -> list[str]:
                 "</details>",
                 "",
             ]
-    return ["**Service logs:**", "", *out] if out else []
+    return [f"**{v.words.evidence_title}:**", "", *out] if out else []
 
 
 def _alone_counts(v: Verdict) -> str:
@@ -273,7 +283,10 @@ def render_verdict(key: str, v: Verdict, public_url: str, requested_by: str) -> 
         lines += _evidence_block(f)
     lines += _signature_lines(v)
     advice = f.advice if f is not None and f.advice else ""
-    lines += ["**Fix route:** " + (f"{md_cell(advice)} " if advice else "") + NEVER_WEAKEN, ""]
+    lines += [
+        "**Fix route:** " + (f"{md_cell(advice)} " if advice else "") + never_weaken(v.words),
+        "",
+    ]
     lines += _service_logs(v)
     if v.notes:
         lines += ["**Notes:**", *[f"- {md_cell(n)}" for n in v.notes], ""]

@@ -7,6 +7,10 @@ its rules are loaded, bot.verdict.rules).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
+from bot.model.profile import HarnessProfile
+
 TIMEOUT_ADVICE = (
     "Find what the run was waiting on when the deadline fired (the last convergence lines): a "
     "service that never converges needs a recipe PR; one that converges slowly only under load "
@@ -46,3 +50,68 @@ NOT_REPRODUCED_ADVICE = (
 INCONCLUSIVE_ADVICE = (
     "Re-run alone once the host is healthy; no cause is claimed until runs complete."
 )
+
+# The same fix routes for any other harness (the `junit` profile): no recipes, no docker, no
+# cc-ci, in the words of the profile (`{unit}`, `{unit_fix}`, `{harness_fix}`).
+GENERIC = MappingProxyType(
+    {
+        "timeout": (
+            "Find what the run was waiting on when the deadline fired (the last lines of its "
+            "log): a step that never finishes needs {unit_fix}; one that is only slow under "
+            "load needs {harness_fix} (more headroom, fewer parallel runs). Re-run alone to tell."
+        ),
+        "harness": (
+            "{harness_fix}: fix the fault in the harness's own code the evidence shows and "
+            "verify it with a re-run; the {unit} and its tests are not at fault."
+        ),
+        "convergence": (
+            "{unit_fix}: make the services the tests need come up and stay up, then verify "
+            "with !testme."
+        ),
+        "lifecycle": (
+            "{unit_fix} for what the failing {{stages}} stage exercises, after a re-run alone "
+            "rules out load; verify with !testme."
+        ),
+        "stale_test": (
+            "Suspected stale test: check what the {unit} does now. If the test is out of date, "
+            "a test PR under review or a PR comment; if the {unit} is wrong, {unit_fix}. Never "
+            "weaken the test to turn it green."
+        ),
+        "unknown": (
+            "No rule explains this failure: read the failing assertion and the log, and add a "
+            "signature rule once the cause is known."
+        ),
+        "load": (
+            "Stabilise what races under load: find the step that depends on timing (readiness, "
+            "shared state, ports, files) and make it wait for or isolate what it needs, in "
+            "{harness_fix} or {unit_fix}; verify with repeated runs under load, every repeat "
+            "green."
+        ),
+        "not_reproduced": (
+            "Re-run under load (beside other runs) to reproduce the failure before choosing a "
+            "fix; until then no cause is claimed."
+        ),
+        "inconclusive": INCONCLUSIVE_ADVICE,
+    }
+)
+CCCI = MappingProxyType(
+    {
+        "timeout": TIMEOUT_ADVICE,
+        "harness": HARNESS_ADVICE,
+        "convergence": CONVERGENCE_ADVICE,
+        "lifecycle": LIFECYCLE_ADVICE,
+        "stale_test": STALE_TEST_ADVICE,
+        "unknown": UNKNOWN_ADVICE,
+        "load": LOAD_ADVICE,
+        "not_reproduced": NOT_REPRODUCED_ADVICE,
+        "inconclusive": INCONCLUSIVE_ADVICE,
+    }
+)
+
+
+def advice(profile: HarnessProfile, kind: str) -> str:
+    """The fix route of `kind` in the profile's words (`lifecycle` keeps `{stages}`)."""
+    if profile.words.advice == "cc-ci":
+        return CCCI[kind]
+    w = profile.words
+    return GENERIC[kind].format(unit=w.unit, unit_fix=w.unit_fix, harness_fix=w.harness_fix)

@@ -65,17 +65,7 @@ from functools import cached_property
 
 from bot.model import Cause, EvidenceLine, FailingTest, Finding, Outcome, RunResult, RunState
 from bot.model.profile import CCCI, HarnessProfile
-from bot.verdict.advice import (
-    CONVERGENCE_ADVICE,
-    HARNESS_ADVICE,
-    INCONCLUSIVE_ADVICE,
-    LIFECYCLE_ADVICE,
-    LOAD_ADVICE,
-    NOT_REPRODUCED_ADVICE,
-    STALE_TEST_ADVICE,
-    TIMEOUT_ADVICE,
-    UNKNOWN_ADVICE,
-)
+from bot.verdict.advice import advice
 from bot.verdict.logwatch import LogWatch
 from bot.verdict.rules import RuleSet, SignatureMatch
 
@@ -230,7 +220,7 @@ def deadline(c: RunClues) -> Finding | None:
         f"exit-{code}" if code is not None else "deadline",
         f"The harness's deadline fired ({shown}) before the run finished.",
         _bounded([exit_line], c.log.deadline, c.convergence),
-        TIMEOUT_ADVICE,
+        advice(c.profile, "timeout"),
     )
 
 
@@ -246,7 +236,7 @@ def harness_traceback(c: RunClues) -> Finding | None:
         "harness-error",
         f"A Python traceback from the harness's own code, not the recipe's tests{what}.",
         _bounded([tb.header, tb.harness_frame], [tb.exception] if tb.exception else []),
-        HARNESS_ADVICE,
+        advice(c.profile, "harness"),
     )
 
 
@@ -268,7 +258,7 @@ def harness_promotion(c: RunClues) -> Finding | None:
         if not broken
         else f"The harness's own machinery ({', '.join(broken)}) failed.",
         _bounded(promotion, c.log.stage_red),
-        HARNESS_ADVICE,
+        advice(c.profile, "harness"),
     )
 
 
@@ -290,7 +280,7 @@ def harness_stage_error(c: RunClues) -> Finding | None:
         f"Stage {', '.join(errored)} ended in error without a failing test and with no "
         "convergence trouble in the logs: the harness broke, not a test.",
         _bounded(stage_lines, c.log.stage_red),
-        HARNESS_ADVICE,
+        advice(c.profile, "harness"),
     )
 
 
@@ -303,7 +293,7 @@ def recipe_not_converging(c: RunClues) -> Finding | None:
         "recipe-not-converging",
         "The app's services did not converge (replicas missing, tasks restarting or rejected).",
         _bounded(c.convergence, c.tests),
-        CONVERGENCE_ADVICE,
+        advice(c.profile, "convergence"),
     )
 
 
@@ -316,9 +306,10 @@ def recipe_lifecycle(c: RunClues) -> Finding | None:
     return Finding(
         Cause.RECIPE,
         "recipe-lifecycle",
-        f"The lifecycle stage {', '.join(lifecycle)} failed, which exercises the recipe itself.",
+        f"The lifecycle stage {', '.join(lifecycle)} failed, which exercises the "
+        f"{c.profile.words.unit} itself.",
         _bounded(in_lifecycle, c.log.stage_red),
-        LIFECYCLE_ADVICE.format(stages="/".join(lifecycle)),
+        advice(c.profile, "lifecycle").format(stages="/".join(lifecycle)),
     )
 
 
@@ -346,7 +337,7 @@ def stale_test(c: RunClues) -> Finding | None:
         f"Only tests in {', '.join(red_stages)} failed while {passed} passed and the logs "
         "show no convergence trouble: a suspected stale test.",
         _bounded(c.tests, c.log.stage_red),
-        STALE_TEST_ADVICE,
+        advice(c.profile, "stale_test"),
     )
 
 
@@ -357,7 +348,7 @@ def no_run_rule(c: RunClues) -> Finding:
         "no-rule-matched",
         "No rule explains this failure from its evidence.",
         _bounded(c.tests, c.log.stage_red, c.convergence),
-        UNKNOWN_ADVICE,
+        advice(c.profile, "unknown"),
     )
 
 
@@ -406,6 +397,7 @@ class VerdictClues:
     outcome: Outcome
     alone: Findings
     under_load: Findings
+    profile: HarnessProfile = CCCI
 
     @property
     def red_load(self) -> list[tuple[RunResult, Finding | None]]:
@@ -423,7 +415,7 @@ def inconclusive(v: VerdictClues) -> Finding | None:
         Cause.UNKNOWN,
         "inconclusive",
         "Some runs could not complete, so they support no cause.",
-        advice=INCONCLUSIVE_ADVICE,
+        advice=advice(v.profile, "inconclusive"),
     )
 
 
@@ -446,7 +438,7 @@ def load_flake(v: VerdictClues) -> Finding | None:
         f"Green in all {len(v.alone)} isolated runs but red in {len(red_load)} of "
         f"{len(v.under_load)} runs under load: a load or concurrency flake.",
         _bounded(evidence),
-        finding.advice if own and finding else LOAD_ADVICE,
+        finding.advice if own and finding else advice(v.profile, "load"),
         finding.link if own and finding else "",
     )
 
@@ -461,7 +453,7 @@ def not_reproduced(v: VerdictClues) -> Finding | None:
         "not-reproduced",
         f"Green in all {len(v.alone)} isolated runs and not reproduced in {tried}, so "
         "the sweep failure's cause is not established.",
-        advice=NOT_REPRODUCED_ADVICE,
+        advice=advice(v.profile, "not_reproduced"),
     )
 
 
@@ -493,7 +485,7 @@ def no_verdict_rule(v: VerdictClues) -> Finding:
         Cause.UNKNOWN,
         "no-rule-matched",
         "No red isolated run has a finding to take a cause from.",
-        advice=UNKNOWN_ADVICE,
+        advice=advice(v.profile, "unknown"),
     )
 
 
@@ -505,10 +497,12 @@ VERDICT_RULES: tuple[VerdictRule, ...] = (
 )
 
 
-def verdict_finding(outcome: Outcome, alone: Findings, under_load: Findings) -> Finding:
+def verdict_finding(
+    outcome: Outcome, alone: Findings, under_load: Findings, profile: HarnessProfile = CCCI
+) -> Finding:
     """The cause a verdict carries, from the findings of its isolated (and loaded) runs: the
     first of VERDICT_RULES that applies, else `no-rule-matched`."""
-    clues = VerdictClues(outcome, alone, under_load)
+    clues = VerdictClues(outcome, alone, under_load, profile)
     for rule in VERDICT_RULES:
         if (finding := rule(clues)) is not None:
             return finding

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.model import ResultsSummary, RunEvidence, RunResult, Verdict, mention
+from bot.model.profile import CCCI, HarnessProfile
 from bot.verdict.causes import verdict_finding
 from bot.verdict.confidence import confidence
 from bot.verdict.outcome import classify
@@ -46,9 +47,11 @@ def judge(
     load_runs: Sequence[RunResult] = (),
     evidence: Sequence[RunEvidence] = (),
     notes: Sequence[str] = (),
+    profile: HarnessProfile = CCCI,
 ) -> Verdict:
     """The whole verdict on `recipe` from its isolated runs (`alone`), judged against
-    `reference` (only `test` when given), with the runs under load and every run's evidence."""
+    `reference` (only `test` when given), with the runs under load and every run's evidence,
+    in the words of the harness's `profile`."""
     outcome = classify(recipe, alone, reference, test=test)
     # A run's finding, by run id (the last evidence recorded for a run wins).
     found = {e.run_id: e.finding for e in evidence}
@@ -56,6 +59,7 @@ def judge(
         outcome.outcome,
         [(r, found.get(r.run_id)) for r in alone],
         [(r, found.get(r.run_id)) for r in load_runs],
+        profile,
     )
     red = sum(1 for r in alone if r.red)
     completed = sum(1 for r in alone if r.completed)
@@ -68,6 +72,7 @@ def judge(
         evidence=tuple(evidence),
         notes=tuple(notes),
         human=override.text if override is not None else "",
+        words=profile.words,
     )
 
 

@@ -209,3 +209,60 @@ def parse_results(raw: bytes, junit_files: Mapping[str, bytes] | None = None) ->
         stages=tuple(StageResult(s.name, s.status) for s in res.stages),
         failing=failing,
     )
+
+
+def parse_junit_results(run_id: str, unit: str, junit_files: Mapping[str, bytes]) -> ResultsSummary:
+    """A run's results from its JUnit XML alone (the `junit` profile): red iff a case has a
+    `failure` or an `error`; each test suite is a stage (a file's suites, by their names).
+    ResultsError when there is no readable file or no test case at all."""
+    if not junit_files:
+        raise ResultsError("no JUnit XML file in the run's directory")
+    stages: dict[str, list[str]] = {}
+    failing: list[FailingTest] = []
+    problems: list[str] = []
+    for fname, raw in sorted(junit_files.items()):
+        try:
+            root: Element = SafeET.fromstring(raw)
+        except (SafeET.ParseError, DefusedXmlException, ValueError) as e:
+            problems.append(f"{fname}: unreadable JUnit XML ({e.__class__.__name__})")
+            continue
+        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        for suite in suites:
+            if suite.find("testsuite") is not None:
+                continue  # a suite of suites: its leaves are the stages
+            stage = suite.get("name") or fname.removesuffix(".xml")
+            statuses = stages.setdefault(stage, [])
+            for case in suite.findall("testcase"):
+                test_id = junit_node_id(
+                    case.get("classname", ""), case.get("name", ""), case.get("file", "")
+                )
+                status = "pass"
+                for tag, word in (("failure", "fail"), ("error", "error"), ("skipped", "skip")):
+                    found = case.find(tag)
+                    if found is not None:
+                        status = word
+                        if word != "skip":
+                            text = found.get("message") or (found.text or "")
+                            failing.append(FailingTest(test_id, stage, word, first_line(text)))
+                        break
+                statuses.append(status)
+    if problems and not stages:
+        raise ResultsError("; ".join(problems))
+    for problem in problems:
+        log.warning("%s", problem)
+    if not any(stages.values()):
+        raise ResultsError("the JUnit XML holds no test case")
+
+    def stage_status(statuses: list[str]) -> str:
+        for word in ("fail", "error"):
+            if word in statuses:
+                return word
+        return "skip" if statuses and all(s == "skip" for s in statuses) else "pass"
+
+    return ResultsSummary(
+        run_id=run_id,
+        recipe=unit,
+        version="",
+        stages=tuple(StageResult(name, stage_status(st)) for name, st in stages.items()),
+        failing=tuple(failing),
+    )

@@ -8,42 +8,50 @@ that the results do not back.
 
 from __future__ import annotations
 
-from bot.model import ResultsSummary, RunState, exit_meaning
+from bot.model import ResultsSummary, RunState
+from bot.model.profile import CCCI, HarnessProfile
 
-# The harness's own exit codes (cc-ci conventions, bot.model.EXIT_MEANINGS).
+# cc-ci's own exit codes (its profile's, bot.model.profile.CCCI_EXIT_CODES).
 DEADLINE_EXIT = 142  # the harness's deadline fired: the run took too long, not red or green
 TERMINATED_EXIT = 143  # SIGTERM: the run was stopped and torn down, its outcome is unknown
 
 
-def run_state(code: int, summary: ResultsSummary | None, missing: str) -> tuple[RunState, str]:
-    """The run's state and the problem to record with it, from its exit code and results.
+def run_state(
+    code: int, summary: ResultsSummary | None, missing: str, profile: HarnessProfile = CCCI
+) -> tuple[RunState, str]:
+    """The run's state and the problem to record with it, from its exit code and results,
+    read by what the harness's `profile` says each exit code means.
 
-    `summary` is the parsed results.json, or None with `missing` saying why there is none.
+    `summary` is the parsed results, or None with `missing` saying why there are none.
     In order:
-    - the deadline exit is a DEADLINE (with `missing`, if the results could not be read);
-    - the SIGTERM exit and a death by signal (a negative code) are INCOMPLETE;
+    - a deadline exit is a DEADLINE (with `missing`, if the results could not be read);
+    - a terminated exit, a death by signal (a negative code) and an `incomplete` exit (a
+      usage or internal error of the test runner) are INCOMPLETE, whatever the results say;
     - without results any other exit is INCOMPLETE: the code alone does not say which stage
       failed, and a green exit without results is not called green;
-    - exit 0 is GREEN only if the results agree; results that report failed stages make it
-      RED, with a problem naming them;
+    - a green exit is GREEN only if the results agree; results that report failed stages make
+      it RED, with a problem naming them;
     - any other exit is RED; results that report no failed stage are named as a problem.
     """
-    if code == DEADLINE_EXIT:
+    meaning = profile.exit_code(code)
+    if meaning.kind == "deadline":
         return RunState.DEADLINE, missing
-    if code == TERMINATED_EXIT:
-        return RunState.INCOMPLETE, f"terminated: harness exit 143 ({exit_meaning(143)})"
+    if meaning.kind == "terminated":
+        return RunState.INCOMPLETE, f"terminated: harness exit {code} ({meaning.meaning})"
     if code < 0:
-        return RunState.INCOMPLETE, f"harness {exit_meaning(code)}"
+        return RunState.INCOMPLETE, f"harness {meaning.meaning}"
+    if meaning.kind == "incomplete":
+        return RunState.INCOMPLETE, f"incomplete: exit {code}, {meaning.meaning}"
     if summary is None:
         return RunState.INCOMPLETE, f"{missing} (harness exit {code})"
-    if code == 0:
+    if meaning.kind == "green":
         if summary.red:
             failed = ", ".join(summary.failed_stages)
             return (
                 RunState.RED,
-                f"harness exited 0 but results.json reports failed stages: {failed}",
+                f"harness exited {code} but its results report failed stages: {failed}",
             )
         return RunState.GREEN, ""
     if not summary.red:
-        return RunState.RED, f"harness exit {code} but results.json reports no failed stage"
+        return RunState.RED, f"harness exit {code} but its results report no failed stage"
     return RunState.RED, ""

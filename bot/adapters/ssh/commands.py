@@ -70,15 +70,17 @@ def kill_ticks(harness: HarnessConfig) -> int:
 
 def run_env(harness: HarnessConfig, spec: RunSpec) -> dict[str, str]:
     """What the harness (and its teardown) is told about the run."""
-    return {
-        **harness.env,
-        "RECIPE": spec.recipe,
-        "REF": spec.ref,
-        "PR": spec.pr,
-        "CCCI_RUNS_DIR": harness.runs_dir,
-        "CCCI_RUN_ID": spec.run_id,
-        "CCCI_QUICK": "1" if spec.quick else "0",
-    }
+    names = harness.harness_profile().env
+    env = {**harness.env, "REF": spec.ref, "PR": spec.pr}
+    told = (
+        (names.unit, spec.recipe),
+        (names.runs_dir, harness.runs_dir),
+        (names.run_id, spec.run_id),
+        (names.quick, "1" if spec.quick else "0"),
+        (names.test, names.test_format.format(test=spec.test) if spec.test else ""),
+    )
+    env.update((name, value) for name, value in told if name)
+    return env
 
 
 def attached_command(harness: HarnessConfig, env: Mapping[str, str], command: str) -> str:

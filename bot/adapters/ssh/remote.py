@@ -21,7 +21,13 @@ from bot.adapters.config import HarnessConfig
 from bot.adapters.ssh.connection import HostConnection, RunnerError, reason
 from bot.model import RUN_ID_RE, ResultsSummary, RunSpec, SeenRun, ascii_int
 from bot.render.redact import Redactor
-from bot.verdict.results import MAX_RESULTS_BYTES, ResultsError, parse_results, run_marks
+from bot.verdict.results import (
+    MAX_RESULTS_BYTES,
+    ResultsError,
+    parse_junit_results,
+    parse_results,
+    run_marks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,13 @@ class HostReader:
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]:
         """results.json plus the run's JUnit files, parsed; (None, why) if missing or malformed."""
         conn = await self._link.get()
+        if self._junit_only:
+            try:
+                async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+                    return self._junit_summary(run_id, await self._read_junit(sftp, run_id))
+            except (OSError, asyncssh.Error) as e:
+                where = self._harness.junit_dir(run_id)
+                return None, f"cannot read the JUnit files in {where}: {reason(e)}"
         path = self._harness.results_path(run_id)
         try:
             async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
@@ -79,6 +92,20 @@ class HostReader:
             return self._redact_results(parse_results(raw, junit)), ""
         except ResultsError as e:
             return None, self._redact(str(e))
+
+    @property
+    def _junit_only(self) -> bool:
+        return self._harness.harness_profile().results == "junit"
+
+    def _junit_summary(
+        self, run_id: str, files: dict[str, bytes]
+    ) -> tuple[ResultsSummary | None, str]:
+        """The `junit` profile's results: JUnit alone. Such a run carries no unit name (one
+        project per host), so its summary's `recipe` is ""."""
+        try:
+            return self._redact_results(parse_junit_results(run_id, "", files)), ""
+        except ResultsError as e:
+            return None, self._redact(f"{e} ({self._harness.junit_dir(run_id)})")
 
     async def _read_junit(self, sftp: asyncssh.SFTPClient, run_id: str) -> dict[str, bytes]:
         """Every readable *.xml in the run's JUnit dir, within the caps; the rest is skipped."""
@@ -149,6 +176,11 @@ class HostReader:
                 reverse=True,
             )
             for *_mtime, run_id in runs[:limit]:
+                if self._junit_only:
+                    found, _ = self._junit_summary(run_id, await self._read_junit(sftp, run_id))
+                    if found is not None and found.red:
+                        return found  # one project per host: its newest red run
+                    continue
                 try:
                     raw = await _read_capped(
                         sftp, self._harness.results_path(run_id), MAX_RESULTS_BYTES
@@ -201,6 +233,9 @@ class HostReader:
         """One run dir as the sweep scan reads it."""
         path = self._harness.results_path(run_id)
         host = self._link.name
+        if self._junit_only:  # JUnit alone names no recipe: nothing to attribute it to
+            why = "the junit profile's runs name no recipe; a sweep reads results.json"
+            return SeenRun(run_id, host, mtime, mtime, problem=why)
         try:
             raw = await _read_capped(sftp, path, MAX_RESULTS_BYTES)
         except _LINK_DOWN:

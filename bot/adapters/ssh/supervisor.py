@@ -9,6 +9,7 @@ bot may drop, restart and adopt it again; what is here decides only what the bot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -268,8 +269,10 @@ class Supervisor:
             result = await self._stopped(spec, sink, status, follow.gave_up, ending, duration)
         elif status.state == "exited" and status.code is not None:
             summary, missing = await self._results(spec.run_id)
-            state, problem = run_state(status.code, summary, missing)
+            profile = self._harness.harness_profile()
+            state, problem = run_state(status.code, summary, missing, profile)
             result = self._result(spec, state, status.code, duration, sink, problem, summary)
+            result = dataclasses.replace(result, meaning=profile.exit_code(status.code).meaning)
         else:
             result = await self._gone(spec, sink, duration)
         await self._runs.finish(spec.run_id)
