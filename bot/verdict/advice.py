@@ -114,4 +114,5 @@ def advice(profile: HarnessProfile, kind: str) -> str:
     if profile.words.advice == "cc-ci":
         return CCCI[kind]
     w = profile.words
-    return GENERIC[kind].format(unit=w.unit, unit_fix=w.unit_fix, harness_fix=w.harness_fix)
+    text = GENERIC[kind].format(unit=w.unit, unit_fix=w.unit_fix, harness_fix=w.harness_fix)
+    return text[:1].upper() + text[1:]  # a route may open with the profile's own words
