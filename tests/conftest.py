@@ -56,6 +56,27 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sshd_nosftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A second private sshd without the SFTP subsystem (some hosts turn it off)."""
+    if not SSHD.exists():
+        message = f"{SSHD} not found: apt-get install -y openssh-server"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so a missing sshd is a failure, not a skip)")
+        pytest.skip(message)
+    server = Sshd(
+        base=tmp_path_factory.mktemp("sshd-nosftp"),
+        workdir=tmp_path_factory.mktemp("nosftp-workdir"),
+        runs_dir=tmp_path_factory.mktemp("nosftp-runs"),
+        sftp=False,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # --- end of the sshd section ---------------------------------------------------------------
 
 
@@ -164,6 +185,16 @@ RigFactory = Callable[..., AbstractAsyncContextManager[Rig]]
 def make_rig(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
     """Build a running bot; `gitea_keys` go to [gitea], `sections` are other sections' keys
     (e.g. {"sweep": {...}}), other keywords go to [harness] (env=...)."""
+    return rig_factory(tmp_path, sshd, spec_path)
+
+
+@pytest.fixture
+def make_rig_nosftp(tmp_path: Path, sshd_nosftp: Sshd, spec_path: Path) -> RigFactory:
+    """The same, its one host an sshd without the SFTP subsystem."""
+    return rig_factory(tmp_path, sshd_nosftp, spec_path)
+
+
+def rig_factory(tmp_path: Path, sshd: Sshd, spec_path: Path) -> RigFactory:
 
     @asynccontextmanager
     async def factory(
@@ -330,6 +361,7 @@ async def chromium() -> AsyncIterator[Any]:
 # The fixtures that bring up a real part: a test that asked for one and ran used it.
 REAL_PARTS = {
     "sshd": "the real OpenSSH sshd",
+    "sshd_nosftp": "the real OpenSSH sshd without SFTP",
     "synapse": "a real Synapse homeserver",
     "spec_path": "the spec-checked fake Gitea",
     "chromium": "real Chromium (Playwright)",

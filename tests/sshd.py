@@ -71,8 +71,9 @@ def is_alive(pid: int) -> bool:
 class Sshd:
     """One private sshd. `start()`/`stop()` block (readiness is a real login, run in a thread)."""
 
-    def __init__(self, base: Path, workdir: Path, runs_dir: Path) -> None:
+    def __init__(self, base: Path, workdir: Path, runs_dir: Path, *, sftp: bool = True) -> None:
         self.base = base
+        self.sftp = sftp  # False: no SFTP subsystem, as on hosts that turned it off
         self.workdir = workdir
         self.runs_dir = runs_dir
         self.host = "127.0.0.1"
@@ -114,7 +115,7 @@ class Sshd:
                     "UseDNS no",
                     "PrintMotd no",
                     "LogLevel VERBOSE",
-                    "Subsystem sftp internal-sftp",
+                    "Subsystem sftp internal-sftp" if self.sftp else "# no SFTP subsystem",
                     "",
                 ]
             )

@@ -158,3 +158,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_a_host_without_sftp_is_scanned_over_exec_alike(
+    sshd_nosftp: Sshd, tmp_path: Path
+) -> None:
+    runs, ids = seeded(tmp_path)
+    mumble, html, ghost, keycloak = ids
+    edit(runs, ghost, pr="17")
+    (runs / html / "results.json").write_text("{not json")
+    (runs / "not a run id").mkdir()
+    age(runs, ids)
+    async with open_runner(sshd_nosftp, tmp_path) as runner:
+        seen = await runner.scan_runs(limit=50)
+        newer = await runner.scan_runs(limit=50, newer_than=BASE + 90)
+        reference = await runner.find_reference("mumble")
+        read, problem = await runner.read_results(mumble)
+    assert [s.run_id for s in seen] == [keycloak, ghost, html, mumble]
+    assert [s.run_id for s in newer] == [keycloak, ghost]
+    by = {s.run_id: s for s in seen}
+    assert by[ghost].verification == "17"
+    assert by[html].problem.startswith("results.json is not valid JSON (")
+    assert by[mumble].mtime == pytest.approx(BASE, abs=1)  # sub-second mtimes over exec too
+    results = by[mumble].results
+    assert results is not None
+    assert [(t.test_id, t.message) for t in results.failing] == [
+        ("custom/test_x.py::test_y", "AssertionError: 1 != 2")
+    ]
+    assert reference is not None
+    assert reference.run_id == mumble
+    assert (read, problem) == (reference, "")

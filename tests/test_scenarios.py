@@ -247,3 +247,15 @@ async def isolate_again(rig: Rig, text: str) -> tuple[dict[str, Any], str]:
     m = VERDICT.search(body)
     assert m
     return json.loads(m.group(1)), body
+
+
+async def test_a_host_without_sftp_still_yields_the_right_verdicts(
+    make_rig_nosftp: RigFactory,
+) -> None:
+    """results.json, the JUnit files and the runs directory are read over exec channels."""
+    async with make_rig_nosftp(sweep={"mattermost-lts": "R"}) as rig:
+        v, body = await isolate(rig, "!redfix isolate mattermost-lts --runs 2")
+        assert (v["outcome"], v["cause"]) == ("genuine", "recipe"), body
+        assert "signature:restore-loses-ci-marker" in body
+        assert 'relation "ci_marker" does not exist' in body  # from its JUnit file
+        assert "inconclusive" not in body

@@ -1,5 +1,6 @@
 """What the bot reads off a CI host besides a run's log: results.json and the run's JUnit files
-over SFTP (a file over its cap is refused, not truncated), the newest red run of a recipe (the
+over SFTP, or over exec channels where the host has no SFTP (bot.adapters.ssh.files; a file
+over its cap is refused, not truncated), the newest red run of a recipe (the
 reference), and the output of short operator-configured commands (evidence, the busy probe),
 capped. Everything handed on is redacted: the harness's words can quote a secret.
 
@@ -19,6 +20,7 @@ import asyncssh
 
 from bot.adapters.config import HarnessConfig
 from bot.adapters.ssh.connection import HostConnection, RunnerError, reason
+from bot.adapters.ssh.files import FileError, HostFiles, NoSuchFile, TooBig, open_files
 from bot.model import RUN_ID_RE, ResultsSummary, RunSpec, SeenRun, ascii_int
 from bot.render.redact import Redactor
 from bot.verdict.results import (
@@ -33,27 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_JUNIT_BYTES = 1024 * 1024
 MAX_JUNIT_FILES = 20
-# Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
-SFTP_VERSION = 6
-# SFTP errors that mean the connection is gone, not that one file is unusable.
-_LINK_DOWN = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
-
-
-class _TooBig(Exception):
-    def __init__(self, size: int, cap: int) -> None:
-        super().__init__(f"{size} bytes, over the {cap} limit")
-        self.size = size
-        self.cap = cap
-
-
-async def _read_capped(sftp: asyncssh.SFTPClient, path: str, cap: int) -> bytes:
-    """Read a remote file, refusing (not truncating) one over `cap` bytes."""
-    async with sftp.open(path, "rb") as f:
-        data: bytes = await f.read(cap + 1)
-    if len(data) > cap:
-        size = (await sftp.stat(path)).size or len(data)
-        raise _TooBig(size, cap)
-    return data
 
 
 class HostReader:
@@ -67,25 +48,28 @@ class HostReader:
     # --- results --------------------------------------------------------------------------
 
     async def read_results(self, run_id: str) -> tuple[ResultsSummary | None, str]:
-        """results.json plus the run's JUnit files, parsed; (None, why) if missing or malformed."""
+        """The run's results (results.json plus its JUnit files, or JUnit alone for the junit
+        profile), parsed; (None, why) if missing or malformed."""
         conn = await self._link.get()
         if self._junit_only:
             try:
-                async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
-                    return self._junit_summary(run_id, await self._read_junit(sftp, run_id))
+                async with open_files(conn, self._link.where) as files:
+                    return self._junit_summary(run_id, await self._read_junit(files, run_id))
             except (OSError, asyncssh.Error) as e:
                 where = self._harness.junit_dir(run_id)
                 return None, f"cannot read the JUnit files in {where}: {reason(e)}"
         path = self._harness.results_path(run_id)
         try:
-            async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+            async with open_files(conn, self._link.where) as files:
                 try:
-                    raw = await _read_capped(sftp, path, MAX_RESULTS_BYTES)
-                except asyncssh.SFTPNoSuchFile:
+                    raw = await files.read(path, MAX_RESULTS_BYTES)
+                except NoSuchFile:
                     return None, f"results.json missing at {path}"
-                junit = await self._read_junit(sftp, run_id)
-        except _TooBig as e:
+                junit = await self._read_junit(files, run_id)
+        except TooBig as e:
             return None, f"results.json at {path} is {e.size} bytes, over the {e.cap} limit"
+        except FileError as e:
+            return None, f"cannot read {path}: {e}"
         except (OSError, asyncssh.Error) as e:
             return None, f"cannot read {path}: {reason(e)}"
         try:
@@ -107,31 +91,21 @@ class HostReader:
         except ResultsError as e:
             return None, self._redact(f"{e} ({self._harness.junit_dir(run_id)})")
 
-    async def _read_junit(self, sftp: asyncssh.SFTPClient, run_id: str) -> dict[str, bytes]:
+    async def _read_junit(self, files: HostFiles, run_id: str) -> dict[str, bytes]:
         """Every readable *.xml in the run's JUnit dir, within the caps; the rest is skipped."""
         directory = self._harness.junit_dir(run_id)
         try:
-            entries = await sftp.readdir(directory)
-        except _LINK_DOWN:
-            raise
-        except asyncssh.SFTPError:
+            entries = await files.list_dir(directory)
+        except (NoSuchFile, FileError):
             return {}  # no JUnit dir: the results still stand, without assertion texts
-        names = sorted(
-            str(e.filename)
-            for e in entries
-            if str(e.filename).endswith(".xml") and e.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
-        )
-        files: dict[str, bytes] = {}
+        names = sorted(e.name for e in entries if e.name.endswith(".xml") and e.kind == "file")
+        found: dict[str, bytes] = {}
         for name in names[:MAX_JUNIT_FILES]:
             try:
-                files[name] = await _read_capped(
-                    sftp, posixpath.join(directory, name), MAX_JUNIT_BYTES
-                )
-            except _LINK_DOWN:
-                raise
-            except (_TooBig, asyncssh.SFTPError) as e:
-                log.warning("run %s: skipping JUnit file %s: %s", run_id, name, reason(e))
-        return files
+                found[name] = await files.read(posixpath.join(directory, name), MAX_JUNIT_BYTES)
+            except (TooBig, NoSuchFile, FileError) as e:
+                log.warning("run %s: skipping JUnit file %s: %s", run_id, name, e)
+        return found
 
     def _redact_results(self, summary: ResultsSummary) -> ResultsSummary:
         """JUnit messages are the harness's words: they can quote a secret too."""
@@ -140,6 +114,18 @@ class HostReader:
         )
         return dataclasses.replace(summary, failing=failing)
 
+    async def _run_dirs(self, files: HostFiles) -> list[tuple[float, str]] | None:
+        """The runs dir's run directories as (mtime, run id), oldest first (the name breaks
+        ties: SFTP v3 gives whole seconds); None when there is no runs dir yet."""
+        try:
+            entries = await files.list_dir(self._harness.runs_dir)
+        except NoSuchFile:
+            log.warning("no runs dir %s on %s yet", self._harness.runs_dir, self._link.where)
+            return None
+        return sorted(
+            (e.mtime, e.name) for e in entries if e.kind == "dir" and RUN_ID_RE.match(e.name)
+        )
+
     async def find_reference(self, recipe: str, limit: int) -> ResultsSummary | None:
         """The newest red results of `recipe` among the `limit` newest run dirs, or None.
 
@@ -147,52 +133,33 @@ class HostReader:
         """
         conn = await self._link.get()
         try:
-            return await self._find_reference(conn, recipe, limit)
-        except (OSError, asyncssh.Error) as e:
+            async with open_files(conn, self._link.where) as files:
+                return await self._find_reference(files, recipe, limit)
+        except (OSError, asyncssh.Error, FileError) as e:
             if conn.is_closed():
                 self._link.forget(conn)
             raise RunnerError(
-                f"{self._link.where}: cannot search {self._harness.runs_dir} over SFTP: {reason(e)}"
+                f"{self._link.where}: cannot search {self._harness.runs_dir}: {reason(e)}"
             ) from None
 
     async def _find_reference(
-        self, conn: asyncssh.SSHClientConnection, recipe: str, limit: int
+        self, files: HostFiles, recipe: str, limit: int
     ) -> ResultsSummary | None:
-        runs_dir = self._harness.runs_dir
-        async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
+        runs = await self._run_dirs(files)
+        for _mtime, run_id in reversed((runs or [])[-limit:] if limit else []):
+            if self._junit_only:
+                found, _ = self._junit_summary(run_id, await self._read_junit(files, run_id))
+                if found is not None and found.red:
+                    return found  # one project per host: its newest red run
+                continue
             try:
-                entries = await sftp.readdir(runs_dir)
-            except asyncssh.SFTPNoSuchFile:
-                log.warning("no runs dir %s on %s yet", runs_dir, self._link.where)
-                return None
-            # SFTP v3 (OpenSSH) gives whole-second mtimes; the name breaks ties deterministically.
-            runs = sorted(
-                (
-                    (e.attrs.mtime or 0, e.attrs.mtime_ns or 0, str(e.filename))
-                    for e in entries
-                    if e.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY
-                    and RUN_ID_RE.match(str(e.filename))
-                ),
-                reverse=True,
-            )
-            for *_mtime, run_id in runs[:limit]:
-                if self._junit_only:
-                    found, _ = self._junit_summary(run_id, await self._read_junit(sftp, run_id))
-                    if found is not None and found.red:
-                        return found  # one project per host: its newest red run
-                    continue
-                try:
-                    raw = await _read_capped(
-                        sftp, self._harness.results_path(run_id), MAX_RESULTS_BYTES
-                    )
-                    summary = parse_results(raw)
-                except _LINK_DOWN:
-                    raise
-                except (_TooBig, asyncssh.SFTPError, ResultsError):
-                    continue  # a run without usable results cannot be a reference
-                if summary.recipe == recipe and summary.red:
-                    junit = await self._read_junit(sftp, run_id)
-                    return self._redact_results(parse_results(raw, junit))
+                raw = await files.read(self._harness.results_path(run_id), MAX_RESULTS_BYTES)
+                summary = parse_results(raw)
+            except (TooBig, NoSuchFile, FileError, ResultsError):
+                continue  # a run without usable results cannot be a reference
+            if summary.recipe == recipe and summary.red:
+                junit = await self._read_junit(files, run_id)
+                return self._redact_results(parse_results(raw, junit))
         return None
 
     async def scan_runs(self, limit: int, newer_than: float) -> list[SeenRun]:
@@ -201,35 +168,18 @@ class HostReader:
         the host cannot be asked at all: an empty list must mean there were none."""
         conn = await self._link.get()
         try:
-            async with conn.start_sftp_client(sftp_version=SFTP_VERSION) as sftp:
-                return await self._scan(sftp, limit, newer_than)
-        except (OSError, asyncssh.Error) as e:
+            async with open_files(conn, self._link.where) as files:
+                dirs = await self._run_dirs(files)
+                newest = [(m, name) for m, name in reversed(dirs or []) if m > newer_than]
+                return [await self._seen(files, run_id, m) for m, run_id in newest[:limit]]
+        except (OSError, asyncssh.Error, FileError) as e:
             if conn.is_closed():
                 self._link.forget(conn)
             raise RunnerError(
-                f"{self._link.where}: cannot read {self._harness.runs_dir} over SFTP: {reason(e)}"
+                f"{self._link.where}: cannot read {self._harness.runs_dir}: {reason(e)}"
             ) from None
 
-    async def _scan(
-        self, sftp: asyncssh.SFTPClient, limit: int, newer_than: float
-    ) -> list[SeenRun]:
-        try:
-            entries = await sftp.readdir(self._harness.runs_dir)
-        except asyncssh.SFTPNoSuchFile:
-            log.warning("no runs dir %s on %s yet", self._harness.runs_dir, self._link.where)
-            return []
-        dirs = sorted(
-            (
-                (e.attrs.mtime or 0) + (e.attrs.mtime_ns or 0) % 1_000_000_000 / 1e9,
-                str(e.filename),
-            )
-            for e in entries
-            if e.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY and RUN_ID_RE.match(str(e.filename))
-        )
-        newest = [(m, name) for m, name in reversed(dirs) if m > newer_than][:limit]
-        return [await self._seen(sftp, run_id, mtime) for mtime, run_id in newest]
-
-    async def _seen(self, sftp: asyncssh.SFTPClient, run_id: str, mtime: float) -> SeenRun:
+    async def _seen(self, files: HostFiles, run_id: str, mtime: float) -> SeenRun:
         """One run dir as the sweep scan reads it."""
         path = self._harness.results_path(run_id)
         host = self._link.name
@@ -237,18 +187,16 @@ class HostReader:
             why = "the junit profile's runs name no recipe; a sweep reads results.json"
             return SeenRun(run_id, host, mtime, mtime, problem=why)
         try:
-            raw = await _read_capped(sftp, path, MAX_RESULTS_BYTES)
-        except _LINK_DOWN:
-            raise
-        except asyncssh.SFTPNoSuchFile:
+            raw = await files.read(path, MAX_RESULTS_BYTES)
+        except NoSuchFile:
             return SeenRun(run_id, host, mtime, mtime, problem="no results.json")
-        except (_TooBig, asyncssh.SFTPError) as e:
-            return SeenRun(run_id, host, mtime, mtime, problem=f"results.json: {reason(e)}")
+        except (TooBig, FileError) as e:
+            return SeenRun(run_id, host, mtime, mtime, problem=f"results.json: {e}")
         marked, finished = run_marks(raw, self._harness.verification_field)
         try:
             summary = parse_results(raw)
             if summary.red:
-                summary = parse_results(raw, await self._read_junit(sftp, run_id))
+                summary = parse_results(raw, await self._read_junit(files, run_id))
         except ResultsError as e:
             problem = self._redact(str(e))
             return SeenRun(run_id, host, mtime, mtime, problem=problem, verification=marked)
