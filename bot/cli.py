@@ -157,6 +157,42 @@ def healthz_url(listen_host: str, port: int) -> str:
     return f"http://{host}:{port}/healthz"
 
 
+def cmd_check_host(args: argparse.Namespace) -> int:
+    """The host doctor on each configured host (or `--host`): one line per check."""
+    import tempfile
+
+    from bot.adapters.ssh.runner import SshRunner
+    from bot.render.redact import Redactor
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    hosts = [h for h in cfg.hosts if not args.host or h.name == args.host]
+    if not hosts:
+        names = ", ".join(h.name for h in cfg.hosts)
+        print(f"{args.config}: no host {args.host!r} (hosts: {names})", file=sys.stderr)
+        return 2
+    redact = Redactor(cfg.secrets())
+
+    async def check() -> bool:
+        fit = True
+        with tempfile.TemporaryDirectory(prefix="redfix-check-host-") as logs:
+            for h in hosts:
+                runner = SshRunner(h, cfg.harness_for(h.name), Path(logs), redact=redact)
+                try:
+                    found = await runner.diagnose()
+                finally:
+                    await runner.close()
+                state = "fit" if found.ok else f"{len(found.problems)} problem(s)"
+                print(redact(f"{h.name} ({h.username}@{h.address}:{h.port}): {state}"))
+                for c in found.checks:
+                    print(redact(f"  {c.line}"))
+                fit = fit and found.ok
+        return fit
+
+    return 0 if asyncio.run(check()) else 1
+
+
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """Exit 0 when the running bot's /healthz answers 200 (for a container's HEALTHCHECK): it
     follows the configured `listen`, so changing the port needs no second edit."""
@@ -198,7 +234,7 @@ def cmd_signatures_check(args: argparse.Namespace) -> int:
     if not runs_dir.is_dir():
         print(f"{runs_dir}: not a directory of runs", file=sys.stderr)
         return 2
-    report = check_against(rules, runs_dir)
+    report = check_against(rules, runs_dir, results=args.results, service_logs=args.service_logs)
     print(format_report(report))
     if report.too_loose:
         print(
@@ -337,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--timeout", type=float, default=4.0, metavar="S", help="seconds to wait")
     h.set_defaults(func=cmd_healthcheck)
 
+    ch = sub.add_parser(
+        "check-host",
+        help="check each CI host is fit to run the harness (login, dirs, commands, SFTP, probe)",
+    )
+    ch.add_argument("--config", required=True, metavar="PATH", help="TOML config file")
+    ch.add_argument("--host", metavar="NAME", default="", help="only this host")
+    ch.set_defaults(func=cmd_check_host)
+
     sg = sub.add_parser("signatures", help="signature rules: check them against past runs")
     sgs = sg.add_subparsers(dest="action", required=True, metavar="ACTION")
     chk = sgs.add_parser(
@@ -346,6 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument("path", metavar="PATH", help="a TOML file of [[rule]] tables")
     chk.add_argument("--against", required=True, metavar="RUNS_DIR", help="a runs directory")
+    chk.add_argument(
+        "--results",
+        default="results.json",
+        metavar="NAME",
+        help='the results file in each run dir ("" : JUnit XML alone, the junit profile)',
+    )
+    chk.add_argument(
+        "--service-logs",
+        default="service*.log",
+        metavar="GLOB",
+        help="the names of a run dir's service logs (default: service*.log)",
+    )
     chk.set_defaults(func=cmd_signatures_check)
 
     d = sub.add_parser(

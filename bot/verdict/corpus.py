@@ -1,7 +1,8 @@
 """Checking signature rules against a corpus of past runs: a rule should hit red runs, not green.
 
 `redfix-bot signatures check RULES --against RUNS_DIR` runs every rule over each run directory
-(its results.json, run logs and service logs) and reports, per rule, how many red and how many
+(its results — results.json, or JUnit XML alone with `--results ""` — run logs and service
+logs, `--service-logs GLOB`) and reports, per rule, how many red and how many
 green runs it matches; a rule matching more than 10 % of the green runs is flagged too loose,
 since it would blame known causes on runs that did not fail. Runs whose results cannot be read
 are listed, not counted.
@@ -9,12 +10,13 @@ are listed, not counted.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.model import Cause
-from bot.verdict.results import ResultsError, parse_results
+from bot.verdict.results import ResultsError, parse_junit_results, parse_results
 from bot.verdict.rules import RuleSet
 
 TOO_LOOSE_GREEN_SHARE = 0.10
@@ -48,15 +50,16 @@ class CheckReport:
         return tuple(c.rule_id for c in self.rules if c.too_loose)
 
 
-def _log_files(run_dir: Path) -> tuple[list[Path], list[Path]]:
-    """(run logs, service logs) of one run directory."""
+def _log_files(run_dir: Path, service_logs: str) -> tuple[list[Path], list[Path]]:
+    """(run logs, service logs) of one run directory; `service_logs` is the glob of the
+    service logs' names (cc-ci: service*.log)."""
     logs, services = [], []
     for path in sorted(run_dir.iterdir()):
         if not path.is_file():
             continue
-        if path.name.startswith("service") and path.suffix == ".log":
+        if fnmatch.fnmatchcase(path.name, service_logs):
             services.append(path)
-        elif path.suffix == ".log" or path.name in _RUN_LOG_NAMES:
+        elif path.suffix in (".log", ".txt") or path.name in _RUN_LOG_NAMES:
             logs.append(path)
     return logs, services
 
@@ -70,8 +73,16 @@ def _matched_rules(rules: RuleSet, where: str, paths: Sequence[Path], run_id: st
     return matched
 
 
-def check_against(rules: RuleSet, runs_dir: Path) -> CheckReport:
-    """Run every rule over past run directories: which red and which green runs it matches."""
+def check_against(
+    rules: RuleSet,
+    runs_dir: Path,
+    *,
+    results: str = "results.json",
+    service_logs: str = "service*.log",
+) -> CheckReport:
+    """Run every rule over past run directories: which red and which green runs it matches.
+    `results`: the results file's name in a run dir ("" : JUnit XML alone, the junit
+    profile); `service_logs`: the glob of the service logs' names."""
     red_hits: dict[str, list[str]] = {r.id: [] for r in rules.rules}
     green_hits: dict[str, list[str]] = {r.id: [] for r in rules.rules}
     unreadable: list[tuple[str, str]] = []
@@ -84,14 +95,16 @@ def check_against(rules: RuleSet, runs_dir: Path) -> CheckReport:
         if run_dir.name.startswith("."):
             continue  # harness bookkeeping (locks, counters), not a run
         run_id = run_dir.name
-        if not (run_dir / "results.json").is_file():
-            unreadable.append((run_id, "no results.json"))
+        if results and not (run_dir / results).is_file():
+            unreadable.append((run_id, f"no {results}"))
             continue
         try:
-            raw = (run_dir / "results.json").read_bytes()
             junit = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.xml"))}
-            summary = parse_results(raw, junit)
-            logs, services = _log_files(run_dir)
+            if results:
+                summary = parse_results((run_dir / results).read_bytes(), junit)
+            else:
+                summary = parse_junit_results(run_id, "", junit)
+            logs, services = _log_files(run_dir, service_logs)
             assertions = [t.message for t in summary.failing if t.message]
             found = rules.match_lines("assertion", assertions, source="assertion", run_id=run_id)
             matched = {m.rule_id for m in found}
