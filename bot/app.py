@@ -93,12 +93,34 @@ class Bot:
             await asyncio.sleep(0.05)
 
 
-async def check_hosts(runners: dict[str, SshRunner], interval_s: float) -> None:
-    """Keep each host's reachability fresh for /healthz (and the SSH error count for /metrics)."""
+async def examine_host(name: str, runner: SshRunner, pool: HostPool) -> None:
+    """The host doctor on one host; an unfit host is given no new runs until it is fit."""
+    try:
+        found = await runner.diagnose()
+    except Exception:  # the doctor must never take the bot down; the host stays as it was
+        log.exception("host doctor on %s failed", name)
+        return
+    pool.set_fitness(name, found.summary())
+    if found.ok:
+        log.info("host %s is fit (%d checks)", name, len(found.checks))
+    else:
+        log.warning("host %s is not fit, no runs go there: %s", name, found.summary())
+
+
+async def check_hosts(runners: dict[str, SshRunner], pool: HostPool, interval_s: float) -> None:
+    """The host doctor on every host at start and on every reconnect; between, keep each
+    host's reachability fresh for /healthz (and the SSH error count for /metrics)."""
+    up: dict[str, bool] = {}
     while True:
         for name, runner in runners.items():
-            if not await runner.check():
+            reachable = await runner.check()
+            if not reachable:
                 log.warning("host %s unreachable: %s", name, runner.last_error)
+            elif not up.get(name, False):  # the first look, or back after being away
+                await examine_host(name, runner, pool)
+            up[name] = reachable
+        if interval_s <= 0:
+            return  # checked once at start; no periodic checks configured
         await asyncio.sleep(interval_s)
 
 
@@ -174,11 +196,22 @@ def health_report(
             problems += [f"host {p}" for p in key_problems]
             if r.last_error:
                 problems.append(r.last_error)
+            found = r.diagnosis
+            if found is not None and not found.ok:
+                problems.append(f"host {h.name} is not fit: {found.summary()}")
             hosts[h.name] = {
                 "reachable": None if r.last_checked is None else not r.last_error,
                 "last_checked": r.last_checked,
                 "error": r.last_error,
                 "keys": "ok" if not key_problems else "; ".join(key_problems),
+                # The host doctor's last word (null: not examined yet).
+                "doctor": None
+                if found is None
+                else {
+                    "fit": found.ok,
+                    "at": found.at,
+                    "checks": [c.to_json() for c in found.checks],
+                },
             }
         out: dict[str, object] = {
             "hosts": hosts,
@@ -294,6 +327,7 @@ def background(
     store: Store,
     matrix: MatrixBot | None,
     runners: dict[str, SshRunner],
+    pool: HostPool,
     watcher: SweepWatcher | None = None,
 ) -> list[asyncio.Task[None]]:
     """The owned background loops: dispatcher, outbox, poll sweep, Matrix sync, host checks,
@@ -307,12 +341,11 @@ def background(
         tasks.append(asyncio.create_task(poller.run(config.gitea.poll_interval), name="poll"))
     if matrix is not None:
         tasks.append(asyncio.create_task(matrix.run(), name="matrix"))
-    if config.server.health_interval_s > 0:
-        tasks.append(
-            asyncio.create_task(
-                check_hosts(runners, config.server.health_interval_s), name="host-checks"
-            )
+    tasks.append(
+        asyncio.create_task(
+            check_hosts(runners, pool, config.server.health_interval_s), name="host-checks"
         )
+    )
     return tasks
 
 
@@ -394,7 +427,9 @@ async def running_bot(
     )
     await resume(store, pool)
     outbox_task = asyncio.create_task(outbox.run(), name="outbox")
-    tasks = background(config, dispatcher, outbox_task, gitea, store, matrix, runners, watcher)
+    tasks = background(
+        config, dispatcher, outbox_task, gitea, store, matrix, runners, pool, watcher
+    )
     bot = Bot(
         config,
         store,

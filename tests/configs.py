@@ -132,7 +132,7 @@ def rig_doc(
         gitea_url=gitea.url,
         hosts=[sshd.host_config(**(host or {})).model_dump(mode="json")],
         harness=sshd.harness_config(runs_dir=str(runs_dir), env=env, **harness).model_dump(
-            mode="json"
+            mode="json", exclude_none=True
         ),
         **sections,
     )

@@ -43,7 +43,16 @@ def test_every_public_error_is_a_redfix_error_on_its_branch() -> None:
     branches = {
         "input": {"PayloadError", "ConfigError", "RulesError", "ResultsError"},
         "unavailable": {"ForgeUnavailable"},
-        "external": {"GiteaError", "RunnerError", "MatrixError", "DeliveryError", "StoreError"},
+        "external": {
+            "GiteaError",
+            "RunnerError",
+            "MatrixError",
+            "DeliveryError",
+            "StoreError",
+            "FileError",
+            "NoSuchFile",
+            "TooBig",
+        },
     }
     base = {
         "input": errors.InputError,

@@ -53,3 +53,11 @@ def test_isolation_waiting_shows_its_place_below_the_head() -> None:
     assert "position 1 of 1, ~<1 min" in _isolation(None, QueueSpot(1, 1, 5.0), load=True)
     assert "position" not in _isolation(None, None)
     assert "position" not in _isolation("rf-1", QueueSpot(2, 4, None))
+
+
+def test_a_queue_spot_no_host_can_take_says_why() -> None:
+    spot = QueueSpot(1, 2, 60.0, "host h1: workdir: /srv/cc-ci does not exist | x")
+    assert render_queue_spot(spot) == (
+        "queued — position 1 of 2; no host is fit to run it: host h1: workdir: /srv/cc-ci "
+        "does not exist \\| x"
+    )

@@ -367,3 +367,41 @@ async def test_an_unclaimed_reservation_is_given_back() -> None:
     assert pool.reserve("cmd-9", "h1", "mumble", exclusive=True, ttl_s=0.05)
     async with asyncio.timeout(2), pool.hold(recipe="other", exclusive=False) as host:
         assert host == "h1"
+
+
+async def test_an_unfit_host_gets_no_new_run_and_waiters_are_told_why() -> None:
+    pool = HostPool([("h1", 1), ("h2", 1)])
+    pool.set_fitness("h1", "workdir: /srv/cc-ci does not exist")
+    got: list[str] = []
+
+    async def one(recipe: str) -> None:
+        async with pool.hold(recipe=recipe, exclusive=True) as host:
+            got.append(host)
+
+    await one("a")
+    await one("b")
+    assert got == ["h2", "h2"]  # positive: h1 had room, but it is unfit
+    # Both unfit: a waiter waits, and hears which problems keep it waiting.
+    pool.set_fitness("h2", "busy probe: printed 'x'")
+    spots: list[QueueSpot] = []
+
+    async def heard(spot: QueueSpot) -> None:
+        spots.append(spot)
+
+    async def waiting() -> str:
+        async with pool.hold(recipe="c", exclusive=True, on_queue=heard) as host:
+            return host
+
+    task = asyncio.create_task(waiting())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if spots:
+            break
+    assert not task.done()
+    assert spots[-1].blocked == (
+        "host h1: workdir: /srv/cc-ci does not exist; host h2: busy probe: printed 'x'"
+    )
+    # Fit again (the doctor after a reconnect): the waiter goes there at once.
+    pool.set_fitness("h1", "")
+    assert await asyncio.wait_for(task, 2) == "h1"
+    assert pool.unfit == {"h2": "busy probe: printed 'x'"}

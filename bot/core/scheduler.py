@@ -87,6 +87,32 @@ class HostPool:
         # Slots of runs still going on their hosts from before a restart, kept for the job
         # that resumes them (key → (host, recipe)); see reserve().
         self._reserved: dict[str, tuple[str, str]] = {}
+        # Hosts the host doctor found unfit, with its problems: given no new work until fit.
+        self._unfit: dict[str, str] = {}
+
+    def set_fitness(self, host: str, problem: str) -> None:
+        """The host doctor's word on `host`: "" fit (queued work may go there now), else
+        what is wrong with it (no new run is placed there; waiters are told why)."""
+        if problem:
+            changed = self._unfit.get(host) != problem
+            self._unfit[host] = problem
+        else:
+            changed = self._unfit.pop(host, None) is not None
+        if changed:
+            for w in self._queue:
+                w.shown = (0, 0)  # the reason changed: tell every waiter again
+            self._grant()
+            self._report()
+
+    @property
+    def unfit(self) -> dict[str, str]:
+        return dict(self._unfit)
+
+    def _blocked(self) -> str:
+        """Why no host can take new work, when every host is unfit ("" otherwise)."""
+        if len(self._unfit) < len(self._hosts):
+            return ""
+        return "; ".join(f"host {h}: {why}" for h, why in self._unfit.items())
 
     def reserve(
         self, key: str, host: str, recipe: str, *, exclusive: bool, ttl_s: float = 900.0
@@ -147,7 +173,7 @@ class HostPool:
         if self._max and self.running >= self._max:
             return None
         for h in self._hosts:
-            if h.exclusive:
+            if h.exclusive or h.name in self._unfit:
                 continue
             if w.exclusive and h.used == 0:
                 return h
@@ -208,7 +234,7 @@ class HostPool:
             if w.on_queue is None or w.future.done() or w.shown == (i, length):
                 continue
             w.shown = (i, length)
-            w.pending = QueueSpot(i, length, self.eta(ahead))
+            w.pending = QueueSpot(i, length, self.eta(ahead), self._blocked())
             if w.reporter is None or w.reporter.done():
                 w.reporter = w.future.get_loop().create_task(
                     self._deliver(w), name=f"queue-report-{w.recipe}"

@@ -62,6 +62,8 @@ class QueueSpot:
     position: int
     length: int
     eta_s: float | None = None
+    # Why no host can take it now: the host doctor's problems of every host ("" : none).
+    blocked: str = ""
 
 
 @dataclass(frozen=True)

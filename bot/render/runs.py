@@ -44,6 +44,8 @@ def render_reference_unreadable(run_id: str, problem: str) -> str:
 def render_queue_spot(spot: QueueSpot) -> str:
     """ "queued — position 3 of 5, ~4 min"; without an estimate until some run has finished."""
     text = f"queued — position {spot.position} of {spot.length}"
+    if spot.blocked:
+        return f"{text}; no host is fit to run it: {md_cell(spot.blocked)}"
     if spot.eta_s is None:
         return text
     minutes = spot.eta_s / 60

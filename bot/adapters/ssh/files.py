@@ -18,6 +18,8 @@ from typing import Protocol
 
 import asyncssh
 
+from bot.model.errors import ExternalError
+
 log = logging.getLogger(__name__)
 
 # Ask for the newest SFTP protocol: v4+ servers report sub-second mtimes (OpenSSH answers v3).
@@ -32,15 +34,15 @@ _MISSING = 3  # the exec scripts' exit code for "no such file or directory"
 _NOT_READABLE = 4
 
 
-class NoSuchFile(Exception):
-    """The path does not exist on the host."""
-
-
-class FileError(Exception):
+class FileError(ExternalError):
     """The path exists but cannot be read (a directory, permissions, an SFTP failure)."""
 
 
-class TooBig(Exception):
+class NoSuchFile(FileError):
+    """The path does not exist on the host."""
+
+
+class TooBig(FileError):
     def __init__(self, size: int, cap: int) -> None:
         super().__init__(f"{size} bytes, over the {cap} limit")
         self.size = size

@@ -20,6 +20,7 @@ from bot.adapters.config import HarnessConfig, HostConfig
 from bot.adapters.ssh.commands import run_script
 from bot.adapters.ssh.connection import HostConnection, RunnerError, reason
 from bot.adapters.ssh.detached import DetachedRuns
+from bot.adapters.ssh.doctor import Diagnosis, diagnose
 from bot.adapters.ssh.logsink import LineCallback, LogSink, redacted_log
 from bot.adapters.ssh.remote import HostReader
 from bot.adapters.ssh.supervisor import Supervisor
@@ -66,6 +67,8 @@ class SshRunner:
         # Every connect and every host script goes through `_connect` and `_script` below,
         # so a subclass can inject link faults there (tests do).
         self._link = HostConnection(host, opener=self._connect)
+        self._harness = harness
+        self.diagnosis: Diagnosis | None = None  # the host doctor's last word on this host
         self._runs = DetachedRuns(self._link, harness, self._script)
         self._reader = HostReader(self._link, harness, self._redact)
         self._supervisor = Supervisor(self._link, self._runs, self._reader, harness, self._redact)
@@ -113,6 +116,11 @@ class SshRunner:
     async def check(self) -> bool:
         """Is the host reachable now? Opens (or reuses) the connection and runs `true`."""
         return await self._link.check()
+
+    async def diagnose(self) -> Diagnosis:
+        """The host doctor's checks (bot.adapters.ssh.doctor); kept as `diagnosis`."""
+        self.diagnosis = await diagnose(self._link, self._harness, self._reader)
+        return self.diagnosis
 
     async def close(self) -> None:
         await self._link.close()
