@@ -100,7 +100,7 @@ async def examine_host(name: str, runner: SshRunner, pool: HostPool) -> None:
     except Exception:  # the doctor must never take the bot down; the host stays as it was
         log.exception("host doctor on %s failed", name)
         return
-    pool.set_fitness(name, found.summary())
+    pool.set_fitness(name, found.blocking)
     if found.ok:
         log.info("host %s is fit (%d checks)", name, len(found.checks))
     else:
@@ -108,15 +108,18 @@ async def examine_host(name: str, runner: SshRunner, pool: HostPool) -> None:
 
 
 async def check_hosts(runners: dict[str, SshRunner], pool: HostPool, interval_s: float) -> None:
-    """The host doctor on every host at start and on every reconnect; between, keep each
-    host's reachability fresh for /healthz (and the SSH error count for /metrics)."""
+    """The host doctor on every host at start, on every reconnect and, while a host is unfit,
+    at every check; between, keep each host's reachability fresh for /healthz (and the SSH
+    error count for /metrics)."""
     up: dict[str, bool] = {}
     while True:
         for name, runner in runners.items():
             reachable = await runner.check()
             if not reachable:
                 log.warning("host %s unreachable: %s", name, runner.last_error)
-            elif not up.get(name, False):  # the first look, or back after being away
+            elif not up.get(name, False) or not (runner.diagnosis and runner.diagnosis.ok):
+                # The first look, back after being away, or unfit last time (an operator may
+                # have fixed it since): the doctor again.
                 await examine_host(name, runner, pool)
             up[name] = reachable
         if interval_s <= 0:

@@ -81,6 +81,25 @@ async def test_each_problem_is_named_with_what_to_do(sshd: Sshd, tmp_path: Path)
     assert "print one number" in by["busy probe"].fix
     assert by["runs_dir"].state == "ok"
     assert "workdir" in found.summary()
+    assert "workdir" in found.blocking
+
+
+async def test_a_runs_dir_not_made_yet_is_a_note_and_the_host_is_fit(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    """Before its first run the harness has made no runs dir: that is no reason to park it."""
+    async with open_runner(sshd, tmp_path, runs_dir=str(tmp_path / "not-yet")) as runner:
+        found = await runner.diagnose()
+    (runs,) = [c for c in found.checks if c.name == "runs_dir"]
+    assert (runs.state, found.ok) == ("note", True), runs.line
+    assert "not there yet" in runs.detail
+    # Positive control: a runs dir that exists but is a file is a problem.
+    (tmp_path / "a-file").write_text("x")
+    async with open_runner(sshd, tmp_path, runs_dir=str(tmp_path / "a-file")) as runner:
+        found = await runner.diagnose()
+    (runs,) = [c for c in found.checks if c.name == "runs_dir"]
+    assert runs.state == "problem"
+    assert "runs_dir" in found.blocking
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -151,34 +170,55 @@ def test_a_host_key_that_does_not_match_is_a_login_problem_and_nothing_else_is_t
     assert "skipped  workdir: no login" in r.stdout
 
 
-async def test_serve_examines_its_hosts_and_gives_an_unfit_host_no_run(
-    make_rig: RigFactory,
+async def test_serve_examines_its_hosts_and_gives_an_unfit_host_no_run_until_it_is_fit(
+    make_rig: RigFactory, tmp_path: Path
 ) -> None:
-    async with make_rig(sweep={"mumble": "R"}, busy_probe="echo lots of runs") as rig:
+    answer = tmp_path / "probe-answer"
+    answer.write_text("lots of runs\n")
+    async with make_rig(
+        sweep={"mumble": "R"},
+        busy_probe=f"cat {answer}",
+        sections={"server": {"health_interval_s": 0.3}},
+    ) as rig:
 
-        async def examined() -> dict[str, Any] | None:
+        async def doctor() -> dict[str, Any] | None:
             health = (await rig.http.get(f"{rig.url}/healthz")).json()
-            doctor: dict[str, Any] | None = health["hosts"]["sshd-test"]["doctor"]
-            return doctor
+            found: dict[str, Any] | None = health["hosts"]["sshd-test"]["doctor"]
+            return found
 
-        doctor = None
-        for _ in range(100):
-            doctor = await examined()
-            if doctor is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert doctor is not None
-        assert doctor["fit"] is False
-        failed = [c for c in doctor["checks"] if c["state"] == "problem"]
+        async def until(what: str, check: Any, timeout_s: float = 20) -> Any:
+            for _ in range(int(timeout_s / 0.1)):
+                got = await check()
+                if got:
+                    return got
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        found = await until("the doctor's first word", doctor)
+        assert found["fit"] is False
+        failed = [c for c in found["checks"] if c["state"] == "problem"]
         assert [c["check"] for c in failed] == ["busy probe"]
         health = (await rig.http.get(f"{rig.url}/healthz")).json()
         assert any("is not fit" in p and "busy probe" in p for p in health["problems"])
         # A command that needs the host waits, and its comment names the problem.
         await rig.comment(REPO, 4, "alice", "!redfix isolate mumble --runs 1")
-        for _ in range(100):
-            bodies = [c.body for c in rig.bot_comments(REPO, 4)]
-            if any("no host is fit to run it" in b for b in bodies):
-                break
-            await asyncio.sleep(0.1)
-        assert any("busy probe" in b and "no host is fit to run it" in b for b in bodies), bodies
+
+        async def told() -> bool:
+            return any(
+                "no host is fit to run it" in c.body and "busy probe" in c.body
+                for c in rig.bot_comments(REPO, 4)
+            )
+
+        await until("the comment naming the problem", told)
         assert [e for e in rig.host_events() if e["event"] == "start"] == []  # nothing ran
+        # The operator fixes the probe: the next check finds the host fit, the run goes.
+        answer.write_text("0\n")
+
+        async def fit() -> bool:
+            found = await doctor()
+            return bool(found and found["fit"])
+
+        await until("the host fit again", fit)
+        await asyncio.wait_for(rig.bot.idle(), 60)
+        starts = [e for e in rig.host_events() if e["event"] == "start"]
+        assert [e["recipe"] for e in starts] == ["mumble"]  # positive: it runs once fit

@@ -58,6 +58,16 @@ class Diagnosis:
     def problems(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if c.state == "problem")
 
+    @property
+    def blocking(self) -> str:
+        """What keeps runs off this host: the problems found on it once logged in (a login
+        that fails now is the reachability check's business: runs retry their connects)."""
+        return "; ".join(
+            f"{c.name}: {c.detail} ({c.fix})" if c.fix else f"{c.name}: {c.detail}"
+            for c in self.problems
+            if c.name != "login and host key"
+        )
+
     def summary(self) -> str:
         """The problems in one line, for a reply or /healthz ("" when fit)."""
         return "; ".join(f"{c.name}: {c.detail} ({c.fix})" if c.fix else f"{c.name}: {c.detail}"
@@ -133,18 +143,19 @@ async def diagnose(link: HostConnection, harness: HarnessConfig, reader: HostRea
         )
     checks.append(await _resolves(conn, wd, harness.command, "harness command", "command"))
     runs = harness.runs_dir
-    code, _ = await _sh(
-        conn, f'd={shlex.quote(runs)}; test -d "$d" && test -r "$d" && test -x "$d"'
-    )
+    q = shlex.quote(runs)
+    code, _ = await _sh(conn, f"test -e {q} || exit 3; test -d {q} && test -r {q} && test -x {q}")
     if code == 0:
         checks.append(Check("runs_dir", "ok", f"{runs} is readable"))
+    elif code == 3:  # normal before the first run: the harness makes it
+        checks.append(Check("runs_dir", "note", f"{runs} is not there yet (the harness makes it)"))
     else:
         checks.append(
             Check(
                 "runs_dir",
                 "problem",
-                f"{runs} is missing or not readable",
-                "create it (the harness writes its runs there) or fix [harness] runs_dir",
+                f"{runs} is not a readable directory",
+                "give the SSH user read access there, or fix [harness] runs_dir",
             )
         )
     state = harness.state_root
