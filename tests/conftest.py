@@ -36,45 +36,37 @@ from tests.synapse import Synapse, synapse_installed
 # --- real OpenSSH sshd (tests/sshd.py) -----------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    """A private sshd on loopback for the whole session; tests using it are marked slow."""
+def _private_sshd(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *, sftp: bool
+) -> Iterator[Sshd]:
     if not SSHD.exists():
         message = f"{SSHD} not found: apt-get install -y openssh-server"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (CI is set, so a missing sshd is a failure, not a skip)")
         pytest.skip(message)
     server = Sshd(
-        base=tmp_path_factory.mktemp("sshd"),
-        workdir=tmp_path_factory.mktemp("ccci-workdir"),
-        runs_dir=tmp_path_factory.mktemp("ccci-runs"),
+        base=tmp_path_factory.mktemp(name),
+        workdir=tmp_path_factory.mktemp(f"{name}-workdir"),
+        runs_dir=tmp_path_factory.mktemp(f"{name}-runs"),
+        sftp=sftp,
     )
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A private sshd on loopback for the whole session; tests using it are marked slow."""
+    yield from _private_sshd(tmp_path_factory, "sshd", sftp=True)
 
 
 @pytest.fixture(scope="session")
 def sshd_nosftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """A second private sshd without the SFTP subsystem (some hosts turn it off)."""
-    if not SSHD.exists():
-        message = f"{SSHD} not found: apt-get install -y openssh-server"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI is set, so a missing sshd is a failure, not a skip)")
-        pytest.skip(message)
-    server = Sshd(
-        base=tmp_path_factory.mktemp("sshd-nosftp"),
-        workdir=tmp_path_factory.mktemp("nosftp-workdir"),
-        runs_dir=tmp_path_factory.mktemp("nosftp-runs"),
-        sftp=False,
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _private_sshd(tmp_path_factory, "sshd-nosftp", sftp=False)
 
 
 # --- end of the sshd section ---------------------------------------------------------------

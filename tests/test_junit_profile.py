@@ -139,6 +139,13 @@ def assert_no_ccci_words(body: str) -> None:
         assert word not in verdict_text, (word, body)
 
 
+def test_the_word_check_sees_cc_ci_words_where_they_are() -> None:
+    """Positive control for assert_no_ccci_words: it fails on a cc-ci verdict's text."""
+    for word in CCCI_WORDS:
+        with pytest.raises(AssertionError):
+            assert_no_ccci_words(f"headline\n**Reference failure:** x\n**Fix route:** {word}")
+
+
 async def test_a_genuine_failure_is_genuine_with_the_projects_cause_in_its_words(
     make_rig: RigFactory, project: dict[str, Any]
 ) -> None:

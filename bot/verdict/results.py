@@ -116,18 +116,28 @@ def junit_key(test_id: str) -> tuple[str, str]:
     return ".".join([module, *classes]), name
 
 
+def _junit_roots(
+    junit_files: Mapping[str, bytes],
+) -> tuple[list[tuple[str, Element]], list[str]]:
+    """Each JUnit file's name and root element (parsed safely), and why the others were
+    unreadable."""
+    roots: list[tuple[str, Element]] = []
+    problems: list[str] = []
+    for fname, raw in sorted(junit_files.items()):
+        try:
+            roots.append((fname, SafeET.fromstring(raw)))
+        except (SafeET.ParseError, DefusedXmlException, ValueError) as e:
+            problems.append(f"{fname}: unreadable JUnit XML ({e.__class__.__name__})")
+    return roots, problems
+
+
 def _junit_messages(junit_files: Mapping[str, bytes]) -> tuple[dict[str, str], list[str]]:
     """Map each failed JUnit case — by (classname, name), by node id, and by bare name when
     only one case has it — to its first assertion line; report unreadable files."""
     messages: dict[str, str] = {}
     bare: dict[str, list[str]] = {}
-    problems: list[str] = []
-    for fname, raw in sorted(junit_files.items()):
-        try:
-            root: Element = SafeET.fromstring(raw)
-        except (SafeET.ParseError, DefusedXmlException, ValueError) as e:
-            problems.append(f"{fname}: unreadable JUnit XML ({e.__class__.__name__})")
-            continue
+    roots, problems = _junit_roots(junit_files)
+    for _fname, root in roots:
         for case in root.iter("testcase"):
             bad = case.find("failure")
             if bad is None:
@@ -219,13 +229,8 @@ def parse_junit_results(run_id: str, unit: str, junit_files: Mapping[str, bytes]
         raise ResultsError("no JUnit XML file in the run's directory")
     stages: dict[str, list[str]] = {}
     failing: list[FailingTest] = []
-    problems: list[str] = []
-    for fname, raw in sorted(junit_files.items()):
-        try:
-            root: Element = SafeET.fromstring(raw)
-        except (SafeET.ParseError, DefusedXmlException, ValueError) as e:
-            problems.append(f"{fname}: unreadable JUnit XML ({e.__class__.__name__})")
-            continue
+    roots, problems = _junit_roots(junit_files)
+    for fname, root in roots:
         suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
         for suite in suites:
             if suite.find("testsuite") is not None:
